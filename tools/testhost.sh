@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# A local "fresh VPS" for tests: a Debian 13 (trixie) container running systemd
+# and sshd, on the machine's network (--network host), reachable as
+# root@127.0.0.1 port 2222 with a generated key. It has no Docker: installing
+# Docker is dropship's job.
+#
+# Usage: tools/testhost.sh build|start|stop|status|ssh-config
+#   build       build the image once (debootstrap + docker import), cached by tag
+#   start       build if needed, start the container, inject the root key,
+#               wait until ssh works
+#   stop        remove the container and its /var/lib/docker volume
+#   status      print whether it runs (exit 0 if it does, 1 if not)
+#   ssh-config  print an ssh_config block for Host $TESTHOST_NAME
+#
+# Environment:
+#   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship); the key
+#                           pair is $DROPSHIP_CACHE/testhost/id_ed25519
+#   TESTHOST_NAME           container name (default: dropship-testhost)
+#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-1,
+#                           with a -pPORT suffix for a non-default port)
+#   TESTHOST_PORT           sshd port on 127.0.0.1, baked into the image
+#                           (default: 2222)
+#   TESTHOST_ROOT_PASSWORD  root password set at start (default: dropship-testhost)
+#   TESTHOST_START_TIMEOUT  seconds to wait for ssh (default: 120)
+#   DEBIAN_MIRROR           Debian mirror URL (default: the first .../debian
+#                           URI in this machine's apt sources)
+set -euo pipefail
+
+SUITE=trixie
+# Bump IMAGE_REV whenever the image recipe below changes.
+IMAGE_REV=1
+INCLUDE=openssh-server,sudo,ca-certificates,curl,iproute2,procps,systemd-sysv,dbus
+
+log() { printf 'testhost: %s\n' "$*" >&2; }
+die() { printf 'testhost: ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  printf 'usage: %s build|start|stop|status|ssh-config\n' "${0##*/}" >&2
+  exit 2
+}
+
+ensure_apt_pkg() { # COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  log "installing $2 (apt)"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 \
+    || die "step 'apt-get update' failed"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "$2" >&2 \
+    || die "step 'apt-get install $2' failed"
+}
+
+# The Debian mirror this machine's apt uses (deb822 .sources or one-line .list).
+debian_mirror() {
+  if [[ -n "${DEBIAN_MIRROR:-}" ]]; then
+    printf '%s\n' "$DEBIAN_MIRROR"
+    return 0
+  fi
+  local files=() f url
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+    [[ -f "$f" ]] && files+=("$f")
+  done
+  ((${#files[@]})) || die "step 'find Debian mirror': no apt sources on this machine; set DEBIAN_MIRROR"
+  url="$(awk '
+      /^[[:space:]]*URIs:/ { for (i = 2; i <= NF; i++) print $i; next }
+      /^[[:space:]]*deb[[:space:]]/ {
+        for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/ && $i !~ /=/) { print $i; break }
+      }' "${files[@]}" | grep -E '^https?://[^ ]+/debian/?$' | head -n 1)" || true
+  [[ -n "$url" ]] || die "step 'find Debian mirror': no .../debian URI in /etc/apt/sources*; set DEBIAN_MIRROR"
+  printf '%s\n' "${url%/}"
+}
+
+image_exists() { docker image inspect "$IMAGE" >/dev/null 2>&1; }
+
+# Pristine debootstrap output, cached as a tarball so a rebuild of the image
+# (e.g. after IMAGE_REV changes) does not need debootstrap again.
+ensure_rootfs_tar() { # TAR
+  local tar="$1" mirror tmp
+  [[ -s "$tar" ]] && { log "using cached rootfs $tar"; return 0; }
+  ensure_apt_pkg debootstrap debootstrap
+  mirror="$(debian_mirror)"
+  mkdir -p "${tar%/*}"
+  tmp="$(mktemp -d "${tar%/*}/debootstrap.XXXXXX")"
+  log "running debootstrap --variant=minbase $SUITE (~1 min; log: $tmp.log)"
+  if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$tmp/rootfs" "$mirror" \
+    >"$tmp.log" 2>&1; then
+    tail -n 20 "$tmp.log" >&2 || true
+    rm -rf "$tmp"
+    die "step 'debootstrap $SUITE' failed (see $tmp.log)"
+  fi
+  log "saving rootfs tarball $tar"
+  tar -C "$tmp/rootfs" --numeric-owner -cf "$tar.part" . || die "step 'tar rootfs' failed"
+  mv "$tar.part" "$tar"
+  rm -rf "$tmp" "$tmp.log"
+}
+
+# Turn the pristine rootfs into a droplet-like host. Test-host-only settings
+# (port, loopback address) go in a drop-in that sorts first, so they survive
+# whatever hardening dropship applies; the rest mirrors a fresh cloud VPS:
+# PermitRootLogin yes in sshd_config, PasswordAuthentication yes in a
+# cloud-init style drop-in.
+configure_rootfs() { # DIR
+  local root="$1"
+  install -d -m 755 "$root/etc/ssh/sshd_config.d"
+  cat >"$root/etc/ssh/sshd_config.d/00-testhost.conf" <<EOF
+# dropship test host: sshd shares the machine's network namespace.
+Port $PORT
+ListenAddress 127.0.0.1
+EOF
+  cat >"$root/etc/ssh/sshd_config.d/50-cloud-init.conf" <<'EOF'
+PasswordAuthentication yes
+EOF
+  sed -i -E 's/^#?PermitRootLogin .*/PermitRootLogin yes/' "$root/etc/ssh/sshd_config"
+  grep -q '^PermitRootLogin yes' "$root/etc/ssh/sshd_config" \
+    || echo 'PermitRootLogin yes' >>"$root/etc/ssh/sshd_config"
+  # No kernel modules can be loaded from a container; this unit would leave
+  # systemd "degraded".
+  ln -sf /dev/null "$root/etc/systemd/system/systemd-modules-load.service"
+  # Like a fresh VPS: no stale package lists, no downloaded packages.
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+  install -d -m 755 "$root/var/lib/apt/lists/partial"
+  : >"$root/etc/machine-id"
+}
+
+cmd_build() {
+  if image_exists; then
+    log "image $IMAGE already built"
+    return 0
+  fi
+  local tar tmp
+  tar="$CACHE/rootfs/debootstrap-$SUITE-$(printf '%s' "$INCLUDE" | sha256sum | cut -c1-8).tar"
+  ensure_rootfs_tar "$tar"
+  tmp="$(mktemp -d "$CACHE/rootfs/build.XXXXXX")"
+  # shellcheck disable=SC2064 # expand $tmp now
+  trap "rm -rf '$tmp'" EXIT
+  log "building image $IMAGE (configure sshd, docker import)"
+  tar -C "$tmp" --numeric-owner -xf "$tar" || die "step 'unpack rootfs' failed"
+  configure_rootfs "$tmp"
+  tar -C "$tmp" --numeric-owner -c . | docker import \
+    -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
+    -m "dropship test host: Debian $SUITE minbase, sshd on 127.0.0.1:$PORT" \
+    - "$IMAGE" >/dev/null || die "step 'docker import $IMAGE' failed"
+  rm -rf "$tmp"
+  trap - EXIT
+  log "image $IMAGE built"
+}
+
+ensure_key() {
+  [[ -s "$KEY" && -s "$KEY.pub" ]] && return 0
+  log "generating root key pair $KEY"
+  mkdir -p "${KEY%/*}"
+  rm -f "$KEY" "$KEY.pub"
+  ssh-keygen -q -t ed25519 -N '' -C "dropship-testhost" -f "$KEY" \
+    || die "step 'ssh-keygen' failed"
+}
+
+ssh_opts() {
+  printf '%s\n' -i "$KEY" -p "$PORT" -o BatchMode=yes -o IdentitiesOnly=yes \
+    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=3
+}
+
+ssh_works() {
+  local opts
+  mapfile -t opts < <(ssh_opts)
+  ssh "${opts[@]}" root@127.0.0.1 true </dev/null >/dev/null 2>&1
+}
+
+container_state() { # prints running|exited|...|absent
+  local state
+  if state="$(docker inspect -f '{{.State.Status}}' "$NAME" 2>/dev/null)" && [[ -n "$state" ]]; then
+    printf '%s\n' "$state"
+  else
+    echo absent
+  fi
+}
+
+port_in_use() {
+  ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .
+}
+
+cmd_start() {
+  command -v ssh >/dev/null 2>&1 || ensure_apt_pkg ssh openssh-client
+  cmd_build
+  ensure_key
+  local state
+  state="$(container_state)"
+  case "$state" in
+    running)
+      log "container $NAME already running" ;;
+    absent)
+      if port_in_use; then
+        die "step 'start': port 127.0.0.1:$PORT is already taken by another process"
+      fi
+      log "starting container $NAME (systemd, sshd on 127.0.0.1:$PORT)"
+      docker run -d --name "$NAME" --hostname "$NAME" --network host \
+        --cap-add ALL --cap-drop SYS_RESOURCE \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        --security-opt systempaths=unconfined --cgroupns host \
+        -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+        -v "$NAME-docker:/var/lib/docker" "$IMAGE" /sbin/init >/dev/null \
+        || die "step 'docker run $NAME' failed" ;;
+    *)
+      log "container $NAME is $state, starting it again"
+      docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
+  esac
+
+  log "injecting root key and password"
+  docker exec -i "$NAME" sh -c \
+    'install -d -m 700 /root/.ssh && cat >/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' \
+    <"$KEY.pub" || die "step 'inject root key' failed"
+  printf 'root:%s\n' "$PASSWORD" | docker exec -i "$NAME" chpasswd \
+    || die "step 'set root password' failed"
+
+  log "waiting for ssh root@127.0.0.1 -p $PORT (up to ${TIMEOUT}s)"
+  local waited=0
+  until ssh_works; do
+    if [[ "$(container_state)" != running ]]; then
+      docker logs --tail 30 "$NAME" >&2 || true
+      die "step 'wait for ssh': container $NAME stopped"
+    fi
+    if ((waited >= TIMEOUT)); then
+      docker exec "$NAME" systemctl --no-pager status ssh >&2 || true
+      die "step 'wait for ssh' timed out after ${TIMEOUT}s"
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  log "ready: ssh -i $KEY -p $PORT root@127.0.0.1"
+}
+
+cmd_stop() {
+  if [[ "$(container_state)" != absent ]]; then
+    log "removing container $NAME"
+    docker rm -f "$NAME" >/dev/null || die "step 'docker rm $NAME' failed"
+  fi
+  if docker volume inspect "$NAME-docker" >/dev/null 2>&1; then
+    log "removing volume $NAME-docker"
+    docker volume rm "$NAME-docker" >/dev/null || die "step 'docker volume rm $NAME-docker' failed"
+  fi
+  log "stopped"
+}
+
+cmd_status() {
+  local state
+  state="$(container_state)"
+  if [[ "$state" == running ]]; then
+    if ssh_works; then
+      echo "running: ssh root@127.0.0.1 -p $PORT answers"
+    else
+      echo "running: container up, ssh on 127.0.0.1:$PORT not answering (yet)"
+    fi
+    return 0
+  fi
+  echo "not running (container $NAME: $state)"
+  return 1
+}
+
+cmd_ssh_config() {
+  cat <<EOF
+Host $NAME
+  HostName 127.0.0.1
+  Port $PORT
+  User root
+  IdentityFile $KEY
+  IdentitiesOnly yes
+  StrictHostKeyChecking no
+  UserKnownHostsFile /dev/null
+  LogLevel ERROR
+EOF
+}
+
+main() {
+  [[ $# -eq 1 ]] || usage
+  CACHE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}"
+  NAME="${TESTHOST_NAME:-dropship-testhost}"
+  PORT="${TESTHOST_PORT:-2222}"
+  # The sshd port is baked into the image: a non-default port gets its own tag.
+  local tag="$SUITE-$IMAGE_REV"
+  [[ "$PORT" == 2222 ]] || tag+="-p$PORT"
+  IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$tag}"
+  PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
+  TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"
+  KEY="$CACHE/testhost/id_ed25519"
+  if [[ "$1" != ssh-config ]] && ! docker info >/dev/null 2>&1; then
+    die "step 'docker info': no Docker engine answers (run tools/docker-engine.sh first)"
+  fi
+  case "$1" in
+    build) cmd_build ;;
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    ssh-config) cmd_ssh_config ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"
