@@ -1,0 +1,1 @@
+"""dropship's Pulumi components, one per module."""

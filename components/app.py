@@ -1,0 +1,86 @@
+"""The compose app: its files on the host, one release deployed, removed on destroy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+from pulumi_command import remote
+
+from dropship import commands
+from dropship.remote import SshTarget
+from dropship.settings import AppSettings, RegistrySettings
+
+
+@dataclass(frozen=True)
+class AppArgs:
+    target: SshTarget
+    user: str
+    app: AppSettings
+    app_dir: str
+    project_dir: Path
+    registry: RegistrySettings | None
+    env_content: pulumi.Output[str]
+    """Secret: a change redeploys, so that containers pick up the new .env."""
+    env_file: pulumi.Resource
+    after: tuple[pulumi.Resource, ...] = ()
+
+
+class App(pulumi.ComponentResource):
+    release: remote.Command
+
+    def __init__(self, name: str, args: AppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("dropship:index:App", name, None, opts)
+        connection = args.target.as_user(args.user)
+        app = args.app
+
+        # Owns the app's lifetime on the host: its delete stops the containers.
+        directory = remote.Command(
+            f"{name}-directory",
+            connection=connection,
+            create=f"test -d {args.app_dir} -a -w {args.app_dir}",
+            delete=commands.remove_app(args.app_dir, app.name),
+            triggers=[args.target.host_id],
+            opts=args.target.options(self, list(args.after)),
+        )
+        uploads: list[pulumi.Resource] = []
+        contents: dict[str, bytes] = {}
+        for relative in (*app.compose_files, *app.files):
+            source = args.project_dir / relative
+            contents[source.name] = source.read_bytes()
+            uploads.append(
+                remote.CopyToRemote(
+                    f"{name}-file-{source.name}",
+                    connection=connection,
+                    source=pulumi.FileAsset(str(source)),
+                    remote_path=f"{args.app_dir}/{source.name}",
+                    triggers=[args.target.host_id],
+                    opts=args.target.options(self, [directory]),
+                )
+            )
+
+        self.release = remote.Command(
+            f"{name}-release",
+            connection=connection,
+            create=commands.deploy(
+                app_dir=args.app_dir,
+                project=app.name,
+                image_tag=app.image_tag,
+                compose_files=[Path(f).name for f in app.compose_files],
+                health_url=app.health_url,
+                health_timeout=app.health_timeout,
+                pre_deploy=app.pre_deploy,
+                post_deploy=app.post_deploy,
+                registry=args.registry.server if args.registry else None,
+                registry_user=args.registry.username if args.registry else None,
+                files_digest=commands.files_digest(contents),
+            ),
+            stdin=pulumi.Output.secret(args.registry.password) if args.registry else None,
+            triggers=[args.target.host_id, args.env_content],
+            opts=pulumi.ResourceOptions.merge(
+                args.target.options(self, [directory, args.env_file, *uploads]),
+                pulumi.ResourceOptions(additional_secret_outputs=["stdin"]),
+            ),
+        )
+        self.register_outputs({"release": app.image_tag})

@@ -1,0 +1,70 @@
+"""Prepares a fresh server: waits for it, installs Docker, creates the deploy
+user, proves that user can log in and use docker, then hardens sshd."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from dropship import commands
+from dropship.remote import SshTarget
+from dropship.settings import DeploySettings, DockerSettings
+
+
+@dataclass(frozen=True)
+class HostBootstrapArgs:
+    target: SshTarget
+    admin_user: str
+    """The user that can become root: root on a fresh droplet."""
+    deploy: DeploySettings
+    docker: DockerSettings
+    public_key: str
+    app_dir: str
+
+
+class HostBootstrap(pulumi.ComponentResource):
+    deploy_user_ready: remote.Command
+    """Completes once the deploy user has logged in and reached docker."""
+
+    def __init__(self, name: str, args: HostBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("dropship:index:HostBootstrap", name, None, opts)
+        admin = args.target.as_user(args.admin_user)
+        sudo = args.admin_user != "root"
+
+        def step(step_name: str, create: str, connection: remote.ConnectionArgs, after: list[pulumi.Resource]) -> remote.Command:
+            return remote.Command(
+                f"{name}-{step_name}",
+                connection=connection,
+                create=create,
+                triggers=[args.target.host_id],
+                opts=args.target.options(self, after),
+            )
+
+        ready = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
+        docker = step(
+            "docker",
+            commands.install_docker(
+                args.docker.install,
+                args.docker.log_max_size,
+                args.docker.log_max_file,
+                args.docker.daemon_no_bridge,
+                sudo=sudo,
+            ),
+            admin,
+            [ready],
+        )
+        user = step(
+            "deploy-user",
+            commands.create_deploy_user(args.deploy.user, args.public_key, args.app_dir, args.deploy.sudo, sudo=sudo),
+            admin,
+            [docker],
+        )
+        self.deploy_user_ready = step(
+            "deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy.user), [user]
+        )
+        self.hardened = step(
+            "harden-ssh", commands.harden_ssh(args.deploy.user, sudo=sudo), admin, [self.deploy_user_ready]
+        )
+        self.register_outputs({})

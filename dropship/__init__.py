@@ -1,0 +1,1 @@
+"""dropship: a Docker Compose app on one server, from one `pulumi up`."""

@@ -1,0 +1,122 @@
+"""Builders of the remote shell commands: plain strings, no I/O but reading the scripts.
+
+Every script lives in `scripts/` as a shellcheck-clean file and runs as
+`bash -c '<script>' <name> <args...>`, so that a change to a script or to one
+of its arguments changes the command string, which is what makes
+pulumi-command run the step again. Values are passed as quoted arguments,
+never templated into the script text; secrets never pass through here: they
+travel on stdin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@cache
+def script_text(name: str) -> str:
+    return (SCRIPTS / name).read_text()
+
+
+def run_script(name: str, *args: str, as_root_via_sudo: bool = False) -> str:
+    """The command line that runs scripts/<name> with the given arguments."""
+    words = ["bash", "-c", script_text(name), name, *args]
+    command = shlex.join(words)
+    return f"sudo -n {command}" if as_root_via_sudo else command
+
+
+def wait_for_host(*, sudo: bool = False) -> str:
+    return run_script("wait-for-host.sh", as_root_via_sudo=sudo)
+
+
+def install_docker(source: str, log_max_size: str, log_max_file: int, no_bridge: bool, *, sudo: bool = False) -> str:
+    return run_script(
+        "install-docker.sh", source, log_max_size, str(log_max_file), _flag(no_bridge), as_root_via_sudo=sudo
+    )
+
+
+def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> str:
+    return run_script("create-deploy-user.sh", user, public_key, app_dir, _flag(allow_sudo), as_root_via_sudo=sudo)
+
+
+def check_deploy_user() -> str:
+    return run_script("check-deploy-user.sh")
+
+
+def harden_ssh(deploy_user: str, *, sudo: bool = False) -> str:
+    return run_script("harden-ssh.sh", deploy_user, as_root_via_sudo=sudo)
+
+
+def write_env(app_dir: str) -> str:
+    return run_script("write-env.sh", app_dir)
+
+
+def remove_app(app_dir: str, project: str) -> str:
+    return run_script("remove-app.sh", app_dir, project)
+
+
+def deploy(
+    *,
+    app_dir: str,
+    project: str,
+    image_tag: str,
+    compose_files: Iterable[str],
+    health_url: str | None = None,
+    health_timeout: int = 60,
+    pre_deploy: Iterable[str] = (),
+    post_deploy: Iterable[str] = (),
+    registry: str | None = None,
+    registry_user: str | None = None,
+    files_digest: str = "",
+) -> str:
+    args = ["--dir", app_dir, "--project", project, "--tag", image_tag]
+    for name in compose_files:
+        args += ["--compose-file", name]
+    if health_url:
+        args += ["--health-url", health_url, "--health-timeout", str(health_timeout)]
+    for hook in pre_deploy:
+        args += ["--pre-deploy", hook]
+    for hook in post_deploy:
+        args += ["--post-deploy", hook]
+    if registry:
+        args += ["--registry", registry, "--registry-user", registry_user or ""]
+    if files_digest:
+        args += ["--files-digest", files_digest]
+    return run_script("deploy.sh", *args)
+
+
+def files_digest(files: Mapping[str, bytes]) -> str:
+    """sha256 over the uploaded files' names and contents, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        content = files[name]
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """The .env file: one KEY=value per line, quoted so that compose reads every value literally.
+
+    Single quotes are literal in compose's env files; a value holding a single
+    quote or a newline is double-quoted with compose's escapes instead.
+    """
+    lines = []
+    for name in sorted(env):
+        value = env[name]
+        if "'" not in value and "\n" not in value:
+            lines.append(f"{name}='{value}'")
+        else:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("\n", "\\n")
+            lines.append(f'{name}="{escaped}"')
+    return "".join(line + "\n" for line in lines)
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs Docker Engine with the compose v2 plugin and configures container
+# log rotation. Probes first: an engine that already works is left in place.
+# Usage: install-docker.sh SOURCE LOG_MAX_SIZE LOG_MAX_FILE NO_BRIDGE
+#   SOURCE: distro (the distribution's packages) or docker-apt (Docker's apt repository)
+set -eu
+
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@"
+}
+
+install_from_distro() {
+  # Ubuntu ships compose v2 as docker-compose-v2; Debian 13 as docker-compose.
+  if apt-cache show docker-compose-v2 >/dev/null 2>&1; then
+    apt_install docker.io docker-compose-v2
+  else
+    apt_install docker.io docker-compose
+  fi
+}
+
+install_from_docker_apt() {
+  # shellcheck source=/dev/null
+  . /etc/os-release
+  apt_install ca-certificates curl
+  install -m 0755 -d /etc/apt/keyrings
+  curl -fsSL "https://download.docker.com/linux/${ID}/gpg" -o /etc/apt/keyrings/docker.asc
+  chmod a+r /etc/apt/keyrings/docker.asc
+  echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/${ID} ${VERSION_CODENAME} stable" \
+    >/etc/apt/sources.list.d/docker.list
+  apt-get -o DPkg::Lock::Timeout=300 update -q
+  apt_install docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
+}
+
+daemon_json() {
+  local max_size=$1 max_file=$2 no_bridge=$3
+  printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}' "$max_size" "$max_file"
+  if [ "$no_bridge" = "true" ]; then
+    printf ',\n  "bridge": "none",\n  "iptables": false,\n  "ip-masq": false'
+  fi
+  printf '\n}\n'
+}
+
+main() {
+  local source=$1 max_size=$2 max_file=$3 no_bridge=$4
+  if docker version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+    echo "docker already installed: $(docker --version)"
+  else
+    echo "installing docker (${source})"
+    apt-get -o DPkg::Lock::Timeout=300 update -q
+    case "$source" in
+      distro) install_from_distro ;;
+      docker-apt) install_from_docker_apt ;;
+      *) echo "unknown docker source: ${source}" >&2; exit 2 ;;
+    esac
+  fi
+
+  mkdir -p /etc/docker
+  local wanted
+  wanted=$(daemon_json "$max_size" "$max_file" "$no_bridge")
+  if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
+    printf '%s\n' "$wanted" >/etc/docker/daemon.json
+    echo "wrote /etc/docker/daemon.json; restarting docker"
+    systemctl restart docker
+  fi
+  systemctl enable --now docker >/dev/null 2>&1
+  docker compose version
+}
+
+main "$@"
