@@ -33,16 +33,19 @@ if settings.droplet and settings.dns:
             zone_id(settings.dns.zone, settings.dns.zone_id),
             settings.dns.hostnames,
             server.ipv4,
-            server.ipv6 if settings.droplet.ipv6 else None,
+            server.ipv6,
             settings.dns.ttl,
             settings.dns.proxied,
             f"managed by dropship, stack {settings.project}/{settings.stack}",
         ),
     )
-    target = SshTarget(server.ipv4, 22, private_key, settings.ssh.dial_error_limit, settings.ssh.host_key, server.droplet, server.droplet.id)
+    target = SshTarget(
+        server.ipv4, 22, private_key, settings.ssh.dial_error_limit, settings.ssh.host_key, server.droplet, server.droplet.id
+    )
     admin_user = "root"
     pulumi.export("ipv4", server.ipv4)
-    pulumi.export("ipv6", server.ipv6)
+    if server.ipv6 is not None:
+        pulumi.export("ipv6", server.ipv6)
 else:
     host = settings.existing_host
     assert host is not None

@@ -47,7 +47,7 @@ def zone_id(zone_name: str | None, zone_id: str | None) -> pulumi.Output[str]:
     if zone_id:
         return pulumi.Output.from_input(zone_id)
     assert zone_name is not None
-    return cloudflare.get_zone_output(filter={"name": zone_name}).id
+    return cloudflare.get_zone_output(filter=cloudflare.GetZoneFilterArgs(name=zone_name, match="all")).id
 
 
 def web_source_ranges(proxied: bool) -> pulumi.Output[list[str]]:

@@ -17,7 +17,7 @@ class EnvFileArgs:
     user: str
     app_dir: str
     content: pulumi.Output[str]
-    """Secret: the rendered .env."""
+    """The rendered .env, already marked secret."""
     after: tuple[pulumi.Resource, ...] = ()
 
 
@@ -30,7 +30,7 @@ class EnvFile(pulumi.ComponentResource):
             f"{name}-write",
             connection=args.target.as_user(args.user),
             create=commands.write_env(args.app_dir),
-            stdin=pulumi.Output.secret(args.content),
+            stdin=args.content,
             logging=remote.Logging.NONE,
             triggers=[args.target.host_id],
             opts=pulumi.ResourceOptions.merge(

@@ -61,10 +61,6 @@ class HostBootstrap(pulumi.ComponentResource):
             admin,
             [docker],
         )
-        self.deploy_user_ready = step(
-            "deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy.user), [user]
-        )
-        self.hardened = step(
-            "harden-ssh", commands.harden_ssh(args.deploy.user, sudo=sudo), admin, [self.deploy_user_ready]
-        )
+        self.deploy_user_ready = step("deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy.user), [user])
+        self.hardened = step("harden-ssh", commands.harden_ssh(args.deploy.user, sudo=sudo), admin, [self.deploy_user_ready])
         self.register_outputs({})

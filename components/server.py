@@ -22,7 +22,7 @@ class ServerArgs:
 
 class Server(pulumi.ComponentResource):
     ipv4: pulumi.Output[str]
-    ipv6: pulumi.Output[str | None]
+    ipv6: pulumi.Output[str] | None
     droplet: digitalocean.Droplet
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -31,9 +31,7 @@ class Server(pulumi.ComponentResource):
         protected = pulumi.ResourceOptions(parent=self, protect=args.protect)
         settings = args.droplet
 
-        key = digitalocean.SshKey(
-            f"{name}-key", name=args.resource_name, public_key=args.public_key, opts=child
-        )
+        key = digitalocean.SshKey(f"{name}-key", name=args.resource_name, public_key=args.public_key, opts=child)
         self.droplet = digitalocean.Droplet(
             f"{name}-droplet",
             name=args.resource_name,
@@ -57,7 +55,7 @@ class Server(pulumi.ComponentResource):
                 opts=child,
             )
             self.ipv4 = reserved.ip_address
-        self.ipv6 = self.droplet.ipv6_address if settings.ipv6 else pulumi.Output.from_input(None)
+        self.ipv6 = self.droplet.ipv6_address if settings.ipv6 else None
         if settings.volume_size_gb:
             volume = digitalocean.Volume(
                 f"{name}-data",

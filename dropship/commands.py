@@ -36,9 +36,7 @@ def wait_for_host(*, sudo: bool = False) -> str:
 
 
 def install_docker(source: str, log_max_size: str, log_max_file: int, no_bridge: bool, *, sudo: bool = False) -> str:
-    return run_script(
-        "install-docker.sh", source, log_max_size, str(log_max_file), _flag(no_bridge), as_root_via_sudo=sudo
-    )
+    return run_script("install-docker.sh", source, log_max_size, str(log_max_file), _flag(no_bridge), as_root_via_sudo=sudo)
 
 
 def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> str:

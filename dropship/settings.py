@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -33,7 +34,7 @@ UBUNTU_LTS_IMAGE = "ubuntu-24-04-x64"
 PREVIEW_STACK = re.compile(r"^pr-([1-9][0-9]{0,8})$")
 
 
-class Environment(str, Enum):
+class Environment(StrEnum):
     PRODUCTION = "production"
     STAGING = "staging"
     PREVIEW = "preview"
@@ -41,6 +42,7 @@ class Environment(str, Enum):
 
 
 # --- field validators: each says what it expected -------------------------
+
 
 def _matches(pattern: str, expected: str) -> AfterValidator:
     compiled = re.compile(pattern)
@@ -105,9 +107,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class ServerSettings(Section):
@@ -337,7 +337,8 @@ def _section(name: str, model: type[S], values: dict[str, Any], stack: str, prob
                 problems.append(Problem(key, f"unknown key; known keys of '{name}' are: {known}"))
             else:
                 msg = e["msg"].removeprefix("Value error, ")
-                problems.append(Problem(key, f"{msg}; got {_given(e['input'])}"))
+                given = "a secret value (not shown)" if key in SECRET_KEYS else _given(e["input"])
+                problems.append(Problem(key, f"{msg}; got {given}"))
         return None
 
 
@@ -362,7 +363,9 @@ def load(
         section, dot, rest = key.partition(".")
         if section == "env" and dot:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", rest):
-                problems.append(Problem(key, f"expected an environment variable name such as DATABASE_URL after 'env.'; got {_given(rest)}"))
+                problems.append(
+                    Problem(key, f"expected an environment variable name such as DATABASE_URL after 'env.'; got {_given(rest)}")
+                )
             elif key not in secret_keys:
                 problems.append(Problem(key, f"stored in plain text; .env values must be secrets: {_secret_fix(stack, key)}"))
             else:
@@ -381,17 +384,22 @@ def load(
     protect_default = environment is Environment.PRODUCTION
     protect = top.get("protect", protect_default)
     if not isinstance(protect, bool):
-        protect = {"true": True, "false": False}.get(str(protect).lower(), None)
+        protect = {"true": True, "false": False}.get(str(protect).lower())
         if protect is None:
             problems.append(Problem("protect", f"expected true or false; got {_given(top['protect'])}"))
             protect = protect_default
 
     server = _section("server", ServerSettings, sections["server"], stack, problems) or ServerSettings()
     uses_droplet = server.mode == "droplet"
-    needed, unused = (("droplet", "dns"), ("existingHost",)) if uses_droplet else (("existingHost",), ("droplet", "dns"))
+    unused = ("existingHost",) if uses_droplet else ("droplet", "dns")
     for name in unused:
         for rest in sections[name]:
-            problems.append(Problem(f"{name}.{rest}", f"only applies when server.mode is {'existing' if uses_droplet else 'droplet'} (it is {server.mode}); remove it"))
+            problems.append(
+                Problem(
+                    f"{name}.{rest}",
+                    f"only applies when server.mode is {'existing' if uses_droplet else 'droplet'} (it is {server.mode}); remove it",
+                )
+            )
 
     parsed: dict[str, Any] = {}
     for name, model in SECTIONS.items():
@@ -448,7 +456,7 @@ def _check_semantics(
         if not dns.zone and not dns.zone_id:
             problems.append(Problem("dns.zone", "required: the Cloudflare zone name (or set dns.zoneId)"))
         if not dns.hostnames:
-            problems.append(Problem("dns.hostnames", "required: at least one hostname such as [\"app.example.com\"]"))
+            problems.append(Problem("dns.hostnames", 'required: at least one hostname such as ["app.example.com"]'))
         if dns.zone:
             for i, host in enumerate(dns.hostnames):
                 if host != dns.zone and not host.endswith("." + dns.zone):
@@ -459,10 +467,14 @@ def _check_semantics(
     ssh: SshSettings | None = parsed.get("ssh")
     if ssh is not None and "droplet" in parsed:
         if not ssh.source_ranges:
-            problems.append(Problem("ssh.sourceRanges", "required for a droplet: the CIDR ranges allowed to reach SSH, e.g. [\"203.0.113.7/32\"]"))
+            problems.append(
+                Problem("ssh.sourceRanges", 'required for a droplet: the CIDR ranges allowed to reach SSH, e.g. ["203.0.113.7/32"]')
+            )
         world = [r for r in ssh.source_ranges if r in ("0.0.0.0/0", "::/0")]
         if world and environment is Environment.PRODUCTION and not ssh.allow_world:
-            problems.append(Problem("ssh.sourceRanges", f"production refuses {', '.join(world)}; narrow the ranges or set ssh.allowWorld true"))
+            problems.append(
+                Problem("ssh.sourceRanges", f"production refuses {', '.join(world)}; narrow the ranges or set ssh.allowWorld true")
+            )
 
     app: AppSettings | None = parsed.get("app")
     if app is not None:
@@ -471,7 +483,7 @@ def _check_semantics(
                 if not (project_dir / name).is_file():
                     problems.append(Problem(f"app.{kind}[{i}]", f"expected an existing file relative to {project_dir}; got {_given(name)}"))
         if not app.compose_files:
-            problems.append(Problem("app.composeFiles", "required: at least one compose file such as [\"compose.yaml\"]"))
+            problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
         basenames = [Path(n).name for n in (*app.compose_files, *app.files)]
         for dup in sorted({b for b in basenames if basenames.count(b) > 1}):
             problems.append(Problem("app.files", f"two files share the name {dup}; they would overwrite each other on the host"))

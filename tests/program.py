@@ -79,12 +79,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["ipAddress"] = RESERVED_IPV4
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         self.run.invokes.append((args.token, dict(args.args)))
         if args.token == "cloudflare:index/getZone:getZone":
-            return {"id": ZONE_ID, "name": args.args["filter"]["name"]}
+            return {"id": ZONE_ID, "name": args.args["filter"]["name"]}, []
         if args.token == "cloudflare:index/getIpRanges:getIpRanges":
-            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6}
+            return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6}, []
         raise AssertionError(f"unexpected invoke {args.token}")
 
 

@@ -1,0 +1,111 @@
+"""Command builders as plain strings, and the scripts they run."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dropship import commands
+from tests.program import ROOT
+
+SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if "venv" not in p.parts and ".cache" not in p.parts)
+
+
+def test_run_script_passes_values_as_quoted_arguments() -> None:
+    command = commands.create_deploy_user("deploy", "ssh-ed25519 AAAA x y", "/srv/app", False)
+    words = shlex.split(command)
+    assert words[:2] == ["bash", "-c"]
+    assert words[2] == commands.script_text("create-deploy-user.sh")
+    assert words[3:] == ["create-deploy-user.sh", "deploy", "ssh-ed25519 AAAA x y", "/srv/app", "false"]
+
+
+def test_admin_user_other_than_root_runs_scripts_with_sudo() -> None:
+    assert commands.harden_ssh("deploy", sudo=True).startswith("sudo -n bash -c ")
+    assert commands.harden_ssh("deploy").startswith("bash -c ")
+
+
+def test_install_docker_arguments() -> None:
+    words = shlex.split(commands.install_docker("distro", "20m", 5, True))
+    assert words[3:] == ["install-docker.sh", "distro", "20m", "5", "true"]
+
+
+def test_deploy_arguments_in_order() -> None:
+    words = shlex.split(
+        commands.deploy(
+            app_dir="/srv/shop",
+            project="shop",
+            image_tag="v2",
+            compose_files=["compose.yaml", "compose.prod.yaml"],
+            health_url="http://127.0.0.1:8000/health",
+            health_timeout=30,
+            pre_deploy=["echo 'pre'"],
+            post_deploy=["docker compose run --rm api alembic upgrade head"],
+            registry="registry.example.com",
+            registry_user="ci",
+            files_digest="abc",
+        )
+    )
+    assert words[3:] == [
+        "deploy.sh",
+        "--dir", "/srv/shop", "--project", "shop", "--tag", "v2",
+        "--compose-file", "compose.yaml", "--compose-file", "compose.prod.yaml",
+        "--health-url", "http://127.0.0.1:8000/health", "--health-timeout", "30",
+        "--pre-deploy", "echo 'pre'",
+        "--post-deploy", "docker compose run --rm api alembic upgrade head",
+        "--registry", "registry.example.com", "--registry-user", "ci",
+        "--files-digest", "abc",
+    ]  # fmt: skip
+
+
+def test_deploy_without_optional_parts() -> None:
+    words = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"]))
+    assert words[3:] == ["deploy.sh", "--dir", "/srv/a", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml"]
+
+
+def test_files_digest_depends_on_names_and_contents() -> None:
+    base = commands.files_digest({"a": b"1", "b": b"2"})
+    assert base == commands.files_digest({"b": b"2", "a": b"1"})
+    assert base != commands.files_digest({"a": b"1", "b": b"3"})
+    assert base != commands.files_digest({"a": b"1", "c": b"2"})
+    assert commands.files_digest({"ab": b""}) != commands.files_digest({"a": b"b"})
+
+
+def test_render_env_quotes_every_value() -> None:
+    env = {"B": "plain", "A": "with space # and $HOME = \\", "C": "it's", "D": "line1\nline2", "E": "ünï"}
+    assert commands.render_env(env) == ("A='with space # and $HOME = \\'\nB='plain'\nC=\"it's\"\nD=\"line1\\nline2\"\nE='ünï'\n")
+
+
+def test_secrets_never_reach_a_command_string() -> None:
+    # The only builders that see user values take names, paths and tags; the .env content is rendered apart.
+    assert "secret" not in commands.write_env("/srv/app")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_passes_bash_syntax_check(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_script_passes_shellcheck(script: Path) -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is required: apt-get install shellcheck (make deps does it)"
+    result = subprocess.run([shellcheck, "-x", str(script)], cwd=script.parent, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_remote_script_is_used_by_a_builder() -> None:
+    source = (ROOT / "dropship" / "commands.py").read_text()
+    for script in (ROOT / "dropship" / "scripts").glob("*.sh"):
+        assert f'"{script.name}"' in source, f"{script.name} is not run by any builder"
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "dropship" / "scripts").glob("*.sh")), ids=lambda p: p.name)
+def test_remote_scripts_follow_the_house_shape(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "\nset -eu\n" in text
+    assert text.rstrip().endswith('main "$@"')

@@ -1,0 +1,53 @@
+"""Which resources change when one setting changes: a remote step reruns exactly when its own inputs change."""
+
+from __future__ import annotations
+
+import json
+
+from tests.program import CANARY, Run, run_program, stack_config
+from tests.test_settings import STAGING_SECRETS
+
+
+def inputs_by_name(run: Run) -> dict[str, str]:
+    return {r.name: json.dumps(r.inputs, sort_keys=True) for r in run.resources}
+
+
+def changed(before: Run, after: Run) -> set[str]:
+    a, b = inputs_by_name(before), inputs_by_name(after)
+    assert a.keys() == b.keys()
+    return {name for name in a if a[name] != b[name]}
+
+
+def staging(**config: str) -> Run:
+    secrets = dict(STAGING_SECRETS)
+    plain = dict(stack_config("staging"))
+    for key, value in config.items():
+        if key.startswith("env."):
+            secrets[key] = value
+        else:
+            plain[f"dropship:{key}"] = value
+    return run_program("staging", plain, secrets)
+
+
+def test_same_config_same_inputs() -> None:
+    assert changed(staging(), staging()) == set()
+
+
+def test_new_image_tag_touches_only_the_release() -> None:
+    assert changed(staging(), staging(**{"app.imageTag": "v2"})) == {"app-release"}
+
+
+def test_changed_secret_touches_only_env_and_release() -> None:
+    before, after = staging(), staging(**{"env.SECRET_KEY": f"{CANARY}-rotated"})
+    assert changed(before, after) == {"env-write", "app-release"}
+    # The release reruns through its triggers, which is what restarts the app's containers.
+    assert before.named("app-release").inputs["create"] == after.named("app-release").inputs["create"]
+    assert before.named("app-release").inputs["triggers"] != after.named("app-release").inputs["triggers"]
+
+
+def test_docker_setting_touches_only_the_docker_step() -> None:
+    assert changed(staging(), staging(**{"docker.logMaxFile": "5"})) == {"host-docker"}
+
+
+def test_health_url_touches_only_the_release() -> None:
+    assert changed(staging(), staging(**{"app.healthUrl": "http://127.0.0.1:8000/ready"})) == {"app-release"}

@@ -1,0 +1,239 @@
+"""Settings validation: every bad input gets a message naming its key, the expectation and the given value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dropship.settings import SMALLEST_SIZE, Environment, SettingsError, load
+from tests.program import CANARY, PRIVATE_KEY, ROOT, stack_config
+
+STAGING_SECRETS = {
+    "ssh.privateKey": PRIVATE_KEY,
+    "registry.password": f"{CANARY}-registry",
+    "env.DATABASE_URL": "postgres://shop@db/shop",
+    "env.POSTGRES_PASSWORD": f"{CANARY}-pg",
+    "env.SECRET_KEY": f"{CANARY}-sk",
+}
+
+
+def config_of(stack: str, **changes: str | None) -> tuple[dict[str, str], frozenset[str]]:
+    """The committed stack config plus its secrets; a change of None removes the key."""
+    config = {k.removeprefix("dropship:"): v for k, v in stack_config(stack).items()}
+    config.update(STAGING_SECRETS)
+    secrets = set(STAGING_SECRETS)
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return {f"dropship:{k}": v for k, v in config.items()}, frozenset(secrets & set(config))
+
+
+def load_stack(stack: str, config: dict[str, str], secrets: frozenset[str], project_dir: Path = ROOT):
+    return load("dropship", stack, config, secrets, project_dir)
+
+
+def problems_of(stack: str, secrets_override: frozenset[str] | None = None, config_stack: str = "staging", **changes: str | None) -> str:
+    config, secrets = config_of(config_stack, **changes)
+    with pytest.raises(SettingsError) as err:
+        load_stack(stack, config, secrets if secrets_override is None else secrets_override)
+    return str(err.value)
+
+
+def test_committed_stacks_are_valid() -> None:
+    for stack in ("staging", "production"):
+        settings = load_stack(stack, *config_of(stack))
+        assert settings.environment is Environment(stack)
+    assert load_stack("production", *config_of("production")).protect is True
+    assert load_stack("staging", *config_of("staging")).protect is False
+
+
+def test_preview_stack_derives_from_its_name() -> None:
+    settings = load_stack("pr-42", *config_of("staging"))
+    assert settings.environment is Environment.PREVIEW
+    assert settings.droplet is not None and settings.dns is not None
+    assert settings.droplet.size == SMALLEST_SIZE
+    assert settings.droplet.backups is False
+    assert settings.droplet.reserved_ip is False
+    assert settings.droplet.volume_size_gb is None
+    assert settings.dns.hostnames == ("pr-42.staging.example.com",)
+    assert settings.protect is False
+
+
+def test_preview_stack_copied_from_production_config_is_still_unprotected() -> None:
+    settings = load_stack("pr-7", *config_of("production"))
+    assert settings.protect is False
+    assert settings.droplet is not None and settings.droplet.reserved_ip is False
+    assert settings.dns is not None and settings.dns.hostnames == ("pr-7.app.example.com", "pr-7.www.example.com")
+
+
+BAD = [
+    # (stack, changes, key, expected text)
+    (
+        "staging",
+        {"droplet.region": "Frankfurt"},
+        "droplet.region",
+        "expected a DigitalOcean region slug such as nyc3, fra1 or ams3; got 'Frankfurt'",
+    ),
+    ("staging", {"droplet.size": "Big One"}, "droplet.size", "expected a DigitalOcean slug such as nyc3 or s-1vcpu-1gb; got 'Big One'"),
+    ("staging", {"droplet.backups": "maybe"}, "droplet.backups", "Input should be a valid boolean"),
+    ("staging", {"droplet.volumeSizeGb": "0"}, "droplet.volumeSizeGb", "greater than or equal to 1; got '0'"),
+    ("staging", {"droplet.colour": "blue"}, "droplet.colour", "unknown key; known keys of 'droplet' are: droplet.region, droplet.size"),
+    ("staging", {"droplet.region": None}, "droplet.region", "required but not set"),
+    ("staging", {"dns.hostnames": '["app.other.org"]'}, "dns.hostnames[0]", "expected a name inside zone example.com; got 'app.other.org'"),
+    (
+        "staging",
+        {"dns.hostnames": '["Bad_Host"]'},
+        "dns.hostnames.0",
+        "expected a lower-case DNS name such as app.example.com; got 'Bad_Host'",
+    ),
+    ("staging", {"dns.hostnames": "[]"}, "dns.hostnames", "required: at least one hostname"),
+    ("staging", {"dns.zone": None}, "dns.zone", "required: the Cloudflare zone name (or set dns.zoneId)"),
+    ("staging", {"dns.ttl": "0"}, "dns.ttl", "greater than or equal to 1; got '0'"),
+    ("staging", {"dns.proxied": "true", "dns.ttl": "300"}, "dns.ttl", "proxied records need ttl 1 (automatic); got 300"),
+    ("staging", {"dns.zoneId": "xyz"}, "dns.zoneId", "expected a 32-character Cloudflare zone id; got 'xyz'"),
+    ("staging", {"ssh.publicKey": "not a key"}, "ssh.publicKey", "expected an OpenSSH public key line"),
+    (
+        "staging",
+        {"ssh.privateKey": None},
+        "ssh.privateKey",
+        "missing secret; set it with: pulumi config set --secret -s staging ssh.privateKey < ~/.ssh/dropship_deploy",
+    ),
+    (
+        "staging",
+        {"ssh.privateKey": "hunter2"},
+        "ssh.privateKey",
+        "expected an OpenSSH private key (the whole file, '-----BEGIN ... PRIVATE KEY-----'); got a secret value (not shown)",
+    ),
+    (
+        "staging",
+        {"ssh.sourceRanges": '["10.0.0.0/33"]'},
+        "ssh.sourceRanges.0",
+        "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32; got '10.0.0.0/33'",
+    ),
+    ("staging", {"ssh.sourceRanges": '["10.0.0.1/8"]'}, "ssh.sourceRanges.0", "expected a CIDR range"),
+    ("staging", {"ssh.sourceRanges": "[]"}, "ssh.sourceRanges", "required for a droplet: the CIDR ranges allowed to reach SSH"),
+    (
+        "production",
+        {"ssh.sourceRanges": '["0.0.0.0/0"]'},
+        "ssh.sourceRanges",
+        "production refuses 0.0.0.0/0; narrow the ranges or set ssh.allowWorld true",
+    ),
+    ("staging", {"ssh.dialErrorLimit": "0"}, "ssh.dialErrorLimit", "greater than or equal to 1"),
+    ("staging", {"deploy.user": "Root!"}, "deploy.user", "expected a Unix user name such as deploy; got 'Root!'"),
+    ("staging", {"docker.install": "snap"}, "docker.install", "Input should be 'distro' or 'docker-apt'; got 'snap'"),
+    ("staging", {"docker.logMaxSize": "lots"}, "docker.logMaxSize", "expected a size such as 10m; got 'lots'"),
+    ("staging", {"app.composeFiles": '["missing.yaml"]'}, "app.composeFiles[0]", "expected an existing file relative to"),
+    (
+        "staging",
+        {"app.composeFiles": '["/etc/passwd"]'},
+        "app.composeFiles.0",
+        "expected a path relative to the project directory, without '..'; got '/etc/passwd'",
+    ),
+    ("staging", {"app.composeFiles": "[]"}, "app.composeFiles", "required: at least one compose file"),
+    ("staging", {"app.imageTag": "v1 beta"}, "app.imageTag", "expected a Docker image tag such as v1.2.3; got 'v1 beta'"),
+    ("staging", {"app.imageTag": None}, "app.imageTag", "required but not set"),
+    (
+        "staging",
+        {"app.healthUrl": "ftp://example.com/"},
+        "app.healthUrl",
+        "expected an http:// or https:// URL such as http://127.0.0.1:8080/health; got 'ftp://example.com/'",
+    ),
+    ("staging", {"app.healthTimeout": "-5"}, "app.healthTimeout", "greater than or equal to 1; got '-5'"),
+    ("staging", {"app.files": '["deploy/Caddyfile", "other/Caddyfile"]'}, "app.files", "two files share the name Caddyfile"),
+    (
+        "staging",
+        {"app.requiredEnv": '["STRIPE_KEY"]'},
+        "env.STRIPE_KEY",
+        "missing secret named in app.requiredEnv; set it with: pulumi config set --secret -s staging env.STRIPE_KEY '<value>'",
+    ),
+    (
+        "staging",
+        {"env.LOG_LEVEL": "debug"},
+        "env.LOG_LEVEL",
+        "stored in plain text; .env values must be secrets: pulumi config set --secret -s staging env.LOG_LEVEL '<value>'",
+    ),
+    ("staging", {"env.1BAD": "x"}, "env.1BAD", "expected an environment variable name such as DATABASE_URL after 'env.'; got '1BAD'"),
+    (
+        "staging",
+        {"registry.password": None},
+        "registry.password",
+        "missing secret; set it with: pulumi config set --secret -s staging registry.password '<value>'",
+    ),
+    ("staging", {"regoin": "fra1"}, "regoin", "unknown key; dropship's keys are"),
+    ("staging", {"environment": "prod"}, "environment", "expected one of production, staging, preview, local; got 'prod'"),
+    ("staging", {"protect": "sometimes"}, "protect", "expected true or false; got 'sometimes'"),
+    ("staging", {"server.mode": "vm"}, "server.mode", "Input should be 'droplet' or 'existing'; got 'vm'"),
+    (
+        "staging",
+        {"server.mode": "existing", "existingHost.address": "127.0.0.1"},
+        "droplet.region",
+        "only applies when server.mode is droplet (it is existing); remove it",
+    ),
+    (
+        "staging",
+        {"existingHost.address": "127.0.0.1"},
+        "existingHost.address",
+        "only applies when server.mode is existing (it is droplet); remove it",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "changes", "key", "expected"), BAD, ids=[f"{b[2]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_configuration_is_reported_with_key_and_fix(stack: str, changes: dict[str, str | None], key: str, expected: str) -> None:
+    config, secrets = config_of(stack, **{k.replace(".", "__"): v for k, v in changes.items()})
+    secrets = secrets | {k for k in changes if k.startswith("env.") and k != "env.LOG_LEVEL"}
+    with pytest.raises(SettingsError) as err:
+        load_stack(stack, config, secrets)
+    lines = [line for line in str(err.value).splitlines() if line.startswith(f"  - dropship:{key}: ")]
+    assert lines, f"no problem reported for {key}:\n{err.value}"
+    assert any(expected in line for line in lines), f"{expected!r} not in:\n{err.value}"
+
+
+def test_unknown_stack_name_needs_an_environment() -> None:
+    message = problems_of("qa")
+    assert (
+        "dropship:environment: stack 'qa' is not production, staging, local or pr-<number>; set it with: pulumi config set -s qa environment staging"
+        in message
+    )
+
+
+def test_secret_stored_in_plain_text_is_refused() -> None:
+    message = problems_of("staging", secrets_override=frozenset(STAGING_SECRETS) - {"ssh.privateKey"})
+    assert (
+        "dropship:ssh.privateKey: stored in plain text; set it as a secret: pulumi config set --secret -s staging ssh.privateKey < ~/.ssh/dropship_deploy"
+        in message
+    )
+
+
+def test_existing_host_mode_needs_its_address() -> None:
+    config, secrets = config_of("staging", server__mode="existing")
+    config = {k: v for k, v in config.items() if not k.startswith(("dropship:droplet.", "dropship:dns."))}
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets)
+    assert "dropship:existingHost.address: required but not set" in str(err.value)
+
+
+def test_existing_host_port_is_bounded() -> None:
+    config, secrets = config_of("staging", server__mode="existing")
+    config = {k: v for k, v in config.items() if not k.startswith(("dropship:droplet.", "dropship:dns."))}
+    config.update({"dropship:existingHost.address": "127.0.0.1", "dropship:existingHost.port": "70000"})
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets)
+    assert "dropship:existingHost.port: Input should be less than or equal to 65535; got '70000'" in str(err.value)
+
+
+def test_all_problems_are_reported_together() -> None:
+    message = problems_of("staging", droplet__region="Frankfurt", app__imageTag="v1 beta", ssh__privateKey=None, regoin="x")
+    assert message.startswith("4 problem(s) in the configuration of stack 'staging':")
+    for key in ("droplet.region", "app.imageTag", "ssh.privateKey", "regoin"):
+        assert f"dropship:{key}:" in message
+
+
+def test_secret_values_never_appear_in_messages() -> None:
+    message = problems_of("staging", ssh__privateKey=f"{CANARY}-not-a-key", registry__username=None, droplet__region="x")
+    assert "dropship:ssh.privateKey:" in message
+    assert CANARY not in message

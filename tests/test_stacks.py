@@ -1,0 +1,277 @@
+"""The program under Pulumi's mocks: exact inputs of every resource for staging, production and pr-42."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pulumi
+import pytest
+
+from dropship import commands
+from tests.program import (
+    CANARY,
+    CLOUDFLARE_IPV4,
+    CLOUDFLARE_IPV6,
+    DROPLET_IPV4,
+    DROPLET_IPV6,
+    PRIVATE_KEY,
+    RESERVED_IPV4,
+    ROOT,
+    ZONE_ID,
+    Run,
+    run_program,
+    stack_config,
+    without_secrets,
+)
+from tests.test_settings import STAGING_SECRETS
+
+PUBLIC_KEY = stack_config("staging")["dropship:ssh.publicKey"]
+ANYWHERE = ["0.0.0.0/0", "::/0"]
+DROPLET_ID = "424242"
+
+
+@pytest.fixture(scope="module")
+def staging() -> Run:
+    return run_program("staging", stack_config("staging"), STAGING_SECRETS)
+
+
+@pytest.fixture(scope="module")
+def production() -> Run:
+    return run_program("production", stack_config("production"), STAGING_SECRETS)
+
+
+@pytest.fixture(scope="module")
+def preview() -> Run:
+    return run_program("pr-42", stack_config("staging"), STAGING_SECRETS)
+
+
+def connection(user: str, host: str = DROPLET_IPV4) -> dict[str, object]:
+    return {"host": host, "port": 22, "user": user, "privateKey": PRIVATE_KEY, "dialErrorLimit": 60, "perDialTimeout": 15}
+
+
+def test_staging_droplet(staging: Run) -> None:
+    assert staging.named("server-key").inputs == {"name": "dropship-staging", "publicKey": PUBLIC_KEY}
+    droplet = staging.named("server-droplet")
+    assert droplet.inputs == {
+        "name": "dropship-staging",
+        "region": "fra1",
+        "size": "s-1vcpu-2gb",
+        "image": "ubuntu-24-04-x64",
+        "backups": False,
+        "monitoring": True,
+        "ipv6": True,
+        "sshKeys": ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
+        "tags": ["dropship", "dropship-staging"],
+    }
+    assert droplet.protect is False
+    assert staging.of_type("digitalocean:index/reservedIp:ReservedIp") == []
+    assert staging.of_type("digitalocean:index/volume:Volume") == []
+
+
+def test_staging_firewall(staging: Run) -> None:
+    assert staging.named("firewall-firewall").inputs == {
+        "name": "dropship-staging",
+        "dropletIds": [int(DROPLET_ID)],
+        "inboundRules": [
+            {"protocol": "tcp", "portRange": "22", "sourceAddresses": ANYWHERE},
+            {"protocol": "tcp", "portRange": "80", "sourceAddresses": ANYWHERE},
+            {"protocol": "tcp", "portRange": "443", "sourceAddresses": ANYWHERE},
+            {"protocol": "icmp", "sourceAddresses": ANYWHERE},
+        ],
+        "outboundRules": [
+            {"protocol": "tcp", "portRange": "1-65535", "destinationAddresses": ANYWHERE},
+            {"protocol": "udp", "portRange": "1-65535", "destinationAddresses": ANYWHERE},
+            {"protocol": "icmp", "destinationAddresses": ANYWHERE},
+        ],
+    }
+
+
+def test_staging_dns(staging: Run) -> None:
+    records = {r.name: r.inputs for r in staging.of_type("cloudflare:index/dnsRecord:DnsRecord")}
+    common = {
+        "zoneId": ZONE_ID,
+        "name": "staging.example.com",
+        "ttl": 1,
+        "proxied": False,
+        "comment": "managed by dropship, stack dropship/staging",
+    }
+    assert records == {
+        "dns-staging.example.com-a": {**common, "type": "A", "content": DROPLET_IPV4},
+        "dns-staging.example.com-aaaa": {**common, "type": "AAAA", "content": DROPLET_IPV6},
+    }
+    assert staging.invokes == [("cloudflare:index/getZone:getZone", {"filter": {"name": "example.com", "match": "all"}})]
+
+
+def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
+    expected = {
+        "host-wait": ("root", commands.wait_for_host()),
+        "host-docker": ("root", commands.install_docker("docker-apt", "10m", 3, False)),
+        "host-deploy-user": ("root", commands.create_deploy_user("deploy", PUBLIC_KEY, "/srv/shop", False)),
+        "host-deploy-user-check": ("deploy", commands.check_deploy_user()),
+        "host-harden-ssh": ("root", commands.harden_ssh("deploy")),
+    }
+    for name, (user, create) in expected.items():
+        command = staging.named(name)
+        assert command.inputs == {"connection": connection(user), "create": create, "triggers": [DROPLET_ID]}, name
+        assert command.deleted_with.endswith("::server-droplet")
+    order = list(expected)
+    for earlier, later in itertools.pairwise(order):
+        assert any(dep.endswith(f"::{earlier}") for dep in staging.named(later).depends_on), f"{later} must wait for {earlier}"
+
+
+def test_env_file_goes_through_stdin_only(staging: Run) -> None:
+    env = staging.named("env-write")
+    assert env.inputs == {
+        "connection": connection("deploy"),
+        "create": commands.write_env("/srv/shop"),
+        "stdin": f"DATABASE_URL='postgres://shop@db/shop'\nPOSTGRES_PASSWORD='{CANARY}-pg'\nSECRET_KEY='{CANARY}-sk'\n",
+        "logging": "none",
+        "triggers": [DROPLET_ID],
+    }
+    assert without_secrets(env.wire)["stdin"] == "[secret]"
+    assert {"stdin", "stdout", "stderr"} <= set(env.additional_secret_outputs)
+    assert any(dep.endswith("::host-harden-ssh") for dep in env.depends_on)
+
+
+def test_app_uploads_and_release(staging: Run) -> None:
+    uploads = {r.name: r.inputs for r in staging.of_type("command:remote:CopyToRemote")}
+    assert uploads == {
+        f"app-file-{name}": {
+            "connection": connection("deploy"),
+            "source": {"4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17", "path": str(ROOT / "deploy" / name)},
+            "remotePath": f"/srv/shop/{name}",
+            "triggers": [DROPLET_ID],
+        }
+        for name in ("compose.yaml", "Caddyfile")
+    }
+    directory = staging.named("app-directory")
+    assert directory.inputs["delete"] == commands.remove_app("/srv/shop", "shop")
+    release = staging.named("app-release")
+    digest = commands.files_digest({n: (ROOT / "deploy" / n).read_bytes() for n in ("compose.yaml", "Caddyfile")})
+    assert release.inputs == {
+        "connection": connection("deploy"),
+        "create": commands.deploy(
+            app_dir="/srv/shop",
+            project="shop",
+            image_tag="main",
+            compose_files=["compose.yaml"],
+            health_url="http://127.0.0.1:8000/health",
+            health_timeout=60,
+            post_deploy=["docker compose run --rm api alembic upgrade head"],
+            registry="registry.example.com",
+            registry_user="ci",
+            files_digest=digest,
+        ),
+        "stdin": f"{CANARY}-registry",
+        "triggers": [DROPLET_ID, env_stdin(staging)],
+    }
+    assert without_secrets(release.wire)["stdin"] == "[secret]"
+    for dep in ("app-directory", "env-write", "app-file-compose.yaml", "app-file-Caddyfile"):
+        assert any(d.endswith(f"::{dep}") for d in release.depends_on), dep
+
+
+def env_stdin(run: Run) -> str:
+    return str(run.named("env-write").inputs["stdin"])
+
+
+def test_staging_outputs(staging: Run) -> None:
+    assert staging.outputs == {
+        "ipv4": DROPLET_IPV4,
+        "ipv6": DROPLET_IPV6,
+        "urls": ["https://staging.example.com"],
+        "sshCommand": f"ssh deploy@{DROPLET_IPV4}",
+        "release": "main",
+        "appDirectory": "/srv/shop",
+    }
+    assert staging.secret_outputs == set()
+
+
+def test_production_is_protected_and_behind_a_reserved_ip(production: Run) -> None:
+    droplet = production.named("server-droplet")
+    assert droplet.inputs["size"] == "s-2vcpu-4gb"
+    assert droplet.inputs["backups"] is True
+    assert droplet.inputs["tags"] == ["dropship", "dropship-production"]
+    assert droplet.protect is True
+    reserved = production.named("server-ip")
+    assert reserved.inputs == {"region": "fra1"}
+    assert reserved.protect is True
+    assert production.named("server-ip-assignment").inputs == {"ipAddress": RESERVED_IPV4, "dropletId": int(DROPLET_ID)}
+    volume = production.named("server-data")
+    assert volume.inputs == {
+        "name": "dropship-production-data",
+        "region": "fra1",
+        "size": 50,
+        "initialFilesystemType": "ext4",
+        "description": "data of dropship-production, outlives the droplet",
+    }
+    assert volume.protect is True
+    assert production.named("server-data-attachment").inputs == {"dropletId": int(DROPLET_ID), "volumeId": "server-data-id"}
+    assert production.named("server-key").protect is False
+
+
+def test_production_dns_is_proxied_to_the_reserved_ip(production: Run) -> None:
+    records = {
+        r.name: (r.inputs["type"], r.inputs["content"], r.inputs["proxied"])
+        for r in production.of_type("cloudflare:index/dnsRecord:DnsRecord")
+    }
+    assert records == {
+        "dns-app.example.com-a": ("A", RESERVED_IPV4, True),
+        "dns-app.example.com-aaaa": ("AAAA", DROPLET_IPV6, True),
+        "dns-www.example.com-a": ("A", RESERVED_IPV4, True),
+        "dns-www.example.com-aaaa": ("AAAA", DROPLET_IPV6, True),
+    }
+    assert production.outputs["ipv4"] == RESERVED_IPV4
+    assert production.outputs["urls"] == ["https://app.example.com", "https://www.example.com"]
+    assert production.named("host-docker").inputs["connection"]["host"] == RESERVED_IPV4
+
+
+def test_production_firewall_admits_web_only_from_cloudflare(production: Run) -> None:
+    rules = production.named("firewall-firewall").inputs["inboundRules"]
+    cloudflare = CLOUDFLARE_IPV4 + CLOUDFLARE_IPV6
+    assert rules == [
+        {"protocol": "tcp", "portRange": "22", "sourceAddresses": ["203.0.113.10/32", "198.51.100.0/28"]},
+        {"protocol": "tcp", "portRange": "80", "sourceAddresses": cloudflare},
+        {"protocol": "tcp", "portRange": "443", "sourceAddresses": cloudflare},
+        {"protocol": "icmp", "sourceAddresses": ANYWHERE},
+    ]
+
+
+def test_preview_stack(preview: Run) -> None:
+    droplet = preview.named("server-droplet")
+    assert droplet.inputs["name"] == "dropship-pr-42"
+    assert droplet.inputs["size"] == "s-1vcpu-1gb"
+    assert droplet.inputs["backups"] is False
+    assert droplet.inputs["tags"] == ["dropship", "dropship-pr-42"]
+    assert not any(r.protect for r in preview.resources)
+    names = {r.inputs["name"] for r in preview.of_type("cloudflare:index/dnsRecord:DnsRecord")}
+    assert names == {"pr-42.staging.example.com"}
+    assert preview.outputs["urls"] == ["https://pr-42.staging.example.com"]
+    assert {r.inputs["comment"] for r in preview.of_type("cloudflare:index/dnsRecord:DnsRecord")} == {
+        "managed by dropship, stack dropship/pr-42"
+    }
+
+
+def test_components_use_dropship_type_tokens(staging: Run) -> None:
+    components = {r.type for r in staging.resources if r.type.startswith("dropship:")}
+    assert components == {f"dropship:index:{n}" for n in ("Server", "Firewall", "Dns", "HostBootstrap", "EnvFile", "App")}
+
+
+@pytest.mark.parametrize("stack", ["staging", "production", "pr-42"])
+def test_no_secret_in_any_plain_input_or_output(stack: str) -> None:
+    run = run_program(stack, stack_config("production" if stack == "production" else "staging"), STAGING_SECRETS)
+    for resource in run.resources:
+        plain = json.dumps(without_secrets(resource.wire))
+        assert CANARY not in plain, f"{resource.name} has a secret in plain inputs"
+        for key in ("create", "update", "delete"):
+            assert CANARY not in str(resource.inputs.get(key, "")), f"{resource.name}.{key}"
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            assert CANARY not in json.dumps(value), name
+
+
+def test_bad_configuration_registers_nothing() -> None:
+    config = {**stack_config("staging"), "dropship:droplet.region": "Frankfurt"}
+    with pytest.raises(pulumi.RunError) as err:
+        run_program("staging", config, STAGING_SECRETS)
+    assert "dropship:droplet.region: expected a DigitalOcean region slug" in str(err.value)
