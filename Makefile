@@ -1,0 +1,61 @@
+# dropship's commands. Quick start: `make up`, then `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := venv
+PY := $(VENV)/bin/python
+export DROPSHIP_CACHE ?= $(HOME)/.cache/dropship
+# The local stack: file backend in the repo, documented development passphrase.
+export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_CONFIG_PASSPHRASE ?= dropship-local-development
+LOCAL_STACK := local
+TAG ?=
+PULUMI := . tools/pulumi-env.sh && pulumi
+
+.PHONY: help deps venv toolchain lint test test-unit test-e2e up release down bench clean-local
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+deps: ## Debian packages the project and its tests use (apt)
+	@bash tools/apt-deps.sh
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## the project's virtualenv (runtime and dev requirements)
+
+toolchain: venv ## the Pulumi CLI, Python language host and command provider (built once, cached)
+	@bash tools/toolchain.sh >/dev/null
+
+lint: venv deps ## ruff, mypy and shellcheck
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	git ls-files '*.sh' | xargs shellcheck -x
+
+test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, scripts (< 60 s)
+	$(PY) -m pytest -m "not e2e"
+
+test-e2e: venv deps toolchain ## the end-to-end tier: real engine, real test host, real registry
+	$(PY) -m pytest -m e2e
+
+test: lint ## everything: lint, unit tier, end-to-end tier
+	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-e2e
+
+up: venv deps toolchain ## deploy the example app to the local test host and print its URL
+	@bash tools/local.sh up
+
+release: venv deps toolchain ## build and push the example images as TAG and deploy them: make release TAG=v2
+	@test -n "$(TAG)" || { echo "usage: make release TAG=<tag>" >&2; exit 2; }
+	@bash tools/local.sh release "$(TAG)"
+
+down: venv toolchain ## destroy the local stack, remove the test host and the registry
+	@bash tools/local.sh down
+
+bench: venv deps toolchain ## time fresh, no-op and release `up`s on the local stack
+	@$(PY) tools/bench.py

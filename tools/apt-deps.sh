@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dropship's tools and tests use, when missing:
+# the linter shellcheck, debootstrap (test host image), docker-registry (registry),
+# the OpenSSH client, curl. The outer Docker engine is tools/docker-engine.sh's job.
+set -euo pipefail
+
+main() {
+  local wanted=(shellcheck:shellcheck debootstrap:debootstrap docker-registry:docker-registry ssh:openssh-client curl:curl)
+  local missing=() entry
+  for entry in "${wanted[@]}"; do
+    command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  echo "deps: installing ${missing[*]} (apt)" >&2
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+main "$@"

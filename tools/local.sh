@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The `local` stack's lifecycle on this machine, behind `make up`, `make release`
+# and `make down`: the outer Docker engine, the local registry, the example
+# images, the test host, then the real `pulumi up -s local`.
+#
+# Usage: tools/local.sh up | release TAG | down
+# Environment (set by the Makefile): PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE, DROPSHIP_CACHE.
+set -euo pipefail
+
+STACK=local
+TOOLS=$(cd "$(dirname "$0")" && pwd -P)
+ROOT=$(dirname "$TOOLS")
+
+step() { printf '\n==> %s\n' "$*" >&2; current_step=$*; }
+on_error() { printf '\nmake: step failed: %s (see the output above)\n' "${current_step:-start}" >&2; }
+
+pulumi_env() {
+  # shellcheck source=tools/pulumi-env.sh
+  . "$TOOLS/pulumi-env.sh"
+  mkdir -p "${PULUMI_BACKEND_URL#file://}"
+  cd "$ROOT"
+  pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null
+}
+
+config_tag() {
+  pulumi config get -s "$STACK" app.imageTag
+}
+
+bring_up_host() {
+  step "outer Docker engine"
+  bash "$TOOLS/docker-engine.sh"
+  step "local registry on 127.0.0.1:5000"
+  bash "$TOOLS/registry.sh" start
+  step "example images, tag $1"
+  bash "$TOOLS/build-images.sh" "$1"
+  step "test host on 127.0.0.1:2222"
+  TESTHOST_KEY="$ROOT/local/dev_ed25519" bash "$TOOLS/testhost.sh" start
+}
+
+deploy() {
+  step "pulumi up -s $STACK"
+  pulumi up -s "$STACK" --yes --skip-preview --color never
+  step "done"
+  printf 'The app answers at: %s\n' "$(pulumi stack output -s "$STACK" urls --json | "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))')"
+}
+
+cmd_up() {
+  step "Pulumi engine"
+  pulumi_env
+  bring_up_host "$(config_tag)"
+  deploy
+}
+
+cmd_release() {
+  local tag=$1
+  step "Pulumi engine"
+  pulumi_env
+  bring_up_host "$tag"
+  step "app.imageTag = $tag"
+  pulumi config set -s "$STACK" app.imageTag "$tag"
+  deploy
+}
+
+cmd_down() {
+  step "Pulumi engine"
+  pulumi_env
+  if bash "$TOOLS/testhost.sh" status >/dev/null 2>&1; then
+    step "pulumi destroy -s $STACK"
+    pulumi destroy -s "$STACK" --yes --skip-preview --color never
+  else
+    step "test host is gone: forgetting the stack's state (its config stays)"
+    pulumi stack rm -s "$STACK" --yes --force --preserve-config
+  fi
+  step "removing the test host"
+  bash "$TOOLS/testhost.sh" stop
+  step "stopping the local registry"
+  bash "$TOOLS/registry.sh" stop
+}
+
+main() {
+  trap on_error ERR
+  case "${1:-}" in
+    up) cmd_up ;;
+    release) [ -n "${2:-}" ] || { echo "usage: $0 release TAG" >&2; exit 2; }; cmd_release "$2" ;;
+    down) cmd_down ;;
+    *) echo "usage: $0 up | release TAG | down" >&2; exit 2 ;;
+  esac
+}
+
+main "$@"
