@@ -228,6 +228,40 @@ cmd_start() {
   log "ready: ssh -i $KEY -p $PORT root@127.0.0.1"
 }
 
+# The test host shares the machine's network namespace. A Docker engine started
+# inside it before /etc/docker/daemon.json turns the bridge and iptables off
+# (e.g. by apt's postinst) creates docker0 (172.17.0.1/16) and NAT rules on the
+# machine itself. The outer engine runs with --bridge=none, so such a docker0
+# is always a leak from a test host.
+bridge_leaked() {
+  ip link show docker0 >/dev/null 2>&1 && ! docker network inspect bridge >/dev/null 2>&1
+}
+
+clean_bridge_leak() {
+  bridge_leaked || return 0
+  log "WARNING: docker0 exists on this machine: an engine in the test host ran without daemon.json {\"bridge\":\"none\",\"iptables\":false,\"ip-masq\":false}; removing it and Docker's iptables rules"
+  ip link delete docker0 || log "could not delete docker0"
+  command -v iptables >/dev/null 2>&1 || return 0
+  iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null || true
+  iptables -t nat -D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null || true
+  iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE 2>/dev/null || true
+  iptables -t nat -F DOCKER 2>/dev/null || true
+  iptables -t nat -X DOCKER 2>/dev/null || true
+  iptables -D FORWARD -j DOCKER-USER 2>/dev/null || true
+  iptables -D FORWARD -j DOCKER-ISOLATION-STAGE-1 2>/dev/null || true
+  iptables -D FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT 2>/dev/null || true
+  iptables -D FORWARD -o docker0 -j DOCKER 2>/dev/null || true
+  iptables -D FORWARD -i docker0 ! -o docker0 -j ACCEPT 2>/dev/null || true
+  iptables -D FORWARD -i docker0 -o docker0 -j ACCEPT 2>/dev/null || true
+  local c
+  for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+    iptables -F "$c" 2>/dev/null || true
+  done
+  for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
+    iptables -X "$c" 2>/dev/null || true
+  done
+}
+
 cmd_stop() {
   if [[ "$(container_state)" != absent ]]; then
     log "removing container $NAME"
@@ -237,11 +271,13 @@ cmd_stop() {
     log "removing volume $NAME-docker"
     docker volume rm "$NAME-docker" >/dev/null || die "step 'docker volume rm $NAME-docker' failed"
   fi
+  clean_bridge_leak
   log "stopped"
 }
 
 cmd_status() {
   local state
+  bridge_leaked && log "WARNING: docker0 exists on this machine (leaked by an engine in the test host; 'stop' removes it)"
   state="$(container_state)"
   if [[ "$state" == running ]]; then
     if ssh_works; then
