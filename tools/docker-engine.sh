@@ -25,13 +25,13 @@ install_dockerd() {
     --no-install-recommends docker.io >&2 \
     || die "step 'apt-get install docker.io' failed"
   command -v dockerd >/dev/null 2>&1 || die "docker.io installed but dockerd is still missing"
+  command -v docker >/dev/null 2>&1 || die "docker.io installed but no docker client on PATH"
 }
 
 main() {
   local state="${DROPSHIP_CACHE:-$HOME/.cache/dropship}/dockerd"
   local timeout="${DOCKERD_START_TIMEOUT:-60}"
 
-  command -v docker >/dev/null 2>&1 || die "no docker client on PATH"
   if engine_up; then
     log "engine already running"
     return 0
@@ -46,7 +46,9 @@ main() {
     return 0
   fi
 
-  command -v dockerd >/dev/null 2>&1 || install_dockerd
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    install_dockerd
+  fi
 
   local pid=""
   if [[ -s "$state/dockerd.pid" ]]; then
