@@ -99,7 +99,7 @@ main() {
 
   docker info >/dev/null 2>&1 \
     || die "step 'docker info': no Docker engine answers (run tools/docker-engine.sh first)"
-  curl -fsS -o /dev/null --max-time 5 "http://$REGISTRY/v2/" \
+  curl -fs -o /dev/null --max-time 5 "http://$REGISTRY/v2/" \
     || die "step 'check registry': nothing answers on http://$REGISTRY/v2/ (run tools/registry.sh start)"
 
   local ctx
