@@ -15,6 +15,8 @@
 # Environment:
 #   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship); the key
 #                           pair is $DROPSHIP_CACHE/testhost/id_ed25519
+#   TESTHOST_KEY            root key pair, generated there if missing
+#                           (default: $DROPSHIP_CACHE/testhost/id_ed25519)
 #   TESTHOST_NAME           container name (default: dropship-testhost)
 #   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-1,
 #                           with a -pPORT suffix for a non-default port)
@@ -316,7 +318,7 @@ main() {
   IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$tag}"
   PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
   TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"
-  KEY="$CACHE/testhost/id_ed25519"
+  KEY="${TESTHOST_KEY:-$CACHE/testhost/id_ed25519}"
   if [[ "$1" != ssh-config ]] && ! docker info >/dev/null 2>&1; then
     die "step 'docker info': no Docker engine answers (run tools/docker-engine.sh first)"
   fi
