@@ -24,6 +24,7 @@ Semantics follow the Go provider (pulumi-go-provider ``infer``):
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import signal
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from contextlib import contextmanager, suppress
@@ -242,10 +244,10 @@ def str_map(props: Mapping[str, Any], key: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
 
 
-def should_log(logging: str | None, stream: str) -> bool:
-    if logging is None:
+def should_log(mode: str | None, stream: str) -> bool:
+    if mode is None:
         return True
-    return logging == stream or logging == "stdoutAndStderr"
+    return mode == stream or mode == "stdoutAndStderr"
 
 
 def previous_output_env(props: Mapping[str, Any], state: Mapping[str, Any]) -> dict[str, str]:
@@ -303,7 +305,7 @@ def with_secret_connection(props: dict[str, Any]) -> dict[str, Any]:
 def run_remote(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any], command: str) -> tuple[str, str]:
     """Run ``command`` like the Go provider's CommandOutputs.run; returns (stdout, stderr)."""
     spec = connection_spec(props)
-    logging = opt_str(props, "logging")
+    log_mode = opt_str(props, "logging")
     with sshclient.dial(spec, ctx.info_status, ctx.cancel) as conn:
 
         def rejected_optional(name: str) -> None:
@@ -316,8 +318,8 @@ def run_remote(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any
                 environment=str_map(props, "environment"),
                 optional_environment=previous_output_env(props, state),
                 stdin=opt_str(props, "stdin"),
-                stdout_sink=ctx.info_status if should_log(logging, "stdout") else None,
-                stderr_sink=ctx.info_status if should_log(logging, "stderr") else None,
+                stdout_sink=ctx.info_status if should_log(log_mode, "stdout") else None,
+                stderr_sink=ctx.info_status if should_log(log_mode, "stderr") else None,
                 on_optional_env_rejected=rejected_optional,
             )
         except sshclient.SetenvError as exc:
@@ -340,7 +342,7 @@ def run_local(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any]
     env.update(str_map(props, "environment"))
     env.update(previous_output_env(props, state))
     stdin = opt_str(props, "stdin")
-    logging = opt_str(props, "logging")
+    log_mode = opt_str(props, "logging")
     try:
         proc = subprocess.Popen(
             args,
@@ -375,8 +377,8 @@ def run_local(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any]
             sink(pending.decode("utf-8", errors="replace"))
 
     threads = [
-        threading.Thread(target=pump, args=(proc.stdout, out, ctx.info_status if should_log(logging, "stdout") else None)),
-        threading.Thread(target=pump, args=(proc.stderr, err, ctx.info_status if should_log(logging, "stderr") else None)),
+        threading.Thread(target=pump, args=(proc.stdout, out, ctx.info_status if should_log(log_mode, "stdout") else None)),
+        threading.Thread(target=pump, args=(proc.stderr, err, ctx.info_status if should_log(log_mode, "stderr") else None)),
     ]
     for thread in threads:
         thread.start()
@@ -413,10 +415,10 @@ def check_common(type_token: str, news: Mapping[str, Any]) -> tuple[dict[str, An
     if type_token in (REMOTE_COMMAND, LOCAL_COMMAND):
         if inputs.get("addPreviousOutputInEnv") is None:
             inputs["addPreviousOutputInEnv"] = True
-        logging = pv.reveal(inputs.get("logging"))
-        if isinstance(logging, str) and not pv.is_unknown(logging) and logging not in LOGGING_VALUES:
+        log_mode = pv.reveal(inputs.get("logging"))
+        if isinstance(log_mode, str) and not pv.is_unknown(log_mode) and log_mode not in LOGGING_VALUES:
             allowed = ", ".join(LOGGING_VALUES)
-            failures.append(("logging", f"{go_quote(logging)} is not a valid value; expected one of {allowed}"))
+            failures.append(("logging", f"{go_quote(log_mode)} is not a valid value; expected one of {allowed}"))
     if type_token == COPY_TO_REMOTE:
         failures.extend(check_copy_source(inputs))
     return inputs, failures
@@ -762,6 +764,10 @@ def serve(engine_address: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # stdout carries the port and stderr is shown by the engine: keep libraries quiet.
+    warnings.simplefilter("ignore")
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
     serve(parse_args(sys.argv[1:] if argv is None else argv))
     return 0
 
