@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# Source this file (`. tools/pulumi-env.sh`) to put the pinned Pulumi engine on
+# PATH and configure it for offline use. It gets the engine's directory from
+# tools/toolchain.sh, which builds it on first use (several minutes, once) and
+# is quick afterwards. Safe to source repeatedly and from `set -eu` shells.
+#
+# Exports: PATH (engine first), PULUMI_HOME, PULUMI_SKIP_UPDATE_CHECK,
+# PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION. Honours DROPSHIP_CACHE.
+
+dropship_pulumi_env() {
+	local repo_root out bin_dir
+	repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P) || return 1
+
+	local cache=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
+	[[ $cache == /* ]] || cache="$PWD/$cache"
+	export PULUMI_HOME="${PULUMI_HOME:-$cache/pulumi-home}"
+	export PULUMI_SKIP_UPDATE_CHECK=true
+	export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+	out=$(bash "$repo_root/tools/toolchain.sh") || return 1
+	bin_dir=${out##*$'\n'}
+	if [[ -z $bin_dir || ! -x $bin_dir/pulumi ]]; then
+		echo "pulumi-env.sh: tools/toolchain.sh did not provide pulumi" >&2
+		return 1
+	fi
+
+	# Put the engine first, dropping any earlier copy of the same directory.
+	local path=":${PATH}:"
+	path=${path//":$bin_dir:"/:}
+	path=${path#:}
+	path=${path%:}
+	export PATH="$bin_dir${path:+:$path}"
+}
+
+if dropship_pulumi_env; then
+	unset -f dropship_pulumi_env
+else
+	unset -f dropship_pulumi_env
+	return 1
+fi

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Provides the Pulumi engine: the `pulumi` CLI, the Python language host
+# `pulumi-language-python` and the command provider plugin.
+#
+# Prints the directory holding `pulumi` and `pulumi-language-python` as the
+# last line on stdout; progress goes to stderr. Idempotent: run it as often as
+# you like. Usually called by sourcing tools/pulumi-env.sh.
+#
+#  1. If `pulumi` on PATH is the pinned version and has
+#     `pulumi-language-python` beside it (an official install), use it.
+#  2. Otherwise build both from Go modules with the machine's `go` into
+#     ${DROPSHIP_CACHE:-$HOME/.cache/dropship}/toolchain/pulumi-vX.Y.Z-<hash>/,
+#     skipping the build when that directory already exists. A cold build
+#     takes several minutes and needs the Go module proxy; Go's module and
+#     build caches are Go's defaults (`go env GOMODCACHE GOCACHE`).
+#  3. Install the command provider plugin into $PULUMI_HOME
+#     (tools/command_provider/install.sh, when present).
+#
+# Pins (one place each):
+#  - requirements.txt: `pulumi` (Python SDK) and `pulumi-command`.
+#  - tools/toolchain/cli/go.mod: the CLI (pkg/v3 and sdk/v3, same version).
+#    Meant to equal the `pulumi` pin; pkg/v3 v3.260.0's source is not served
+#    by the module proxy here, so the CLI is v3.259.0 (newest available).
+#  - tools/toolchain/langhost/go.mod: the Python language host, which the
+#    proxy serves only inside sdk/v3 v3.68.0, plus a small launcher (main.go)
+#    that feeds it Pulumi.yaml's `virtualenv` option.
+# go.sum files pin the module contents. To change a version, edit the go.mod
+# and run `GOTOOLCHAIN=local GOSUMDB=off GOFLAGS=-mod=mod go mod tidy` there;
+# the cache key changes with the files, so the next run rebuilds.
+#
+# Environment: DROPSHIP_CACHE (cache root), PULUMI_HOME (plugins; default
+# $DROPSHIP_CACHE/pulumi-home), DROPSHIP_TOOLCHAIN_NO_PATH=1 (ignore a
+# `pulumi` on PATH and always use the built one).
+set -euo pipefail
+
+# Bump when the build recipe below changes in a way that needs a rebuild.
+readonly RECIPE_REVISION=1
+
+readonly CLI_PACKAGE=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+readonly HOST_PACKAGE=github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+readonly SDK_MODULE=github.com/pulumi/pulumi/sdk/v3
+readonly VERSION_SYMBOL=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version
+readonly EXEC_SCRIPT=python/cmd/pulumi-language-python-exec
+
+log() {
+	printf 'toolchain: %s\n' "$*" >&2
+}
+
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# Version pinned for a package in requirements.txt (`name==X.Y.Z`).
+requirement_version() {
+	local name=$1 version
+	version=$(sed -n "s/^${name}==\([0-9][0-9A-Za-z.+-]*\).*/\1/p" "$REPO_ROOT/requirements.txt" | head -n 1)
+	[[ -n $version ]] || die "requirements.txt has no '${name}==X.Y.Z' pin"
+	printf '%s\n' "$version"
+}
+
+# Version (without the leading v) of a module required by a go.mod file.
+gomod_version() {
+	local gomod=$1 module=$2 version
+	version=$(awk -v m="$module" '$1 == m && $2 ~ /^v/ { print substr($2, 2); exit }
+		$1 == "require" && $2 == m && $3 ~ /^v/ { print substr($3, 2); exit }' "$gomod")
+	[[ -n $version ]] || die "$gomod does not require $module"
+	printf '%s\n' "$version"
+}
+
+sha256() {
+	if command -v sha256sum >/dev/null 2>&1; then
+		sha256sum "$@"
+	else
+		shasum -a 256 "$@"
+	fi
+}
+
+# Short hash of everything that determines the build output.
+inputs_hash() {
+	{
+		printf 'recipe %s\n' "$RECIPE_REVISION"
+		(cd "$TOOLCHAIN_DIR" && sha256 cli/go.mod cli/go.sum langhost/go.mod langhost/go.sum langhost/*.go)
+	} | sha256 | cut -c 1-10
+}
+
+# Echo the directory of a usable `pulumi` on PATH, or nothing.
+pulumi_on_path() {
+	local pulumi dir version
+	[[ ${DROPSHIP_TOOLCHAIN_NO_PATH:-} != 1 ]] || return 0
+	pulumi=$(command -v pulumi 2>/dev/null) || return 0
+	dir=$(cd "$(dirname "$pulumi")" && pwd -P)
+	# Our own older builds are on PATH after sourcing pulumi-env.sh; only the
+	# current one counts (handled by the caller).
+	[[ $dir != "$CACHE_ROOT"/toolchain/* ]] || return 0
+	[[ -x $dir/pulumi-language-python ]] || return 0
+	version=$(PULUMI_SKIP_UPDATE_CHECK=true "$pulumi" version 2>/dev/null) || return 0
+	if [[ $version == "v$PULUMI_VERSION" || $version == "v$CLI_VERSION" ]]; then
+		printf '%s\n' "$dir"
+	else
+		log "ignoring $pulumi: version $version, pinned v$CLI_VERSION"
+	fi
+}
+
+go_env() {
+	env GOTOOLCHAIN=local GOSUMDB=off CGO_ENABLED=0 "$@"
+}
+
+# Module directory (in the module cache) of a module required by a wrapper
+# module, downloading it if needed; verified against that module's go.sum.
+module_dir() {
+	local wrapper=$1 module=$2
+	(cd "$TOOLCHAIN_DIR/$wrapper" && go_env go mod download -json "$module") |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+build() {
+	local stage=$1 started=$SECONDS exec_script host_version
+
+	log "building pulumi CLI v$CLI_VERSION (cold build, several minutes)"
+	(cd "$TOOLCHAIN_DIR/cli" && go_env go build -mod=readonly -trimpath -tags osusergo \
+		-ldflags "-X $VERSION_SYMBOL=v$CLI_VERSION" -o "$stage/bin/pulumi" "$CLI_PACKAGE")
+	log "built pulumi CLI in $((SECONDS - started))s"
+
+	started=$SECONDS
+	host_version=$(gomod_version "$TOOLCHAIN_DIR/langhost/go.mod" "$SDK_MODULE")
+	log "building pulumi-language-python (sdk v$host_version) and its launcher"
+	(cd "$TOOLCHAIN_DIR/langhost" && go_env go build -mod=readonly -trimpath -tags osusergo \
+		-ldflags "-X $VERSION_SYMBOL=v$host_version" -o "$stage/libexec/pulumi-language-python" "$HOST_PACKAGE")
+	(cd "$TOOLCHAIN_DIR/langhost" && go_env go build -mod=readonly -trimpath -tags osusergo \
+		-o "$stage/bin/pulumi-language-python" .)
+	log "built language host in $((SECONDS - started))s"
+
+	# The host runs the program through this script, which must sit next to
+	# the host binary. Prefer the CLI's sdk (the PyPI SDK's version); fall back
+	# to the host's own sdk if a future sdk drops the script.
+	exec_script="$(module_dir cli "$SDK_MODULE")/$EXEC_SCRIPT"
+	if [[ ! -f $exec_script ]]; then
+		log "no $EXEC_SCRIPT in sdk v$CLI_VERSION, using the one of sdk v$host_version"
+		exec_script="$(module_dir langhost "$SDK_MODULE")/$EXEC_SCRIPT"
+	fi
+	[[ -f $exec_script ]] || die "cannot find $EXEC_SCRIPT in the module cache"
+	install -m 0755 "$exec_script" "$stage/libexec/pulumi-language-python-exec"
+}
+
+# Build into $dest unless it is complete; serialised across processes.
+ensure_built() {
+	local dest=$1 lock stage
+	if [[ -x $dest/bin/pulumi && -x $dest/bin/pulumi-language-python ]]; then
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || die "pulumi v$PULUMI_VERSION not found and no 'go' to build it; install it with:
+    curl -fsSL https://get.pulumi.com | sh -s -- --version $PULUMI_VERSION"
+
+	mkdir -p "$(dirname "$dest")"
+	lock="$dest.lock"
+	exec 9>"$lock"
+	if command -v flock >/dev/null 2>&1 && ! flock -n 9; then
+		log "another process is building $dest; waiting"
+		flock 9
+	fi
+	if [[ ! -x $dest/bin/pulumi || ! -x $dest/bin/pulumi-language-python ]]; then
+		stage="$dest.partial.$$"
+		# Leftovers of interrupted builds; nobody else builds while we hold the lock.
+		rm -rf "$dest" "$dest".partial.*
+		mkdir -p "$stage/bin" "$stage/libexec"
+		STAGE_TO_CLEAN=$stage
+		local started=$SECONDS
+		build "$stage"
+		mv "$stage" "$dest"
+		STAGE_TO_CLEAN=
+		log "toolchain ready in $dest ($((SECONDS - started))s)"
+	fi
+	exec 9>&-
+}
+
+install_command_provider() {
+	local installer="$REPO_ROOT/tools/command_provider/install.sh"
+	local plugin="$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
+	if [[ ! -f $installer ]]; then
+		log "warning: $installer not found; command provider v$COMMAND_VERSION not installed"
+		return 0
+	fi
+	PULUMI_COMMAND_VERSION=$COMMAND_VERSION bash "$installer" >&2
+	[[ -x $plugin ]] || log "warning: $plugin missing after running $installer"
+}
+
+cleanup() {
+	if [[ -n ${STAGE_TO_CLEAN:-} ]]; then
+		rm -rf "$STAGE_TO_CLEAN"
+	fi
+}
+
+main() {
+	REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+	TOOLCHAIN_DIR="$REPO_ROOT/tools/toolchain"
+	CACHE_ROOT=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
+	[[ $CACHE_ROOT == /* ]] || CACHE_ROOT="$PWD/$CACHE_ROOT"
+	export PULUMI_HOME=${PULUMI_HOME:-$CACHE_ROOT/pulumi-home}
+	STAGE_TO_CLEAN=
+	trap cleanup EXIT
+
+	# --- versions ---------------------------------------------------------
+	PULUMI_VERSION=$(requirement_version pulumi)
+	COMMAND_VERSION=$(requirement_version pulumi-command)
+	CLI_VERSION=$(gomod_version "$TOOLCHAIN_DIR/cli/go.mod" github.com/pulumi/pulumi/pkg/v3)
+	local cli_sdk
+	cli_sdk=$(gomod_version "$TOOLCHAIN_DIR/cli/go.mod" "$SDK_MODULE")
+	[[ $cli_sdk == "$CLI_VERSION" ]] ||
+		die "tools/toolchain/cli/go.mod: pkg/v3 v$CLI_VERSION and sdk/v3 v$cli_sdk must match"
+	# ----------------------------------------------------------------------
+
+	local bin_dir dest
+	bin_dir=$(pulumi_on_path)
+	if [[ -n $bin_dir ]]; then
+		log "using pulumi from PATH: $bin_dir"
+	else
+		if [[ $CLI_VERSION != "$PULUMI_VERSION" ]]; then
+			log "note: CLI v$CLI_VERSION (tools/toolchain/cli/go.mod) with Python SDK pulumi==$PULUMI_VERSION"
+		fi
+		dest="$CACHE_ROOT/toolchain/pulumi-v$CLI_VERSION-$(inputs_hash)"
+		ensure_built "$dest"
+		bin_dir="$dest/bin"
+	fi
+
+	install_command_provider
+	printf '%s\n' "$bin_dir"
+}
+
+main "$@"
