@@ -5,7 +5,8 @@
 #          [--health-url URL --health-timeout SECONDS]
 #          [--pre-deploy CMD ...] [--post-deploy CMD ...]
 #          [--registry SERVER --registry-user USER]   (password on stdin)
-#          [--files-digest SHA]   (only makes a change of uploaded files rerun this)
+#          [--files-digest SHA]   (of the uploaded files: when it changes, containers
+#                                  are recreated, since bind-mounted files keep their old inode)
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
@@ -42,7 +43,7 @@ check_health() {
 }
 
 main() {
-  local dir="" project="" tag="" health_url="" health_timeout=60 registry="" registry_user=""
+  local dir="" project="" tag="" health_url="" health_timeout=60 registry="" registry_user="" files_digest=""
   local compose_files=() pre=() post=()
   while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -56,7 +57,7 @@ main() {
       --post-deploy) post+=("$2") ;;
       --registry) registry=$2 ;;
       --registry-user) registry_user=$2 ;;
-      --files-digest) ;;
+      --files-digest) files_digest=$2 ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -76,8 +77,14 @@ main() {
   log "release ${tag}: pulling images"
   docker compose pull --quiet
   run_hooks pre-deploy ${pre[@]+"${pre[@]}"}
+  local up=(docker compose up --detach --remove-orphans)
+  if [ -n "$files_digest" ] && [ -f .files-digest ] && [ "$(cat .files-digest)" != "$files_digest" ]; then
+    log "uploaded files changed: recreating containers"
+    up+=(--force-recreate)
+  fi
   log "release ${tag}: starting"
-  docker compose up --detach --remove-orphans
+  "${up[@]}"
+  printf '%s\n' "$files_digest" >.files-digest
   if [ -n "$health_url" ]; then
     check_health "$health_url" "$health_timeout"
   fi

@@ -41,9 +41,23 @@ daemon_json() {
 }
 
 main() {
-  local source=$1 max_size=$2 max_file=$3 no_bridge=$4
+  local source=$1 max_size=$2 max_file=$3 no_bridge=$4 wanted changed=false
+  # The engine reads daemon.json on its first start, which the package
+  # install triggers: written first, no bridge network ever appears.
+  mkdir -p /etc/docker
+  wanted=$(daemon_json "$max_size" "$max_file" "$no_bridge")
+  if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
+    printf '%s\n' "$wanted" >/etc/docker/daemon.json
+    echo "wrote /etc/docker/daemon.json"
+    changed=true
+  fi
+
   if docker version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
     echo "docker already installed: $(docker --version)"
+    if [ "$changed" = true ]; then
+      echo "restarting docker for the new daemon.json"
+      systemctl restart docker
+    fi
   else
     echo "installing docker (${source})"
     apt-get -o DPkg::Lock::Timeout=300 update -q
@@ -52,15 +66,6 @@ main() {
       docker-apt) install_from_docker_apt ;;
       *) echo "unknown docker source: ${source}" >&2; exit 2 ;;
     esac
-  fi
-
-  mkdir -p /etc/docker
-  local wanted
-  wanted=$(daemon_json "$max_size" "$max_file" "$no_bridge")
-  if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
-    printf '%s\n' "$wanted" >/etc/docker/daemon.json
-    echo "wrote /etc/docker/daemon.json; restarting docker"
-    systemctl restart docker
   fi
   systemctl enable --now docker >/dev/null 2>&1
   docker compose version
