@@ -93,7 +93,7 @@ def test_script_passes_bash_syntax_check(script: Path) -> None:
 def test_script_passes_shellcheck(script: Path) -> None:
     shellcheck = shutil.which("shellcheck")
     assert shellcheck, "shellcheck is required: apt-get install shellcheck (make deps does it)"
-    result = subprocess.run([shellcheck, "-x", str(script)], cwd=script.parent, capture_output=True, text=True)
+    result = subprocess.run([shellcheck, "-x", str(script.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
