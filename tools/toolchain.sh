@@ -19,8 +19,8 @@
 # Pins (one place each):
 #  - requirements.txt: `pulumi` (Python SDK) and `pulumi-command`.
 #  - tools/toolchain/cli/go.mod: the CLI (pkg/v3 and sdk/v3, same version).
-#    Meant to equal the `pulumi` pin; pkg/v3 v3.260.0's source is not served
-#    by the module proxy here, so the CLI is v3.259.0 (newest available).
+#    Equal to the `pulumi` pin (v3.259.0: the newest pkg/v3 whose source the
+#    module proxy here serves).
 #  - tools/toolchain/langhost/go.mod: the Python language host, which the
 #    proxy serves only inside sdk/v3 v3.68.0, plus a small launcher (main.go)
 #    that feeds it Pulumi.yaml's `virtualenv` option.

@@ -3,10 +3,9 @@
 // built with `go install pkg@version`; this module requires pkg and sdk at
 // the same version and repeats pkg's module-to-module replaces only.
 //
-// Meant to equal requirements.txt's `pulumi` pin (3.260.0), but the module
-// proxy refuses the source zip of pkg/v3 v3.260.0 ("not available"); v3.259.0
-// is the newest release it serves. Bump both versions together, then run
-// `GOTOOLCHAIN=local GOSUMDB=off GOFLAGS=-mod=mod go mod tidy`.
+// Equal to requirements.txt's `pulumi` pin. v3.259.0 is the newest release
+// whose pkg/v3 source the module proxy here serves (v3.260.0's zip is refused).
+// Bump both together, then run `GOTOOLCHAIN=local GOSUMDB=off GOFLAGS=-mod=mod go mod tidy`.
 module dropship.local/toolchain/cli
 
 go 1.25.11

@@ -1,0 +1,46 @@
+"""Fixtures of the end-to-end tier: every test in tests/e2e is marked e2e."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import TOOLS, TestHost, sh, toolchain_bin
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def bin_dir() -> str:
+    return toolchain_bin()
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[None]:
+    """The local registry with the example images v1 and v2; stopped again if this session started it."""
+    sh("bash", str(TOOLS / "docker-engine.sh"))
+    started = sh("bash", str(TOOLS / "registry.sh"), "status", check=False).returncode != 0
+    if started:
+        sh("bash", str(TOOLS / "registry.sh"), "start")
+    for tag in ("v1", "v2"):
+        sh("bash", str(TOOLS / "build-images.sh"), tag)
+    yield
+    if started:
+        sh("bash", str(TOOLS / "registry.sh"), "stop", check=False)
+
+
+@pytest.fixture(scope="module")
+def host(registry: None) -> Iterator[TestHost]:
+    """A fresh test host for one test module, removed afterwards with its Docker volume."""
+    test_host = TestHost("dropship-e2e", 2223)
+    test_host.stop()
+    test_host.start()
+    yield test_host
+    test_host.stop()

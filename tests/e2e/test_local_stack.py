@@ -1,0 +1,131 @@
+"""`pulumi up` of the local stack with the real engine against a real test host, step by step.
+
+The tests run in file order and share one deployment: fresh up, then no-op,
+release, secret rotation and destroy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from dropship.commands import render_env
+from tests.e2e.harness import Project, TestHost, sh
+
+EDGE_PORT, WEB_PORT, ADMIN_PORT = 18080, 18081, 12019
+APP_DIR = "/srv/example"
+TRICKY = "sp ace 'single' \"double\" $HOME ${X} # not a comment = eq \\back\\slash ünïcødé €"
+SECRETS = {
+    "env.APP_SECRET": "e2e-secret-1",
+    "env.TRICKY": TRICKY,
+    "env.EDGE_PORT": str(EDGE_PORT),
+    "env.WEB_PORT": str(WEB_PORT),
+    "env.ADMIN_PORT": str(ADMIN_PORT),
+}
+
+
+def health() -> dict[str, str]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+        assert response.status == 200
+        return dict(json.loads(response.read()))
+
+
+@pytest.fixture(scope="module")
+def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("local-stack"), bin_dir)
+    project.pulumi("stack", "init", "local")
+    project.set("existingHost.port", str(host.port))
+    for key, value in SECRETS.items():
+        project.set(key, value, secret=True)
+    yield project
+    project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def current_env(project: Project) -> dict[str, str]:
+    config = json.loads(project.pulumi("config", "--show-secrets", "--json").stdout)
+    return {k.removeprefix("dropship:env."): v["value"] for k, v in config.items() if k.startswith("dropship:env.")}
+
+
+def test_fresh_up_serves_the_app_through_the_proxy(project: Project) -> None:
+    result = project.up()
+    assert "error" not in result.stdout.lower().split("resources:")[-1]
+    answer = health()
+    assert answer["status"] == "ok"
+    assert answer["release"] == "v1"
+    assert answer["secret_sha256"] == hashlib.sha256(b"e2e-secret-1").hexdigest()
+    outputs = project.outputs()
+    assert outputs["release"] == "v1"
+    assert outputs["sshCommand"] == "ssh -p 2223 deploy@127.0.0.1"
+
+
+def test_env_file_is_exact_private_and_owned_by_the_deploy_user(project: Project, host: TestHost) -> None:
+    on_host = host.run(f"cat {APP_DIR}/.env").stdout
+    assert on_host == render_env(current_env(project))
+    assert host.run(f"stat -c '%U %G %a' {APP_DIR}/.env").stdout.split() == ["deploy", "deploy", "600"]
+    # The app sees every value exactly as configured.
+    seen = host.ssh("deploy", f"cd {APP_DIR} && docker compose exec -T web printenv TRICKY").stdout
+    assert seen == TRICKY + "\n"
+
+
+def test_deploy_user_runs_docker_without_sudo(host: TestHost) -> None:
+    assert "example-web-1" in host.ssh("deploy", "docker ps --format '{{.Names}}'").stdout
+    assert host.ssh("deploy", "sudo -n true", False).returncode != 0
+    assert "docker" in host.ssh("deploy", "id -nG").stdout.split()
+
+
+def test_sshd_refuses_root_and_passwords(host: TestHost) -> None:
+    effective = host.run("sshd -T | grep -Ei '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication) '").stdout
+    assert sorted(effective.lower().split("\n")[:-1]) == [
+        "kbdinteractiveauthentication no",
+        "passwordauthentication no",
+        "permitrootlogin no",
+    ]
+    root = host.ssh("root", "true", False)
+    assert root.returncode == 255 and "Permission denied" in root.stderr
+    password = host.ssh("deploy", "true", False, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no")
+    assert password.returncode == 255
+    assert "Permission denied (publickey)" in password.stderr
+
+
+def test_second_up_changes_nothing_and_runs_no_command(project: Project, host: TestHost) -> None:
+    assert project.preview_steps() == {}
+    logins = host.logins()
+    project.up()
+    assert set(project.last_update_changes()) == {"same"}
+    assert host.logins() == logins
+
+
+def test_release_changes_only_the_app(project: Project, host: TestHost) -> None:
+    project.set("app.imageTag", "v2")
+    assert project.preview_steps() == {"app-release": "update"}
+    project.up()
+    assert health()["release"] == "v2"
+    assert project.outputs()["release"] == "v2"
+
+
+def test_changed_secret_rewrites_env_and_restarts_the_app_only(project: Project, host: TestHost) -> None:
+    started = host.ssh("deploy", "docker inspect -f '{{.State.StartedAt}}' example-web-1").stdout
+    project.set("env.APP_SECRET", "e2e-secret-2", secret=True)
+    steps = project.preview_steps()
+    assert set(steps) == {"env-write", "app-release"}
+    project.up()
+    assert health()["secret_sha256"] == hashlib.sha256(b"e2e-secret-2").hexdigest()
+    assert host.run(f"cat {APP_DIR}/.env").stdout == render_env(current_env(project))
+    assert host.ssh("deploy", "docker inspect -f '{{.State.StartedAt}}' example-web-1").stdout != started
+
+
+def test_destroy_leaves_no_app_container(project: Project, host: TestHost) -> None:
+    project.pulumi("destroy", "--yes", "--skip-preview")
+    assert host.run("docker ps -aq").stdout.strip() == ""
+    assert host.run(f"ls -A {APP_DIR}").stdout.strip() == ""
+    assert sh("curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{EDGE_PORT}/health", check=False).returncode != 0
+
+
+def test_nothing_left_running_on_the_machine() -> None:
+    # The app's ports are free again (the host itself is removed by the fixture).
+    for port in (EDGE_PORT, WEB_PORT, ADMIN_PORT):
+        assert sh("bash", "-c", f"ss -ltnH 'sport = :{port}'").stdout.strip() == "", port
