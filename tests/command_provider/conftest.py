@@ -207,6 +207,7 @@ def provider_process(engine: FakeEngine) -> Iterator[ProviderProcess]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
+        env={**os.environ, "DROPSHIP_VENV": sys.prefix},  # the environment running the tests
     )
     try:
         assert proc.stdout is not None
@@ -242,6 +243,13 @@ REMOTE_COMMAND = "command:remote:Command"
 COPY_TO_REMOTE = "command:remote:CopyToRemote"
 LOCAL_COMMAND = "command:local:Command"
 LOCAL_RUN_TOKEN = "command:local:run"
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def urn(type_token: str, name: str) -> str:

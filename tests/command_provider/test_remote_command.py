@@ -15,6 +15,7 @@ from .conftest import (
     FakeEngine,
     SSHServer,
     check,
+    closed_port,
     create,
     delete,
     diff,
@@ -209,13 +210,13 @@ def test_diff_treats_unknown_inputs_as_changes(provider: Any, sshd: SSHServer) -
 
 
 def test_dial_errors_are_retried_up_to_the_limit(provider: Any, engine: FakeEngine) -> None:
-    inputs, _ = check(
-        provider, REMOTE_COMMAND, "cmd", {"connection": secret({"host": "127.0.0.1", "port": 2298, "dialErrorLimit": 2}), "create": "true"}
-    )
+    port = closed_port()
+    news = {"connection": secret({"host": "127.0.0.1", "port": port, "dialErrorLimit": 2}), "create": "true"}
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", news)
     started = time.monotonic()
     error = rpc_error(lambda: create(provider, REMOTE_COMMAND, "retry", inputs))
     assert time.monotonic() - started < 5
-    assert error.details() == "after 2 failed attempts: dial tcp 127.0.0.1:2298: connect: connection refused"
+    assert error.details() == f"after 2 failed attempts: dial tcp 127.0.0.1:{port}: connect: connection refused"
     assert engine.messages(urn=urn(REMOTE_COMMAND, "retry"), ephemeral=True) == [
         "Dial 1/2 failed: retrying",
         "Dial 2/2 failed: retrying",
