@@ -167,6 +167,15 @@ ssh_works() {
   ssh "${opts[@]}" root@127.0.0.1 true </dev/null >/dev/null 2>&1
 }
 
+root_login_disabled() {
+  docker exec "$NAME" test -f /etc/ssh/sshd_config.d/00-dropship.conf 2>/dev/null
+}
+
+# sshd answers with its host key: enough once dropship has turned root logins off.
+sshd_answers() {
+  ssh-keyscan -T 2 -p "$PORT" 127.0.0.1 2>/dev/null | grep -q .
+}
+
 container_state() { # prints running|exited|...|absent
   local state
   if state="$(docker inspect -f '{{.State.Status}}' "$NAME" 2>/dev/null)" && [[ -n "$state" ]]; then
@@ -188,7 +197,9 @@ cmd_start() {
   state="$(container_state)"
   case "$state" in
     running)
-      log "container $NAME already running" ;;
+      # Possibly hardened by dropship already: root may no longer log in.
+      log "container $NAME already running"
+      return 0 ;;
     absent)
       if port_in_use; then
         die "step 'start': port 127.0.0.1:$PORT is already taken by another process"
@@ -215,7 +226,7 @@ cmd_start() {
 
   log "waiting for ssh root@127.0.0.1 -p $PORT (up to ${TIMEOUT}s)"
   local waited=0
-  until ssh_works; do
+  until ssh_works || { root_login_disabled && sshd_answers; }; do
     if [[ "$(container_state)" != running ]]; then
       docker logs --tail 30 "$NAME" >&2 || true
       die "step 'wait for ssh': container $NAME stopped"

@@ -9,13 +9,15 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@"
 }
 
+has_package() { apt-cache show "$1" >/dev/null 2>&1; }
+
 install_from_distro() {
-  # Ubuntu ships compose v2 as docker-compose-v2; Debian 13 as docker-compose.
-  if apt-cache show docker-compose-v2 >/dev/null 2>&1; then
-    apt_install docker.io docker-compose-v2
-  else
-    apt_install docker.io docker-compose
-  fi
+  # Ubuntu ships compose v2 as docker-compose-v2, Debian 13 as docker-compose;
+  # Debian 13 also splits the client out of docker.io into docker-cli.
+  local packages=(docker.io)
+  if has_package docker-compose-v2; then packages+=(docker-compose-v2); else packages+=(docker-compose); fi
+  if has_package docker-cli; then packages+=(docker-cli); fi
+  apt_install "${packages[@]}"
 }
 
 install_from_docker_apt() {
