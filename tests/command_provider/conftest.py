@@ -207,7 +207,8 @@ def provider_process(engine: FakeEngine) -> Iterator[ProviderProcess]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
-        env={**os.environ, "DROPSHIP_VENV": sys.prefix},  # the environment running the tests
+        # The environment running the tests; no ambient SSH agent (it would be used).
+        env={**{k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}, "DROPSHIP_VENV": sys.prefix},
     )
     try:
         assert proc.stdout is not None

@@ -259,3 +259,33 @@ def test_read_returns_the_state_unchanged(provider: Any) -> None:
     resp = provider.Read(provider_pb2.ReadRequest(urn=urn(REMOTE_COMMAND, "cmd"), id="cmd1234", properties=pv.to_struct(state)))
     assert resp.id == "cmd1234"
     assert props_of(resp.properties) == state
+
+
+def test_connects_through_a_proxy(provider: Any, sshd: SSHServer) -> None:
+    bastion = {k: v for k, v in sshd.connection().items()}
+    news = {"connection": secret(sshd.connection(proxy=bastion)), "create": "echo via bastion"}
+    inputs, failures = check(provider, REMOTE_COMMAND, "cmd", news)
+    assert failures == []
+    assert create(provider, REMOTE_COMMAND, "proxied", inputs)[1]["stdout"] == "via bastion"
+
+
+def test_authenticates_with_an_ssh_agent(provider: Any, sshd: SSHServer, tmp_path: Path) -> None:
+    import subprocess
+
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        key = tmp_path / "key"
+        key.write_text(sshd.private_key)
+        key.chmod(0o600)
+        env = {"SSH_AUTH_SOCK": str(socket_path), "PATH": "/usr/bin:/bin"}
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, capture_output=True)
+        connection = {k: v for k, v in sshd.connection(agentSocketPath=str(socket_path)).items() if k != "privateKey"}
+        inputs, _ = check(provider, REMOTE_COMMAND, "cmd", {"connection": secret(connection), "create": "echo agent"})
+        assert create(provider, REMOTE_COMMAND, "agent", inputs)[1]["stdout"] == "agent"
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)

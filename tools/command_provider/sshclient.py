@@ -168,7 +168,7 @@ class _AuthMaterial:
     def close(self) -> None:
         agent: Any = self.agent
         if agent is not None:
-            agent.close()
+            agent._close()
 
 
 def _auth_material(spec: ConnectionSpec) -> _AuthMaterial:
