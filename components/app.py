@@ -38,6 +38,7 @@ class App(pulumi.ComponentResource):
         # Owns the app's lifetime on the host: its delete stops the containers.
         directory = remote.Command(
             f"{name}-directory",
+            add_previous_output_in_env=False,
             connection=connection,
             create=f"test -d {args.app_dir} -a -w {args.app_dir}",
             delete=commands.remove_app(args.app_dir, app.name),
@@ -62,6 +63,7 @@ class App(pulumi.ComponentResource):
 
         self.release = remote.Command(
             f"{name}-release",
+            add_previous_output_in_env=False,
             connection=connection,
             create=commands.deploy(
                 app_dir=args.app_dir,

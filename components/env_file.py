@@ -28,6 +28,7 @@ class EnvFile(pulumi.ComponentResource):
         super().__init__("dropship:index:EnvFile", name, None, opts)
         self.command = remote.Command(
             f"{name}-write",
+            add_previous_output_in_env=False,
             connection=args.target.as_user(args.user),
             create=commands.write_env(args.app_dir),
             stdin=args.content,

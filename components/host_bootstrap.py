@@ -36,6 +36,7 @@ class HostBootstrap(pulumi.ComponentResource):
         def step(step_name: str, create: str, connection: remote.ConnectionArgs, after: list[pulumi.Resource]) -> remote.Command:
             return remote.Command(
                 f"{name}-{step_name}",
+                add_previous_output_in_env=False,
                 connection=connection,
                 create=create,
                 triggers=[args.target.host_id],

@@ -113,7 +113,7 @@ def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
     }
     for name, (user, create) in expected.items():
         command = staging.named(name)
-        assert command.inputs == {"connection": connection(user), "create": create, "triggers": [DROPLET_ID]}, name
+        assert command.inputs == {"connection": connection(user), "create": create, "triggers": [DROPLET_ID], "addPreviousOutputInEnv": False}, name
         assert command.deleted_with.endswith("::server-droplet")
     order = list(expected)
     for earlier, later in itertools.pairwise(order):
@@ -128,6 +128,7 @@ def test_env_file_goes_through_stdin_only(staging: Run) -> None:
         "stdin": f"DATABASE_URL='postgres://shop@db/shop'\nPOSTGRES_PASSWORD='{CANARY}-pg'\nSECRET_KEY='{CANARY}-sk'\n",
         "logging": "none",
         "triggers": [DROPLET_ID],
+        "addPreviousOutputInEnv": False,
     }
     assert without_secrets(env.wire)["stdin"] == "[secret]"
     assert {"stdin", "stdout", "stderr"} <= set(env.additional_secret_outputs)
@@ -165,6 +166,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
         ),
         "stdin": f"{CANARY}-registry",
         "triggers": [DROPLET_ID, env_stdin(staging)],
+        "addPreviousOutputInEnv": False,
     }
     assert without_secrets(release.wire)["stdin"] == "[secret]"
     for dep in ("app-directory", "env-write", "app-file-compose.yaml", "app-file-Caddyfile"):
