@@ -289,3 +289,28 @@ def test_authenticates_with_an_ssh_agent(provider: Any, sshd: SSHServer, tmp_pat
     finally:
         agent.terminate()
         agent.wait(timeout=10)
+
+
+def test_private_keys_in_pkcs8_pem_are_accepted(provider: Any, sshd: SSHServer) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_ssh_private_key(sshd.private_key.encode(), password=None)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    assert pem.startswith("-----BEGIN PRIVATE KEY-----")
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", {"connection": secret(sshd.connection(privateKey=pem)), "create": "echo pem"})
+    assert create(provider, REMOTE_COMMAND, "pem", inputs)[1]["stdout"] == "pem"
+
+
+def test_a_passphrase_protected_key_needs_its_passphrase(provider: Any, sshd: SSHServer) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_ssh_private_key(sshd.private_key.encode(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.BestAvailableEncryption(b"pw")
+    ).decode()
+    without = {"connection": secret(sshd.connection(privateKey=encrypted)), "create": "true"}
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", without)
+    assert rpc_error(lambda: create(provider, REMOTE_COMMAND, "enc", inputs)).details() == "ssh: this private key is passphrase protected"
+    with_pw = {"connection": secret(sshd.connection(privateKey=encrypted, privateKeyPassword="pw")), "create": "echo unlocked"}
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", with_pw)
+    assert create(provider, REMOTE_COMMAND, "enc", inputs)[1]["stdout"] == "unlocked"

@@ -125,7 +125,6 @@ class ConnectionSpec:
 
 
 def _parse_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
-    errors: list[str] = []
     key_classes: list[type[paramiko.PKey]] = [
         paramiko.Ed25519Key,
         paramiko.ECDSAKey,
@@ -136,11 +135,34 @@ def _parse_private_key(text: str, passphrase: str | None) -> paramiko.PKey:
             return key_class.from_private_key(io.StringIO(text), password=passphrase)
         except paramiko.PasswordRequiredException as exc:
             raise ProviderError("ssh: this private key is passphrase protected") from exc
-        except (paramiko.SSHException, ValueError, TypeError, IndexError) as exc:
-            errors.append(str(exc))
-    if passphrase is not None and any("decrypt" in e.lower() or "password" in e.lower() for e in errors):
+        except (paramiko.SSHException, ValueError, TypeError, IndexError):
+            continue
+    # PKCS#8 ("BEGIN PRIVATE KEY", e.g. the tls provider's ed25519 private_key_pem) and
+    # other PEM forms Go's ssh.ParsePrivateKey reads: convert to the OpenSSH format.
+    converted = _pem_to_openssh(text, passphrase)
+    if converted is not None:
+        return _parse_private_key(converted, None)
+    if passphrase is not None and ("ENCRYPTED" in text or "OPENSSH PRIVATE KEY" in text):
         raise ProviderError("x509: decryption password incorrect")
     raise ProviderError("ssh: no key found")
+
+
+def _pem_to_openssh(text: str, passphrase: str | None) -> str | None:
+    if "-----BEGIN OPENSSH PRIVATE KEY-----" in text:
+        return None
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=passphrase.encode() if passphrase else None)
+    except TypeError as exc:  # encrypted but no passphrase
+        raise ProviderError("ssh: this private key is passphrase protected") from exc
+    except ValueError:
+        return None
+    try:
+        data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    except (ValueError, TypeError):
+        return None
+    return data.decode()
 
 
 class _AgentAtPath(AgentSSH):
