@@ -38,7 +38,7 @@ LAUNCHER = PROVIDER_DIR / "pulumi-resource-command"
 SSHD = Path("/usr/sbin/sshd")
 SSH_PORT = 2299
 
-sys.path.insert(0, str(PROVIDER_DIR))
+sys.path.append(str(PROVIDER_DIR))
 
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2_grpc  # noqa: E402
 

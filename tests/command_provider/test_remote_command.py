@@ -314,3 +314,18 @@ def test_a_passphrase_protected_key_needs_its_passphrase(provider: Any, sshd: SS
     with_pw = {"connection": secret(sshd.connection(privateKey=encrypted, privateKeyPassword="pw")), "create": "echo unlocked"}
     inputs, _ = check(provider, REMOTE_COMMAND, "cmd", with_pw)
     assert create(provider, REMOTE_COMMAND, "enc", inputs)[1]["stdout"] == "unlocked"
+
+
+def test_parallel_operations(provider: Any, sshd: SSHServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = checked(provider, sshd, create='sleep 0.3; echo "$DROPSHIP_N"', logging="none")
+
+    def run(n: int) -> str:
+        news = {**inputs, "environment": {"DROPSHIP_N": str(n)}}
+        return str(create(provider, REMOTE_COMMAND, f"p{n}", news)[1]["stdout"])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(run, range(8))) == [str(n) for n in range(8)]
+    assert time.monotonic() - started < 2.4  # not serialised
