@@ -114,23 +114,6 @@ def reveal(value: Any) -> Any:
     return value
 
 
-def contains_unknowns(value: Any) -> bool:
-    if is_unknown(value):
-        return True
-    sig = _sig(value)
-    if sig == OUTPUT_SIG:
-        return "value" not in value or contains_unknowns(value["value"])
-    if sig == SECRET_SIG:
-        return contains_unknowns(value.get("value"))
-    if sig is not None:
-        return False
-    if isinstance(value, dict):
-        return any(contains_unknowns(v) for v in value.values())
-    if isinstance(value, list):
-        return any(contains_unknowns(v) for v in value)
-    return False
-
-
 def has_value(value: Any) -> bool:
     """Mirror of Go's ``PropertyValue.HasValue``: null and output-without-value are empty."""
     if value is None:
