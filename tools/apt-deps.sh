@@ -5,7 +5,7 @@
 set -euo pipefail
 
 main() {
-  local wanted=(shellcheck:shellcheck debootstrap:debootstrap docker-registry:docker-registry ssh:openssh-client curl:curl)
+  local wanted=(shellcheck:shellcheck debootstrap:debootstrap docker-registry:docker-registry ssh:openssh-client sshd:openssh-server curl:curl)
   local missing=() entry
   for entry in "${wanted[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")

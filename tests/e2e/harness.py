@@ -31,6 +31,8 @@ def toolchain_bin() -> str:
 
 @dataclass
 class TestHost:
+    __test__ = False  # a helper, not a test class
+
     name: str
     port: int
 
