@@ -113,7 +113,12 @@ def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
     }
     for name, (user, create) in expected.items():
         command = staging.named(name)
-        assert command.inputs == {"connection": connection(user), "create": create, "triggers": [DROPLET_ID], "addPreviousOutputInEnv": False}, name
+        assert command.inputs == {
+            "connection": connection(user),
+            "create": create,
+            "triggers": [DROPLET_ID],
+            "addPreviousOutputInEnv": False,
+        }, name
         assert command.deleted_with.endswith("::server-droplet")
     order = list(expected)
     for earlier, later in itertools.pairwise(order):

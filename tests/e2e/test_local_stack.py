@@ -86,7 +86,9 @@ def test_sshd_refuses_root_and_passwords(host: TestHost) -> None:
     ]
     root = host.ssh("root", "true", False)
     assert root.returncode == 255 and "Permission denied" in root.stderr
-    password = host.ssh("deploy", "true", False, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no")
+    password = host.ssh(
+        "deploy", "true", False, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
+    )
     assert password.returncode == 255
     assert "Permission denied (publickey)" in password.stderr
 

@@ -1,0 +1,63 @@
+"""`make bench`: times `pulumi up` of the local stack on a warm machine and counts remote commands.
+
+Prints numbers; asserts nothing. Uses its own test host (port 2224) and state,
+so it neither needs nor disturbs what `make up` deployed.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.e2e.harness import TOOLS, Project, TestHost, sh, toolchain_bin
+
+PORTS = {"env.EDGE_PORT": "28080", "env.WEB_PORT": "28081", "env.ADMIN_PORT": "22019"}
+
+
+def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
+    logins = host.logins()
+    start = time.monotonic()
+    action()  # type: ignore[operator]
+    return label, time.monotonic() - start, host.logins() - logins
+
+
+def main() -> None:
+    sh("bash", str(TOOLS / "docker-engine.sh"))
+    started_registry = sh("bash", str(TOOLS / "registry.sh"), "status", check=False).returncode != 0
+    if started_registry:
+        sh("bash", str(TOOLS / "registry.sh"), "start")
+    for tag in ("v1", "v2"):
+        sh("bash", str(TOOLS / "build-images.sh"), tag)
+    host = TestHost("dropship-bench", 2224)
+    host.stop()
+    host.start()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            project = Project(Path(workdir), toolchain_bin())
+            project.pulumi("stack", "init", "local")
+            project.set("existingHost.port", str(host.port))
+            project.set("app.healthUrl", "http://127.0.0.1:28080/health")
+            for key, value in PORTS.items():
+                project.set(key, value, secret=True)
+            rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
+            rows.append(timed("no-op up", host, project.up))
+            project.set("app.imageTag", "v2")
+            rows.append(timed("release up (v1 -> v2)", host, project.up))
+            project.pulumi("destroy", "--yes", "--skip-preview")
+    finally:
+        host.stop()
+        if started_registry:
+            sh("bash", str(TOOLS / "registry.sh"), "stop", check=False)
+    targets = {"fresh": "< 180 s", "no-op": "< 15 s, 0 commands", "release": "< 30 s"}
+    print(f"\n{'case':58} {'seconds':>8} {'remote commands':>16}   target")
+    for (label, seconds, commands), target in zip(rows, targets.values(), strict=True):
+        print(f"{label:58} {seconds:8.1f} {commands:16d}   {target}")
+
+
+if __name__ == "__main__":
+    main()
