@@ -147,7 +147,11 @@ cmd_build() {
 }
 
 ensure_key() {
-  [[ -s "$KEY" && -s "$KEY.pub" ]] && return 0
+  if [[ -s "$KEY" && -s "$KEY.pub" ]]; then
+    # A key from a git checkout arrives world-readable, which ssh refuses.
+    chmod 600 "$KEY"
+    return 0
+  fi
   log "generating root key pair $KEY"
   mkdir -p "${KEY%/*}"
   rm -f "$KEY" "$KEY.pub"

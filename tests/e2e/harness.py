@@ -36,6 +36,9 @@ class TestHost:
     name: str
     port: int
 
+    def __post_init__(self) -> None:
+        DEV_KEY.chmod(0o600)  # a git checkout leaves it world-readable, which ssh refuses
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "TESTHOST_NAME": self.name, "TESTHOST_PORT": str(self.port), "TESTHOST_KEY": str(DEV_KEY)}
 
