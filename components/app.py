@@ -34,13 +34,14 @@ class App(pulumi.ComponentResource):
         super().__init__("dropship:index:App", name, None, opts)
         connection = args.target.as_user(args.user)
         app = args.app
+        incoming = commands.upload_directory(args.app_dir)
 
         # Owns the app's lifetime on the host: its delete stops the containers.
         directory = remote.Command(
             f"{name}-directory",
             add_previous_output_in_env=False,
             connection=connection,
-            create=f"test -d {args.app_dir} -a -w {args.app_dir}",
+            create=f"mkdir -p {incoming}",
             delete=commands.remove_app(args.app_dir, app.name),
             triggers=[args.target.host_id],
             opts=args.target.options(self, list(args.after)),
@@ -55,7 +56,7 @@ class App(pulumi.ComponentResource):
                     f"{name}-file-{source.name}",
                     connection=connection,
                     source=pulumi.FileAsset(str(source)),
-                    remote_path=f"{args.app_dir}/{source.name}",
+                    remote_path=f"{incoming}/{source.name}",
                     triggers=[args.target.host_id],
                     opts=args.target.options(self, [directory]),
                 )
@@ -72,6 +73,10 @@ class App(pulumi.ComponentResource):
                 compose_files=[Path(f).name for f in app.compose_files],
                 health_url=app.health_url,
                 health_timeout=app.health_timeout,
+                health_retries=app.health_retries,
+                rolling_services=app.rolling_services,
+                keep_releases=app.keep_releases,
+                lock_timeout=app.lock_timeout,
                 pre_deploy=app.pre_deploy,
                 post_deploy=app.post_deploy,
                 registry=args.registry.server if args.registry else None,

@@ -51,8 +51,13 @@ def harden_ssh(deploy_user: str, *, sudo: bool = False) -> str:
     return run_script("harden-ssh.sh", deploy_user, as_root_via_sudo=sudo)
 
 
+def upload_directory(app_dir: str) -> str:
+    """Where `pulumi up` places the app's files and .env; deploy.sh snapshots them into a release."""
+    return f"{app_dir}/incoming"
+
+
 def write_env(app_dir: str) -> str:
-    return run_script("write-env.sh", app_dir)
+    return run_script("write-env.sh", upload_directory(app_dir))
 
 
 def remove_app(app_dir: str, project: str) -> str:
@@ -67,6 +72,10 @@ def deploy(
     compose_files: Iterable[str],
     health_url: str | None = None,
     health_timeout: int = 60,
+    health_retries: int = 30,
+    rolling_services: Iterable[str] = (),
+    keep_releases: int = 3,
+    lock_timeout: int = 600,
     pre_deploy: Iterable[str] = (),
     post_deploy: Iterable[str] = (),
     registry: str | None = None,
@@ -77,7 +86,11 @@ def deploy(
     for name in compose_files:
         args += ["--compose-file", name]
     if health_url:
-        args += ["--health-url", health_url, "--health-timeout", str(health_timeout)]
+        args += ["--health-url", health_url]
+    args += ["--health-timeout", str(health_timeout), "--health-retries", str(health_retries)]
+    for service in rolling_services:
+        args += ["--rolling", service]
+    args += ["--keep", str(keep_releases), "--lock-timeout", str(lock_timeout)]
     for hook in pre_deploy:
         args += ["--pre-deploy", hook]
     for hook in post_deploy:

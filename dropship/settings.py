@@ -185,6 +185,15 @@ class AppSettings(Section):
     health_url: HttpUrl | None = None
     """Checked from the host itself after `up`, e.g. http://127.0.0.1:8080/health."""
     health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
+    """Seconds a release has to become healthy (all its services, and healthUrl)."""
+    health_retries: Annotated[int, Field(ge=1, le=1000)] = 30
+    """Requests to healthUrl, 2 s apart, before the release counts as unhealthy."""
+    rolling_services: tuple[Annotated[str, _matches(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a compose service name")], ...] = ()
+    """Services recreated one at a time, each healthy before the next (zero downtime behind the edge proxy)."""
+    keep_releases: Annotated[int, Field(ge=1, le=50)] = 3
+    """Releases (and their images) kept on the host: rolling back to one needs no pull."""
+    lock_timeout: Annotated[int, Field(ge=0, le=7200)] = 600
+    """Seconds a deploy waits for another one on the same host before failing."""
     pre_deploy: tuple[str, ...] = ()
     post_deploy: tuple[str, ...] = ()
     required_env: tuple[EnvName, ...] = ()

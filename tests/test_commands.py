@@ -42,6 +42,10 @@ def test_deploy_arguments_in_order() -> None:
             compose_files=["compose.yaml", "compose.prod.yaml"],
             health_url="http://127.0.0.1:8000/health",
             health_timeout=30,
+            health_retries=10,
+            rolling_services=["web-1", "web-2"],
+            keep_releases=5,
+            lock_timeout=120,
             pre_deploy=["echo 'pre'"],
             post_deploy=["docker compose run --rm api alembic upgrade head"],
             registry="registry.example.com",
@@ -53,7 +57,8 @@ def test_deploy_arguments_in_order() -> None:
         "deploy.sh",
         "--dir", "/srv/shop", "--project", "shop", "--tag", "v2",
         "--compose-file", "compose.yaml", "--compose-file", "compose.prod.yaml",
-        "--health-url", "http://127.0.0.1:8000/health", "--health-timeout", "30",
+        "--health-url", "http://127.0.0.1:8000/health", "--health-timeout", "30", "--health-retries", "10",
+        "--rolling", "web-1", "--rolling", "web-2", "--keep", "5", "--lock-timeout", "120",
         "--pre-deploy", "echo 'pre'",
         "--post-deploy", "docker compose run --rm api alembic upgrade head",
         "--registry", "registry.example.com", "--registry-user", "ci",
@@ -63,7 +68,14 @@ def test_deploy_arguments_in_order() -> None:
 
 def test_deploy_without_optional_parts() -> None:
     words = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"]))
-    assert words[3:] == ["deploy.sh", "--dir", "/srv/a", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml"]
+    assert words[3:] == [
+        "deploy.sh", "--dir", "/srv/a", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml",
+        "--health-timeout", "60", "--health-retries", "30", "--keep", "3", "--lock-timeout", "600",
+    ]  # fmt: skip
+
+
+def test_env_is_written_to_the_upload_directory() -> None:
+    assert shlex.split(commands.write_env("/srv/a"))[3:] == ["write-env.sh", "/srv/a/incoming"]
 
 
 def test_files_digest_depends_on_names_and_contents() -> None:

@@ -143,6 +143,10 @@ BAD = [
         "expected an http:// or https:// URL such as http://127.0.0.1:8080/health; got 'ftp://example.com/'",
     ),
     ("staging", {"app.healthTimeout": "-5"}, "app.healthTimeout", "greater than or equal to 1; got '-5'"),
+    ("staging", {"app.healthRetries": "0"}, "app.healthRetries", "greater than or equal to 1; got '0'"),
+    ("staging", {"app.keepReleases": "100"}, "app.keepReleases", "less than or equal to 50; got '100'"),
+    ("staging", {"app.lockTimeout": "soon"}, "app.lockTimeout", "Input should be a valid integer"),
+    ("staging", {"app.rollingServices": '["web 1"]'}, "app.rollingServices.0", "expected a compose service name; got 'web 1'"),
     ("staging", {"app.files": '["deploy/Caddyfile", "other/Caddyfile"]'}, "app.files", "two files share the name Caddyfile"),
     (
         "staging",

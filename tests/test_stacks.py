@@ -129,7 +129,7 @@ def test_env_file_goes_through_stdin_only(staging: Run) -> None:
     env = staging.named("env-write")
     assert env.inputs == {
         "connection": connection("deploy"),
-        "create": commands.write_env("/srv/shop"),
+        "create": commands.write_env("/srv/shop"),  # writes /srv/shop/incoming/.env
         "stdin": f"DATABASE_URL='postgres://shop@db/shop'\nPOSTGRES_PASSWORD='{CANARY}-pg'\nSECRET_KEY='{CANARY}-sk'\n",
         "logging": "none",
         "triggers": [DROPLET_ID],
@@ -146,7 +146,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
         f"app-file-{name}": {
             "connection": connection("deploy"),
             "source": {"4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17", "path": str(ROOT / "deploy" / name)},
-            "remotePath": f"/srv/shop/{name}",
+            "remotePath": f"/srv/shop/incoming/{name}",
             "triggers": [DROPLET_ID],
         }
         for name in ("compose.yaml", "Caddyfile")

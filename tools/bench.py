@@ -14,8 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.e2e.harness import TOOLS, Project, TestHost, sh, toolchain_bin
+from tests.e2e.load import Load
 
-PORTS = {"env.EDGE_PORT": "28080", "env.WEB_PORT": "28081", "env.ADMIN_PORT": "22019"}
+URL = "http://127.0.0.1:28080/health"
+PORTS = {"env.EDGE_PORT": "28080", "env.WEB_PORT": "28081", "env.WEB2_PORT": "28082", "env.ADMIN_PORT": "22019"}
 
 
 def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
@@ -47,7 +49,12 @@ def main() -> None:
             rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
             rows.append(timed("no-op up", host, project.up))
             project.set("app.imageTag", "v2")
-            rows.append(timed("release up (v1 -> v2)", host, project.up))
+            with Load(URL, rate=50) as dropship_load:
+                rows.append(timed("release up (v1 -> v2)", host, project.up))
+            # What the seeds do: plain `docker compose up -d` with a new tag, on the host.
+            with Load(URL, rate=50) as compose_load:
+                host.ssh("deploy", "cd /srv/example && IMAGE_TAG=v1 docker compose up -d --quiet-pull 2>&1")
+                time.sleep(5)
             project.pulumi("destroy", "--yes", "--skip-preview")
     finally:
         host.stop()
@@ -57,6 +64,9 @@ def main() -> None:
     print(f"\n{'case':58} {'seconds':>8} {'remote commands':>16}   target")
     for (label, seconds, commands), target in zip(rows, targets.values(), strict=True):
         print(f"{label:58} {seconds:8.1f} {commands:16d}   {target}")
+    print("\nrequests through the edge proxy at 50/s across a release (target: 0 failed for dropship)")
+    print(f"  dropship release (rolling, health-gated): {dropship_load}")
+    print(f"  plain `docker compose up -d`:             {compose_load}")
 
 
 if __name__ == "__main__":

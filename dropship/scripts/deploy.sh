@@ -1,98 +1,276 @@
 #!/usr/bin/env bash
-# Deploys one release of the compose app: registry login, pull, pre-deploy
-# hooks, up, health check, post-deploy hooks, release record, image prune.
+# Deploys one release of the compose app, health-gated, and restores the
+# previous release when the new one fails.
+#
+# Layout under DIR:
+#   incoming/         what `pulumi up` uploaded: compose files, extra files, .env
+#   releases/ID/      one immutable snapshot per release (files + .env + TAG)
+#   releases/current  -> the release that serves
+#   ./                the live copy compose runs from (a stable path, so that
+#                     bind mounts and the project directory never move)
+#   releases.log      one line per attempt: time, id, tag, outcome
+#
 # Usage: deploy.sh --dir DIR --project NAME --tag TAG --compose-file F [...]
-#          [--health-url URL --health-timeout SECONDS]
+#          [--health-url URL] [--health-timeout SECONDS] [--health-retries N]
+#          [--rolling SERVICE ...]   (recreated one at a time, each healthy before the next)
 #          [--pre-deploy CMD ...] [--post-deploy CMD ...]
 #          [--registry SERVER --registry-user USER]   (password on stdin)
-#          [--files-digest SHA]   (of the uploaded files: when it changes, containers
-#                                  are recreated, since bind-mounted files keep their old inode)
+#          [--keep N] [--lock-timeout SECONDS] [--files-digest SHA]
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
+fail() { printf 'dropship: %s\n' "$*" >&2; exit 1; }
 
-run_hooks() {
-  local kind=$1 hook
+# --- the deploy lock: two `pulumi up`s against one host never interleave ---
+
+take_lock() {
+  local dir=$1 timeout=$2 holder
+  exec 9>>"${dir}/.deploy.lock"
+  if ! flock --nonblock 9; then
+    holder=$(cat "${dir}/.deploy.lock.holder" 2>/dev/null || echo "unknown")
+    log "waiting up to ${timeout}s for the deploy lock, held by ${holder}"
+    if ! flock --wait "$timeout" 9; then
+      holder=$(cat "${dir}/.deploy.lock.holder" 2>/dev/null || echo "unknown")
+      fail "another deploy holds the lock of ${dir}: ${holder}; gave up after ${timeout}s"
+    fi
+  fi
+  local client=${SSH_CLIENT:-local}
+  printf '%s from %s, pid %s, since %s\n' "$(id -un)" "${client%% *}" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    >"${dir}/.deploy.lock.holder"
+}
+
+# --- compose against the live directory ---
+
+# compose DIRECTORY ARGS...: the app's compose project with the files of DIRECTORY.
+compose_in() {
+  local directory=$1 file files=()
   shift
-  for hook in "$@"; do
-    log "${kind} hook: ${hook}"
-    if ! bash -c "$hook"; then
-      log "${kind} hook failed: ${hook}" >&2
+  for file in "${COMPOSE_FILES[@]}"; do files+=(--file "${directory}/${file}"); done
+  docker compose --project-name "$PROJECT" --project-directory "$directory" "${files[@]}" "$@"
+}
+
+compose() { compose_in "$DIR" "$@"; }
+
+release_images() { IMAGE_TAG=$(cat "${DIR}/releases/$1/TAG") compose_in "${DIR}/releases/$1" config --images | sort -u; }
+
+# Copies a release's files into the live directory. Files are rewritten in
+# place (same inode) so that running bind mounts see them; .env is replaced
+# atomically and stays mode 600.
+make_live() {
+  local release=$1 file name
+  for file in "$release"/* "$release"/.env; do
+    [ -f "$file" ] || continue
+    name=${file##*/}
+    [ "$name" != TAG ] || continue
+    if [ "$name" = .env ]; then
+      install -m 600 "$file" "${DIR}/.env.new"
+      mv -f "${DIR}/.env.new" "${DIR}/.env"
+    else
+      cat "$file" >"${DIR}/${name}"
+    fi
+  done
+}
+
+snapshot() {
+  local id=$1 release="${DIR}/releases/$1"
+  mkdir -m 700 "$release"
+  cp -p "${DIR}"/incoming/* "$release"/
+  if [ -f "${DIR}/incoming/.env" ]; then cp -p "${DIR}/incoming/.env" "$release/.env"; fi
+  printf '%s\n' "$TAG" >"$release/TAG"
+  printf '%s\n' "$release"
+}
+
+# --- health ---
+
+service_states() {
+  local id
+  for id in $(compose ps --all --quiet); do
+    docker inspect --format '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' "$id"
+  done
+}
+
+# Services that are not running, or whose healthcheck says unhealthy.
+unhealthy_services() {
+  service_states | awk '$2 != "running" || $3 == "unhealthy" {print $1 " (" $2 ($3 == "-" ? "" : ", " $3) ")"}' | paste -sd, -
+}
+
+# The last output of a container's healthcheck, on one line.
+last_health_output() {
+  docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$1" \
+    | tr -s '\n' ' ' | tail -c 200
+}
+
+wait_healthy() { # SERVICE DEADLINE
+  local service=$1 deadline=$2 state id
+  while :; do
+    state=$(service_states | awk -v s="$service" '$1 == s {print $2 "/" $3}' | sort -u | paste -sd, -)
+    case "$state" in
+      running/healthy | running/-) return 0 ;;
+    esac
+    if [ "$(date +%s)" -ge "$deadline" ] || [ "$state" = running/unhealthy ]; then
+      id=$(compose ps --all --quiet "$service" | head -n 1)
+      LAST_ANSWER="service ${service} is ${state:-missing}; last health check: $( [ -n "$id" ] && last_health_output "$id")"
       return 1
     fi
+    sleep 1
   done
 }
 
 check_health() {
-  local url=$1 timeout=$2 deadline answer=""
-  deadline=$(( $(date +%s) + timeout ))
-  log "health check: ${url} (up to ${timeout}s)"
-  while :; do
-    if answer=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$url" 2>&1) && [ "${answer:0:1}" = 2 ]; then
-      log "healthy: ${url} answered ${answer}"
+  local deadline=$1 attempt=0 code body
+  LAST_ANSWER=""
+  [ -n "$HEALTH_URL" ] || return 0
+  log "health check: ${HEALTH_URL} (up to ${HEALTH_RETRIES} tries, ${HEALTH_TIMEOUT}s)"
+  while [ "$attempt" -lt "$HEALTH_RETRIES" ]; do
+    attempt=$((attempt + 1))
+    body=$(mktemp)
+    code=$(curl -sS -o "$body" -w '%{http_code}' --max-time 5 "$HEALTH_URL" 2>&1) || true
+    LAST_ANSWER="HTTP ${code}: $(head -c 200 "$body" | tr '\n' ' ')"
+    rm -f "$body"
+    if [ "${code:0:1}" = 2 ]; then
+      log "healthy: ${HEALTH_URL} answered ${code}"
       return 0
     fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      log "unhealthy: ${url} did not answer 2xx within ${timeout}s; last answer: ${answer}" >&2
-      docker compose ps >&2 || true
-      docker compose logs --tail 20 >&2 || true
+    [ "$(date +%s)" -lt "$deadline" ] || break
+    sleep 2
+  done
+  return 1
+}
+
+# --- one release ---
+
+start_release() {
+  local deadline service
+  deadline=$(( $(date +%s) + HEALTH_TIMEOUT ))
+  for service in ${ROLLING[@]+"${ROLLING[@]}"}; do
+    log "rolling: recreating ${service}"
+    compose up --detach --no-deps "$service" || return 1
+    wait_healthy "$service" "$deadline" || return 1
+  done
+  compose up --detach --remove-orphans || return 1
+  check_health "$deadline" || return 1
+  local bad
+  bad=$(unhealthy_services)
+  if [ -n "$bad" ]; then
+    LAST_ANSWER="${LAST_ANSWER:+${LAST_ANSWER}; }not healthy: ${bad}"
+    return 1
+  fi
+}
+
+run_hooks() { # KIND DIRECTORY HOOK...
+  local kind=$1 directory=$2 hook
+  shift 2
+  for hook in "$@"; do
+    log "${kind} hook: ${hook}"
+    if ! (cd "$directory" && bash -c "$hook"); then
+      LAST_ANSWER="${kind} hook failed: ${hook}"
       return 1
     fi
-    sleep 2
   done
 }
 
+# A failed release leaves its line in the log but no snapshot: kept releases are good ones.
+discard() { rm -rf "${DIR:?}/releases/$1"; record "$1" "$2"; }
+
+record() { printf '%s %s %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$TAG" "$2" >>"${DIR}/releases.log"; }
+
+roll_back() { # REASON PREVIOUS
+  local reason=$1 previous=$2 previous_tag
+  if [ -z "$previous" ]; then
+    fail "release ${TAG} failed: ${reason}; there is no previous release to restore"
+  fi
+  previous_tag=$(cat "${previous}/TAG")
+  log "release ${TAG} failed: ${reason}"
+  log "restoring release ${previous_tag}"
+  IMAGE_TAG=$previous_tag
+  make_live "$previous"
+  LAST_ANSWER=""
+  if start_release; then
+    fail "release ${TAG} failed and was rolled back: ${reason}. Release ${previous_tag} serves again."
+  fi
+  fail "release ${TAG} failed: ${reason}. Restoring ${previous_tag} failed too: ${LAST_ANSWER}"
+}
+
+prune() { # keeps the newest KEEP releases and their images
+  local releases=() kept_images release count
+  mapfile -t releases < <(find "${DIR}/releases" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort)
+  count=${#releases[@]}
+  if [ "$count" -gt "$KEEP" ]; then
+    kept_images=$(for release in "${releases[@]:count-KEEP}"; do release_images "$release"; done | sort -u)
+    for release in "${releases[@]:0:count-KEEP}"; do
+      release_images "$release" | comm -23 - <(printf '%s\n' "$kept_images") | xargs -r docker image rm >/dev/null 2>&1 || true
+      rm -rf "${DIR:?}/releases/${release}"
+    done
+  fi
+  docker image prune --force >/dev/null
+}
+
 main() {
-  local dir="" project="" tag="" health_url="" health_timeout=60 registry="" registry_user="" files_digest=""
-  local compose_files=() pre=() post=()
+  DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
+  local registry="" registry_user="" lock_timeout=600 pre=() post=()
+  ROLLING=() COMPOSE_FILES=()
   while [ "$#" -gt 0 ]; do
     case "$1" in
-      --dir) dir=$2 ;;
-      --project) project=$2 ;;
-      --tag) tag=$2 ;;
-      --compose-file) compose_files+=("$2") ;;
-      --health-url) health_url=$2 ;;
-      --health-timeout) health_timeout=$2 ;;
+      --dir) DIR=$2 ;;
+      --project) PROJECT=$2 ;;
+      --tag) TAG=$2 ;;
+      --compose-file) COMPOSE_FILES+=("$2") ;;
+      --health-url) HEALTH_URL=$2 ;;
+      --health-timeout) HEALTH_TIMEOUT=$2 ;;
+      --health-retries) HEALTH_RETRIES=$2 ;;
+      --rolling) ROLLING+=("$2") ;;
       --pre-deploy) pre+=("$2") ;;
       --post-deploy) post+=("$2") ;;
       --registry) registry=$2 ;;
       --registry-user) registry_user=$2 ;;
-      --files-digest) files_digest=$2 ;;
+      --keep) KEEP=$2 ;;
+      --lock-timeout) lock_timeout=$2 ;;
+      --files-digest) ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
   done
-
-  cd "$dir"
-  # Hooks and people on the host then run plain `docker compose ...` against this app.
-  COMPOSE_PROJECT_NAME=$project
-  COMPOSE_FILE=$(IFS=:; echo "${compose_files[*]}")
-  IMAGE_TAG=$tag
+  # Hooks and people on the host run plain `docker compose ...` against the live release.
+  COMPOSE_PROJECT_NAME=$PROJECT
+  COMPOSE_FILE=$(IFS=:; echo "${COMPOSE_FILES[*]}")
+  IMAGE_TAG=$TAG
   export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG
+
+  take_lock "$DIR" "$lock_timeout"
+  mkdir -p "${DIR}/releases"
+  local previous="" id release
+  previous=$(readlink -e "${DIR}/releases/current" 2>/dev/null || true)
+  id="$(date -u +%Y%m%dT%H%M%SZ)-${TAG}"
+  rm -rf "${DIR:?}/releases/${id}"
+  release=$(snapshot "$id")
+  log "release ${TAG} (${id})${previous:+, replacing $(cat "${previous}/TAG" 2>/dev/null)}"
 
   if [ -n "$registry" ]; then
     log "registry login: ${registry_user}@${registry}"
     docker login "$registry" --username "$registry_user" --password-stdin >/dev/null
   fi
-  log "release ${tag}: pulling images"
-  docker compose pull --quiet
-  run_hooks pre-deploy ${pre[@]+"${pre[@]}"}
-  local up=(docker compose up --detach --remove-orphans)
-  if [ -n "$files_digest" ] && [ -f .files-digest ] && [ "$(cat .files-digest)" != "$files_digest" ]; then
-    log "uploaded files changed: recreating containers"
-    up+=(--force-recreate)
+  # Images of kept releases are still here: rolling back to one needs no pull.
+  log "pulling images that are not here yet"
+  if ! compose_in "$release" pull --policy missing --quiet; then
+    discard "$id" pull-failed
+    fail "release ${TAG}: pulling images failed; the previous release still serves"
   fi
-  log "release ${tag}: starting"
-  "${up[@]}"
-  printf '%s\n' "$files_digest" >.files-digest
-  if [ -n "$health_url" ]; then
-    check_health "$health_url" "$health_timeout"
+
+  if ! run_hooks pre-deploy "$release" ${pre[@]+"${pre[@]}"}; then
+    discard "$id" pre-deploy-failed
+    fail "release ${TAG}: ${LAST_ANSWER}; nothing was changed, the previous release still serves"
   fi
-  run_hooks post-deploy ${post[@]+"${post[@]}"}
-  printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$tag" >>releases.log
-  printf '%s\n' "$tag" >RELEASE
-  docker image prune --force >/dev/null
-  log "release ${tag} is live"
+  make_live "$release"
+  log "release ${TAG}: starting"
+  if ! start_release || ! run_hooks post-deploy "$DIR" ${post[@]+"${post[@]}"}; then
+    discard "$id" rolled-back
+    roll_back "${LAST_ANSWER:-compose up failed}" "$previous"
+  fi
+  ln -sfn "$id" "${DIR}/releases/current"
+  record "$id" live
+  printf '%s\n' "$TAG" >"${DIR}/RELEASE"
+  prune
+  log "release ${TAG} is live"
 }
 
 main "$@"

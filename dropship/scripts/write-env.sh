@@ -7,6 +7,7 @@ set -eu
 main() {
   local dir=$1 tmp
   umask 077
+  mkdir -p "$dir"
   tmp=$(mktemp "${dir}/.env.XXXXXX")
   trap 'rm -f "$tmp"' EXIT
   cat >"$tmp"

@@ -71,6 +71,7 @@ class Project:
 
     def __init__(self, workdir: Path, bin_dir: str) -> None:
         self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         for name in PROJECT_FILES:
             source = ROOT / name
             if source.is_dir():

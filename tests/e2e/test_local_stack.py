@@ -16,7 +16,7 @@ import pytest
 from dropship.commands import render_env
 from tests.e2e.harness import Project, TestHost, sh
 
-EDGE_PORT, WEB_PORT, ADMIN_PORT = 18080, 18081, 12019
+EDGE_PORT, WEB_PORT, WEB2_PORT, ADMIN_PORT = 18080, 18081, 18082, 12019
 APP_DIR = "/srv/example"
 TRICKY = "sp ace 'single' \"double\" $HOME ${X} # not a comment = eq \\back\\slash ünïcødé €"
 SECRETS = {
@@ -24,6 +24,7 @@ SECRETS = {
     "env.TRICKY": TRICKY,
     "env.EDGE_PORT": str(EDGE_PORT),
     "env.WEB_PORT": str(WEB_PORT),
+    "env.WEB2_PORT": str(WEB2_PORT),
     "env.ADMIN_PORT": str(ADMIN_PORT),
 }
 
@@ -129,5 +130,5 @@ def test_destroy_leaves_no_app_container(project: Project, host: TestHost) -> No
 
 def test_nothing_left_running_on_the_machine() -> None:
     # The app's ports are free again (the host itself is removed by the fixture).
-    for port in (EDGE_PORT, WEB_PORT, ADMIN_PORT):
+    for port in (EDGE_PORT, WEB_PORT, WEB2_PORT, ADMIN_PORT):
         assert sh("bash", "-c", f"ss -ltnH 'sport = :{port}'").stdout.strip() == "", port

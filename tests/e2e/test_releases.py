@@ -1,0 +1,155 @@
+"""Releases that never break (real engine, real test host): health-gated, rolled back, locked, zero downtime."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Project, TestHost, sh
+from tests.e2e.load import Load
+
+EDGE_PORT = 18090
+SECRETS = {
+    "env.APP_SECRET": "release-tests",
+    "env.EDGE_PORT": str(EDGE_PORT),
+    "env.WEB_PORT": "18091",
+    "env.WEB2_PORT": "18092",
+    "env.ADMIN_PORT": "12029",
+}
+APP_DIR = "/srv/example"
+REGISTRY_LOG = Path.home() / ".cache" / "dropship" / "registry" / "registry.log"
+
+
+def serving() -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+        return str(json.loads(response.read())["release"])
+
+
+def new_project(path: Path, host: TestHost, bin_dir: str) -> Project:
+    project = Project(path, bin_dir)
+    project.pulumi("stack", "init", "local")
+    project.set("existingHost.port", str(host.port))
+    project.set("app.healthUrl", f"http://127.0.0.1:{EDGE_PORT}/health")
+    project.set("app.healthTimeout", "20")
+    for key, value in SECRETS.items():
+        project.set(key, value, secret=True)
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    sh("bash", str(Path(__file__).resolve().parents[2] / "tools" / "build-images.sh"), "v3-unhealthy")
+    project = new_project(tmp_path_factory.mktemp("releases"), host, bin_dir)
+    project.up()
+    assert serving() == "v1"
+    yield project
+    project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def test_zero_failed_requests_across_a_release(project: Project) -> None:
+    project.set("app.imageTag", "v2")
+    with Load(f"http://127.0.0.1:{EDGE_PORT}/health", rate=50) as load:
+        project.up()
+    print(f"\nacross the release: {load}")
+    assert serving() == "v2"
+    assert load.sent >= 100, str(load)
+    assert load.failed == 0, str(load)
+
+
+def test_unhealthy_release_is_rolled_back_and_up_fails_clearly(project: Project, host: TestHost) -> None:
+    project.set("app.imageTag", "v3-unhealthy")
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "release v3-unhealthy failed and was rolled back" in output
+    assert "Release v2 serves again" in output
+    # The unhealthy service is named, with its last health answer.
+    assert re.search(r"service web is running/unhealthy; last health check: .*503", output), output[-3000:]
+    assert serving() == "v2"
+    assert host.run(f"readlink {APP_DIR}/releases/current").stdout.strip().endswith("-v2")
+
+
+def test_failing_post_deploy_hook_restores_the_previous_release(project: Project) -> None:
+    project.set("app.imageTag", "v1")
+    project.set("app.postDeploy", '["echo migrating; exit 3"]')
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "post-deploy hook failed: echo migrating; exit 3" in output
+    assert "Release v2 serves again" in output
+    assert serving() == "v2"
+
+
+def test_failing_pre_deploy_hook_changes_nothing(project: Project) -> None:
+    project.pulumi("config", "rm", "app.postDeploy")
+    project.set("app.preDeploy", '["false"]')
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    assert "pre-deploy hook failed: false; nothing was changed, the previous release still serves" in result.stdout + result.stderr
+    assert serving() == "v2"
+    project.pulumi("config", "rm", "app.preDeploy")
+
+
+def test_rolling_back_by_config_needs_no_pull(project: Project) -> None:
+    project.set("app.imageTag", "v1")
+    pulls_before = manifest_pulls()
+    project.up()
+    assert serving() == "v1"
+    assert manifest_pulls() == pulls_before
+
+
+def manifest_pulls() -> int:
+    return sum(1 for line in REGISTRY_LOG.read_text().splitlines() if "GET /v2/dropship-example/" in line and "/manifests/" in line)
+
+
+def test_concurrent_ups_serialise(project: Project, host: TestHost, bin_dir: str, tmp_path: Path) -> None:
+    # A second copy of the same stack (as two CI jobs would have): same state, its own checkout.
+    state = tmp_path / "state.json"
+    project.pulumi("stack", "export", "--file", str(state))
+    other = Project(tmp_path / "other", bin_dir)
+    shutil.copy2(project.dir / "Pulumi.local.yaml", other.dir / "Pulumi.local.yaml")
+    other.pulumi("stack", "init", "local")
+    other.pulumi("stack", "import", "--file", str(state))
+    project.set("app.imageTag", "v2")
+    other.set("app.imageTag", "v2")
+    other.set("app.postDeploy", '["sleep 3"]')
+    results: dict[str, str] = {}
+
+    def up(name: str, p: Project) -> None:
+        r = p.pulumi("up", "--yes", "--skip-preview", check=False)
+        results[name] = f"{r.returncode}\n{r.stdout}{r.stderr}"
+
+    threads = [threading.Thread(target=up, args=(n, p)) for n, p in (("a", project), ("b", other))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.startswith("0\n") for r in results.values()), results
+    assert any("for the deploy lock, held by deploy from 127.0.0.1" in r for r in results.values()), results
+    log = host.run(f"tail -2 {APP_DIR}/releases.log").stdout.splitlines()
+    assert [line.split()[-1] for line in log] == ["live", "live"]
+    assert serving() == "v2"
+
+
+def test_lock_held_too_long_fails_naming_the_holder(project: Project, host: TestHost) -> None:
+    host.run(
+        f"cd {APP_DIR} && echo 'ci-job-7 from 192.0.2.7, pid 1, since 2026-01-01T00:00:00Z' > .deploy.lock.holder"
+        f" && (flock .deploy.lock sleep 20 >/dev/null 2>&1 &)"
+    )
+    before = serving()
+    project.set("app.lockTimeout", "2")
+    project.set("app.imageTag", "v1")
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    assert (
+        f"another deploy holds the lock of {APP_DIR}: ci-job-7 from 192.0.2.7, pid 1, since 2026-01-01T00:00:00Z; gave up after 2s"
+        in result.stdout + result.stderr
+    )
+    assert serving() == before
