@@ -13,7 +13,7 @@ LOCAL_STACK := local
 TAG ?=
 PULUMI := . tools/pulumi-env.sh && pulumi
 
-.PHONY: help deps venv toolchain lint test test-unit test-e2e up release down bench clean-local
+.PHONY: help deps venv toolchain lint test test-unit test-e2e up release down bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,7 @@ lint: venv deps ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	git ls-files '*.sh' | xargs shellcheck -x
+	if [ -f tools/lint-workflows.sh ]; then bash tools/lint-workflows.sh; fi
 
 test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, scripts (< 60 s)
 	$(PY) -m pytest -m "not e2e"
@@ -59,3 +60,6 @@ down: venv toolchain ## destroy the local stack, remove the test host and the re
 
 bench: venv deps toolchain ## time fresh, no-op and release `up`s on the local stack
 	@$(PY) tools/bench.py
+
+reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table
+	@if [ -f tools/reliability.py ]; then $(PY) tools/reliability.py; else echo "reliability: not yet available"; fi
