@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.harness import TOOLS, Project, TestHost, sh, toolchain_bin
+from tests.e2e.harness import Project, TestHost, example_registry, toolchain_bin
 from tests.e2e.load import Load
 
 URL = "http://127.0.0.1:28080/health"
@@ -27,13 +27,7 @@ def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
     return label, time.monotonic() - start, host.logins() - logins
 
 
-def main() -> None:
-    sh("bash", str(TOOLS / "docker-engine.sh"))
-    started_registry = sh("bash", str(TOOLS / "registry.sh"), "status", check=False).returncode != 0
-    if started_registry:
-        sh("bash", str(TOOLS / "registry.sh"), "start")
-    for tag in ("v1", "v2"):
-        sh("bash", str(TOOLS / "build-images.sh"), tag)
+def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
     host = TestHost("dropship-bench", 2224)
     host.stop()
     host.start()
@@ -43,7 +37,7 @@ def main() -> None:
             project = Project(Path(workdir), toolchain_bin())
             project.pulumi("stack", "init", "local")
             project.set("existingHost.port", str(host.port))
-            project.set("app.healthUrl", "http://127.0.0.1:28080/health")
+            project.set("app.healthUrl", URL)
             for key, value in PORTS.items():
                 project.set(key, value, secret=True)
             rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
@@ -58,11 +52,15 @@ def main() -> None:
             project.pulumi("destroy", "--yes", "--skip-preview")
     finally:
         host.stop()
-        if started_registry:
-            sh("bash", str(TOOLS / "registry.sh"), "stop", check=False)
-    targets = {"fresh": "< 180 s", "no-op": "< 15 s, 0 commands", "release": "< 30 s"}
+    return rows, dropship_load, compose_load
+
+
+def main() -> None:
+    with example_registry():
+        rows, dropship_load, compose_load = measure()
+    targets = ("< 180 s", "< 15 s, 0 commands", "< 30 s")
     print(f"\n{'case':58} {'seconds':>8} {'remote commands':>16}   target")
-    for (label, seconds, commands), target in zip(rows, targets.values(), strict=True):
+    for (label, seconds, commands), target in zip(rows, targets, strict=True):
         print(f"{label:58} {seconds:8.1f} {commands:16d}   {target}")
     print("\nrequests through the edge proxy at 50/s across a release (target: 0 failed for dropship)")
     print(f"  dropship release (rolling, health-gated): {dropship_load}")

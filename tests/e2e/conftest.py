@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import TOOLS, TestHost, sh, toolchain_bin
+from tests.e2e.harness import TestHost, example_registry, toolchain_bin
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,16 +24,9 @@ def bin_dir() -> str:
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[None]:
-    """The local registry with the example images v1 and v2; stopped again if this session started it."""
-    sh("bash", str(TOOLS / "docker-engine.sh"))
-    started = sh("bash", str(TOOLS / "registry.sh"), "status", check=False).returncode != 0
-    if started:
-        sh("bash", str(TOOLS / "registry.sh"), "start")
-    for tag in ("v1", "v2"):
-        sh("bash", str(TOOLS / "build-images.sh"), tag)
-    yield
-    if started:
-        sh("bash", str(TOOLS / "registry.sh"), "stop", check=False)
+    """The local registry with the example images v1 and v2, for the whole session."""
+    with example_registry():
+        yield
 
 
 @pytest.fixture(scope="module")

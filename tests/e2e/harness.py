@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,22 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True, timeou
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+@contextmanager
+def example_registry(tags: tuple[str, ...] = ("v1", "v2")) -> Iterator[None]:
+    """The outer Docker engine and the local registry with the example images; the registry stops again if this started it."""
+    sh("bash", str(TOOLS / "docker-engine.sh"))
+    started = sh("bash", str(TOOLS / "registry.sh"), "status", check=False).returncode != 0
+    if started:
+        sh("bash", str(TOOLS / "registry.sh"), "start")
+    try:
+        for tag in tags:
+            sh("bash", str(TOOLS / "build-images.sh"), tag)
+        yield
+    finally:
+        if started:
+            sh("bash", str(TOOLS / "registry.sh"), "stop", check=False)
 
 
 def toolchain_bin() -> str:
