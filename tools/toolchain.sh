@@ -15,6 +15,19 @@
 #     build caches are Go's defaults (`go env GOMODCACHE GOCACHE`).
 #  3. Install the command provider plugin into $PULUMI_HOME
 #     (tools/command_provider/install.sh, when present).
+#  4. For a built engine, install the legacy Python policy analyzer
+#     `pulumi-analyzer-policy-python` into $PULUMI_HOME (see "Policy packs").
+#
+# Policy packs: this CLI runs a Python policy pack (`--policy-pack DIR`)
+# through the language host's RunPlugin call, which the v3.68 host cannot
+# serve: its RunPluginRequest has no field for the pack's directory, so it
+# would run the project's own __main__.py. The built CLI is therefore patched
+# (one condition, in a copy of pkg/v3 that a temporary go.mod
+# replaces it with) to prefer the plugin
+# `pulumi-analyzer-policy-<runtime>` when one is installed, the route Pulumi
+# CLIs took before the language-host one; sdk/v3 v3.68.0 ships that plugin
+# for Python (a shell script running `python -m pulumi.policy` in the pack's
+# `virtualenv`). An official CLI on PATH needs neither.
 #
 # Pins (one place each):
 #  - requirements.txt: `pulumi` (Python SDK) and `pulumi-command`.
@@ -34,13 +47,15 @@
 set -euo pipefail
 
 # Bump when the build recipe below changes in a way that needs a rebuild.
-readonly RECIPE_REVISION=1
+readonly RECIPE_REVISION=2
 
 readonly CLI_PACKAGE=github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 readonly HOST_PACKAGE=github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
 readonly SDK_MODULE=github.com/pulumi/pulumi/sdk/v3
 readonly VERSION_SYMBOL=github.com/pulumi/pulumi/sdk/v3/go/common/version.Version
 readonly EXEC_SCRIPT=python/cmd/pulumi-language-python-exec
+readonly POLICY_SCRIPT=python/dist/pulumi-analyzer-policy-python
+readonly ANALYZER_SOURCE=resource/plugin/analyzer_plugin.go
 
 log() {
 	printf 'toolchain: %s\n' "$*" >&2
@@ -114,12 +129,34 @@ module_dir() {
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
 }
 
+# Prepares in $1 a copy of pkg/v3 with the policy-pack patch (see "Policy
+# packs" above) and a go.mod that replaces pkg/v3 with it (the go command
+# refuses overlays of files in the module cache); prints that go.mod's path.
+patched_cli_modfile() {
+	local dir=$1 source
+	source=$(module_dir cli github.com/pulumi/pulumi/pkg/v3)
+	[[ -f $source/$ANALYZER_SOURCE ]] || die "cannot find $ANALYZER_SOURCE of pkg/v3 v$CLI_VERSION in the module cache"
+	cp -R "$source" "$dir/pkg"
+	chmod -R u+w "$dir/pkg"
+	sed 's/^\([[:space:]]*foundLanguagePlugin := hasPlugin(.*Kind: apitype.LanguagePlugin})\)$/\1 \&\& !hasPlugin(workspace.PluginDescriptor{Name: "policy-" + proj.Runtime.Name(), Kind: apitype.AnalyzerPlugin})/' \
+		"$source/$ANALYZER_SOURCE" >"$dir/pkg/$ANALYZER_SOURCE"
+	grep -q '!hasPlugin(workspace.PluginDescriptor{Name: "policy-"' "$dir/pkg/$ANALYZER_SOURCE" ||
+		die "$ANALYZER_SOURCE of pkg/v3 v$CLI_VERSION changed: the policy-pack patch no longer applies"
+	cp "$TOOLCHAIN_DIR/cli/go.mod" "$dir/go.mod"
+	cp "$TOOLCHAIN_DIR/cli/go.sum" "$dir/go.sum"
+	printf '\nreplace github.com/pulumi/pulumi/pkg/v3 => %s\n' "$dir/pkg" >>"$dir/go.mod"
+	printf '%s\n' "$dir/go.mod"
+}
+
 build() {
-	local stage=$1 started=$SECONDS exec_script host_version
+	local stage=$1 started=$SECONDS exec_script policy_script host_version modfile
 
 	log "building pulumi CLI v$CLI_VERSION (cold build, several minutes)"
-	(cd "$TOOLCHAIN_DIR/cli" && go_env go build -mod=readonly -trimpath -tags osusergo \
+	mkdir -p "$stage/src"
+	modfile=$(patched_cli_modfile "$stage/src")
+	(cd "$TOOLCHAIN_DIR/cli" && go_env go build -mod=readonly -modfile "$modfile" -trimpath -tags osusergo \
 		-ldflags "-X $VERSION_SYMBOL=v$CLI_VERSION" -o "$stage/bin/pulumi" "$CLI_PACKAGE")
+	rm -rf "$stage/src"
 	log "built pulumi CLI in $((SECONDS - started))s"
 
 	started=$SECONDS
@@ -141,6 +178,11 @@ build() {
 	fi
 	[[ -f $exec_script ]] || die "cannot find $EXEC_SCRIPT in the module cache"
 	install -m 0755 "$exec_script" "$stage/libexec/pulumi-language-python-exec"
+
+	# The legacy Python policy analyzer (install_policy_analyzer puts it in the plugin cache).
+	policy_script="$(module_dir langhost "$SDK_MODULE")/$POLICY_SCRIPT"
+	[[ -f $policy_script ]] || die "cannot find $POLICY_SCRIPT of sdk v$host_version in the module cache"
+	install -m 0755 "$policy_script" "$stage/libexec/pulumi-analyzer-policy-python"
 }
 
 # Build into $dest unless it is complete; serialised across processes.
@@ -185,6 +227,20 @@ install_command_provider() {
 	[[ -x $plugin ]] || log "warning: $plugin missing after running $installer"
 }
 
+# Puts the built engine's legacy Python policy analyzer into the plugin cache
+# ($PULUMI_HOME/plugins/analyzer-policy-python-v<sdk>/), where the patched CLI
+# finds it without a "using ... from $PATH" warning.
+install_policy_analyzer() {
+	local dest=$1 script version dir
+	script="$dest/libexec/pulumi-analyzer-policy-python"
+	[[ -x $script ]] || die "$script is missing; remove $dest to rebuild"
+	version=$(gomod_version "$TOOLCHAIN_DIR/langhost/go.mod" "$SDK_MODULE")
+	dir="$PULUMI_HOME/plugins/analyzer-policy-python-v$version"
+	mkdir -p "$dir"
+	ln -sfn "$script" "$dir/pulumi-analyzer-policy-python"
+	rm -f "$dir.partial"
+}
+
 cleanup() {
 	if [[ -n ${STAGE_TO_CLEAN:-} ]]; then
 		rm -rf "$STAGE_TO_CLEAN"
@@ -220,6 +276,7 @@ main() {
 		fi
 		dest="$CACHE_ROOT/toolchain/pulumi-v$CLI_VERSION-$(inputs_hash)"
 		ensure_built "$dest"
+		install_policy_analyzer "$dest"
 		bin_dir="$dest/bin"
 	fi
 
