@@ -1,0 +1,256 @@
+"""dropship's guardrails as Pulumi policies (pulumi-policy), checked on every preview and up.
+
+Every rule finds the stack in the resource's URN (`urn:pulumi:<stack>::...`)
+and the stack's environment like the program does: `dropship:environment`
+if set, otherwise from the stack's name (`production`, `pr-<n>` = preview).
+Stack settings come from the engine when it hands the pack the stack's
+configuration (PULUMI_STACK/PULUMI_CONFIG), otherwise from
+`Pulumi.<stack>.yaml` in the project directory (this directory's parent).
+
+- production: droplets have backups and are protected; reserved IPs and
+  volumes are protected; the firewall's SSH rule admits neither 0.0.0.0/0
+  nor ::/0 unless the stack sets `dropship:ssh.allowWorld` true.
+- preview (pr-<n>): droplets use the smallest size; DNS records are only
+  `pr-<n>.<a staging hostname>`. Staging's hostnames are the policy config
+  `stagingHostnames` if given (`--policy-pack-config`), otherwise
+  `dropship:dns.hostnames` of Pulumi.staging.yaml.
+- every stack: the remote command that runs write-env.sh has logging none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+NAMESPACE = "dropship"
+SMALLEST_SIZE = "s-1vcpu-1gb"  # dropship.settings.SMALLEST_SIZE (a unit test keeps them equal)
+PREVIEW_STACK = re.compile(r"^pr-([1-9][0-9]{0,8})$")
+WORLD = frozenset({"0.0.0.0/0", "::/0"})
+SSH_PORT = 22
+
+DROPLET = "digitalocean:index/droplet:Droplet"
+RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
+VOLUME = "digitalocean:index/volume:Volume"
+FIREWALL = "digitalocean:index/firewall:Firewall"
+DNS_RECORDS = frozenset({"cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record"})
+COMMANDS = frozenset({"command:remote:Command", "command:local:Command"})
+ENV_SCRIPT = "write-env.sh"
+
+
+def stack_of(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<type>::<name>` -> stack."""
+    return urn.split("::", 1)[0].removeprefix("urn:pulumi:")
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Reads a stack's `dropship:*` settings: from the engine when it describes that stack, else from its file."""
+
+    project_dir: Path
+
+    def config(self, stack: str) -> Mapping[str, Any]:
+        if os.environ.get("PULUMI_STACK") == stack and os.environ.get("PULUMI_CONFIG"):
+            try:
+                return dict(json.loads(os.environ["PULUMI_CONFIG"]))
+            except (ValueError, TypeError):
+                pass
+        path = self.project_dir / f"Pulumi.{stack}.yaml"
+        if not path.is_file():
+            return {}
+        document = yaml.safe_load(path.read_text()) or {}
+        return dict(document.get("config") or {})
+
+    def value(self, stack: str, key: str) -> Any:
+        return self.config(stack).get(f"{NAMESPACE}:{key}")
+
+    def environment(self, stack: str) -> str:
+        given = self.value(stack, "environment")
+        if isinstance(given, str) and given:
+            return given
+        if PREVIEW_STACK.match(stack):
+            return "preview"
+        return stack
+
+    def flag(self, stack: str, key: str) -> bool:
+        return str(self.value(stack, key)).lower() == "true"
+
+    def hostnames(self, stack: str) -> list[str]:
+        value = self.value(stack, "dns.hostnames")
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return []
+        return [str(h) for h in value] if isinstance(value, list) else []
+
+
+Check = Callable[[ResourceValidationArgs, StackSettings, str], list[str]]
+
+
+def _policy(name: str, description: str, check: Check, settings: StackSettings, **extra: Any) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        stack = stack_of(args.urn)
+        for message in check(args, settings, stack):
+            report_violation(message, args.urn)
+
+    return ResourceValidationPolicy(
+        name=name, description=description, validate=validate, enforcement_level=EnforcementLevel.MANDATORY, **extra
+    )
+
+
+# --- production --------------------------------------------------------------
+
+
+def production_droplet(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type != DROPLET or settings.environment(stack) != "production":
+        return []
+    problems = []
+    if args.props.get("backups") is not True:
+        problems.append(f"droplet '{args.name}' of stack {stack} has no backups; set dropship:droplet.backups true")
+    if not args.opts.protect:
+        problems.append(f"droplet '{args.name}' of stack {stack} is not protected; remove dropship:protect false")
+    return problems
+
+
+def production_storage(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type not in (RESERVED_IP, VOLUME) or settings.environment(stack) != "production":
+        return []
+    if args.opts.protect:
+        return []
+    kind = "reserved IP" if args.resource_type == RESERVED_IP else "volume"
+    return [f"{kind} '{args.name}' of stack {stack} is not protected; remove dropship:protect false"]
+
+
+def _covers(port_range: Any, port: int) -> bool:
+    text = str(port_range or "").strip().lower()
+    if text in ("", "all"):
+        return True
+    low, _, high = text.partition("-")
+    try:
+        return int(low) <= port <= int(high or low)
+    except ValueError:
+        return True  # unreadable: treat as covering, the safe side
+
+
+def production_ssh(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type != FIREWALL or settings.environment(stack) != "production":
+        return []
+    if settings.flag(stack, "ssh.allowWorld"):
+        return []
+    problems = []
+    for rule in args.props.get("inboundRules") or []:
+        if str(rule.get("protocol", "")).lower() != "tcp" or not _covers(rule.get("portRange"), SSH_PORT):
+            continue
+        world = sorted(WORLD.intersection(rule.get("sourceAddresses") or []))
+        if world:
+            problems.append(
+                f"firewall '{args.name}' of stack {stack} admits SSH (port {SSH_PORT}) from {', '.join(world)}; "
+                f"narrow dropship:ssh.sourceRanges or set dropship:ssh.allowWorld true"
+            )
+    return problems
+
+
+# --- preview stacks ----------------------------------------------------------
+
+
+def preview_size(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type != DROPLET or settings.environment(stack) != "preview":
+        return []
+    size = args.props.get("size")
+    if size == SMALLEST_SIZE:
+        return []
+    return [f"droplet '{args.name}' of preview stack {stack} has size {size!r}; preview stacks use only {SMALLEST_SIZE}"]
+
+
+def staging_hostnames(args: ResourceValidationArgs, settings: StackSettings) -> list[str]:
+    configured = args.get_config().get("stagingHostnames")
+    if configured:
+        return [str(h) for h in configured]
+    return settings.hostnames("staging")
+
+
+def preview_hostnames(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type not in DNS_RECORDS or settings.environment(stack) != "preview":
+        return []
+    name = str(args.props.get("name", "")).rstrip(".").lower()
+    allowed = sorted(f"{stack}.{h.lower()}" for h in staging_hostnames(args, settings))
+    if name in allowed:
+        return []
+    if not allowed:
+        return [
+            f"DNS record '{name}' of preview stack {stack}: staging's hostnames are unknown "
+            "(no dropship:dns.hostnames in Pulumi.staging.yaml, no stagingHostnames policy config)"
+        ]
+    return [f"DNS record '{name}' of preview stack {stack} is not one of {', '.join(allowed)} (pr-<n>.<a staging hostname>)"]
+
+
+# --- every stack ---------------------------------------------------------------
+
+
+def env_never_logged(args: ResourceValidationArgs, settings: StackSettings, stack: str) -> list[str]:
+    if args.resource_type not in COMMANDS:
+        return []
+    scripts: Sequence[Any] = [args.props.get(k) for k in ("create", "update", "delete")]
+    if not any(isinstance(s, str) and ENV_SCRIPT in s for s in scripts):
+        return []
+    logging = args.props.get("logging")
+    if logging == "none":
+        return []
+    return [f"command '{args.name}' of stack {stack} writes the .env ({ENV_SCRIPT}) with logging {logging!r}; it must be 'none'"]
+
+
+def policies(project_dir: Path) -> list[ResourceValidationPolicy]:
+    settings = StackSettings(project_dir)
+    return [
+        _policy(
+            "production-droplet-backups-and-protect",
+            "Production droplets have backups and are protected from deletion.",
+            production_droplet,
+            settings,
+        ),
+        _policy(
+            "production-storage-protected",
+            "Production reserved IPs and volumes are protected from deletion.",
+            production_storage,
+            settings,
+        ),
+        _policy(
+            "production-ssh-not-world",
+            "Production's firewall does not admit SSH from 0.0.0.0/0 or ::/0 (unless dropship:ssh.allowWorld).",
+            production_ssh,
+            settings,
+        ),
+        _policy(
+            "preview-smallest-size",
+            f"Preview stacks (pr-<n>) use only the smallest droplet size, {SMALLEST_SIZE}.",
+            preview_size,
+            settings,
+        ),
+        _policy(
+            "preview-hostnames-under-staging",
+            "Preview stacks (pr-<n>) own only DNS names pr-<n>.<a staging hostname>.",
+            preview_hostnames,
+            settings,
+            config_schema=PolicyConfigSchema(properties={"stagingHostnames": {"type": "array", "items": {"type": "string"}}}),
+        ),
+        _policy(
+            "env-file-never-logged",
+            "The command that writes the app's .env (write-env.sh) never logs: logging none.",
+            env_never_logged,
+            settings,
+        ),
+    ]
