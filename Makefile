@@ -36,7 +36,7 @@ lint: venv deps ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	git ls-files '*.sh' | xargs shellcheck -x
-	if [ -f tools/lint-workflows.sh ]; then bash tools/lint-workflows.sh; fi
+	bash tools/lint-workflows.sh
 
 test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, scripts (< 60 s)
 	$(PY) -m pytest -m "not e2e"
