@@ -1,12 +1,38 @@
 #!/usr/bin/env bash
 # Installs Docker Engine with the compose v2 plugin and configures container
 # log rotation. Probes first: an engine that already works is left in place.
+# Safe to run again after it was cut off half-way (a dropped SSH connection, a
+# reboot): an interrupted dpkg run is finished before anything else.
 # Usage: install-docker.sh SOURCE LOG_MAX_SIZE LOG_MAX_FILE NO_BRIDGE
 #   SOURCE: distro (the distribution's packages) or docker-apt (Docker's apt repository)
 set -eu
 
 apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@"
+}
+
+dpkg_interrupted() {
+  [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]
+}
+
+# apt refuses to run after an interrupted dpkg ("you must manually run 'dpkg
+# --configure -a'"). The interrupted run's own processes may still hold the
+# lock for a moment: wait for it like apt does, up to 300 s.
+finish_interrupted_dpkg() {
+  dpkg_interrupted || return 0
+  echo "finishing an interrupted package installation (dpkg --configure -a)"
+  local waited=0 out
+  until out=$(DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a 2>&1); do
+    case "$out" in
+      *"lock"*) [ "$waited" -lt 300 ] || { printf '%s\n' "$out" >&2; return 1; } ;;
+      *) printf '%s\n' "$out" >&2; return 1 ;;
+    esac
+    sleep 2
+    waited=$((waited + 2))
+  done
+  [ -z "$out" ] || printf '%s\n' "$out"
+  # Packages cut off while being unpacked are reinstalled.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --fix-broken
 }
 
 has_package() { apt-cache show "$1" >/dev/null 2>&1; }
@@ -44,6 +70,7 @@ daemon_json() {
 
 main() {
   local source=$1 max_size=$2 max_file=$3 no_bridge=$4 wanted changed=false
+  finish_interrupted_dpkg
   # The engine reads daemon.json on its first start, which the package
   # install triggers: written first, no bridge network ever appears.
   mkdir -p /etc/docker
