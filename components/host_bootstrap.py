@@ -1,5 +1,6 @@
-"""Prepares a fresh server: waits for it, installs Docker, creates the deploy
-user, proves that user can log in and use docker, then hardens sshd."""
+"""Prepares a fresh server: waits for it, installs Docker, turns on unattended
+security upgrades, creates the deploy user, proves that user can log in and use
+docker, then hardens sshd."""
 
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ class HostBootstrap(pulumi.ComponentResource):
             admin,
             [ready],
         )
+        upgrades = step("security-upgrades", commands.enable_security_upgrades(sudo=sudo), admin, [docker])
         user = step(
             "deploy-user",
             commands.create_deploy_user(args.deploy.user, args.public_key, args.app_dir, args.deploy.sudo, sudo=sudo),
             admin,
-            [docker],
+            [upgrades],
         )
         self.deploy_user_ready = step("deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy.user), [user])
         self.hardened = step("harden-ssh", commands.harden_ssh(args.deploy.user, sudo=sudo), admin, [self.deploy_user_ready])

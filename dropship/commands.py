@@ -39,6 +39,10 @@ def install_docker(source: str, log_max_size: str, log_max_file: int, no_bridge:
     return run_script("install-docker.sh", source, log_max_size, str(log_max_file), _flag(no_bridge), as_root_via_sudo=sudo)
 
 
+def enable_security_upgrades(*, sudo: bool = False) -> str:
+    return run_script("enable-security-upgrades.sh", as_root_via_sudo=sudo)
+
+
 def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> str:
     return run_script("create-deploy-user.sh", user, public_key, app_dir, _flag(allow_sudo), as_root_via_sudo=sudo)
 
