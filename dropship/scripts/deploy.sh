@@ -246,8 +246,17 @@ main() {
   log "release ${TAG} (${id})${previous:+, replacing $(cat "${previous}/TAG" 2>/dev/null)}"
 
   if [ -n "$registry" ]; then
+    # The password serves this deploy's pulls only: a private docker config,
+    # removed when the deploy ends, so that no credential stays on the host.
+    DOCKER_CONFIG=$(mktemp -d)
+    export DOCKER_CONFIG
+    trap 'rm -rf "$DOCKER_CONFIG"' EXIT
     log "registry login: ${registry_user}@${registry}"
-    docker login "$registry" --username "$registry_user" --password-stdin >/dev/null
+    if ! docker login "$registry" --username "$registry_user" --password-stdin >/dev/null 2>"${DOCKER_CONFIG}/login.log"; then
+      cat "${DOCKER_CONFIG}/login.log" >&2
+      discard "$id" login-failed
+      fail "release ${TAG}: registry login to ${registry} failed; the previous release still serves"
+    fi
   fi
   # Images of kept releases are still here: rolling back to one needs no pull.
   log "pulling images that are not here yet"
