@@ -53,15 +53,21 @@ else:
     admin_user = host.user
     pulumi.export("ipv4", host.address)
 
-bootstrap = HostBootstrap(
-    "host",
-    HostBootstrapArgs(target, admin_user, settings.deploy, settings.docker, settings.ssh.public_key, settings.app_directory),
-)
 env_content = pulumi.Output.secret(render_env(settings.env))
-env_file = EnvFile(
-    "env",
-    EnvFileArgs(target, settings.deploy.user, settings.app_directory, env_content, after=(bootstrap,)),
-)
+host_steps: tuple[pulumi.Resource, ...] = ()
+env_file = None
+if settings.host_gone:
+    pulumi.log.warn("existingHost.gone is set: nothing runs on the host; `pulumi destroy` forgets what was deployed there")
+else:
+    bootstrap = HostBootstrap(
+        "host",
+        HostBootstrapArgs(target, admin_user, settings.deploy, settings.docker, settings.ssh.public_key, settings.app_directory),
+    )
+    host_steps = (bootstrap,)
+    env_file = EnvFile(
+        "env",
+        EnvFileArgs(target, settings.deploy.user, settings.app_directory, env_content, after=host_steps),
+    )
 App(
     "app",
     AppArgs(
@@ -73,7 +79,8 @@ App(
         settings.registry,
         env_content,
         env_file,
-        after=(bootstrap,),
+        after=host_steps,
+        host_gone=settings.host_gone,
     ),
 )
 

@@ -23,8 +23,10 @@ class AppArgs:
     registry: RegistrySettings | None
     env_content: pulumi.Output[str]
     """Secret: a change redeploys, so that containers pick up the new .env."""
-    env_file: pulumi.Resource
+    env_file: pulumi.Resource | None
     after: tuple[pulumi.Resource, ...] = ()
+    host_gone: bool = False
+    """existingHost.gone: register only the directory, kept out of any SSH (see below)."""
 
 
 class App(pulumi.ComponentResource):
@@ -37,6 +39,14 @@ class App(pulumi.ComponentResource):
         incoming = commands.upload_directory(args.app_dir)
 
         # Owns the app's lifetime on the host: its delete stops the containers.
+        directory_options = args.target.options(self, list(args.after))
+        if args.host_gone:
+            # The only step with a delete command. With the host gone it is registered unchanged
+            # (ignore every input) and retained on delete: destroying it forgets it, no SSH. The
+            # other steps are not registered; deleting them runs nothing (they have no delete command).
+            directory_options = pulumi.ResourceOptions.merge(
+                directory_options, pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["*"])
+            )
         directory = remote.Command(
             f"{name}-directory",
             add_previous_output_in_env=False,
@@ -44,8 +54,12 @@ class App(pulumi.ComponentResource):
             create=f"mkdir -p {incoming}",
             delete=commands.remove_app(args.app_dir, app.name),
             triggers=[args.target.host_id],
-            opts=args.target.options(self, list(args.after)),
+            opts=directory_options,
         )
+        if args.host_gone:
+            self.register_outputs({})
+            return
+        assert args.env_file is not None
         uploads: list[pulumi.Resource] = []
         contents: dict[str, bytes] = {}
         for relative in (*app.compose_files, *app.files):

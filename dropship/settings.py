@@ -135,6 +135,12 @@ class ExistingHostSettings(Section):
     port: Port = 22
     user: UnixUser = "root"
     """The user dropship logs in as to bootstrap the host (root on a fresh server)."""
+    gone: bool = False
+    """The host is gone for good (deleted, or never coming back at this address). dropship then
+    connects to it no more: the program registers no step on it but the app's directory, with
+    `retainOnDelete`, so `pulumi destroy --run-program` (or `pulumi up`, then `pulumi destroy`)
+    completes without SSH and forgets what was deployed there. Remove it to deploy to a new
+    host at the address."""
 
 
 class DnsSettings(Section):
@@ -245,6 +251,11 @@ class Settings:
     @property
     def uses_droplet(self) -> bool:
         return self.server.mode == "droplet"
+
+    @property
+    def host_gone(self) -> bool:
+        """existingHost.gone: nothing may connect to the host any more."""
+        return self.existing_host is not None and self.existing_host.gone
 
     @property
     def app_directory(self) -> str:

@@ -230,6 +230,17 @@ def test_existing_host_port_is_bounded() -> None:
     assert "dropship:existingHost.port: Input should be less than or equal to 65535; got '70000'" in str(err.value)
 
 
+def test_existing_host_gone_is_a_boolean() -> None:
+    config, secrets = config_of("staging", server__mode="existing")
+    config = {k: v for k, v in config.items() if not k.startswith(("dropship:droplet.", "dropship:dns."))}
+    config.update({"dropship:existingHost.address": "127.0.0.1", "dropship:existingHost.gone": "maybe"})
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets)
+    assert "dropship:existingHost.gone: Input should be a valid boolean" in str(err.value)
+    config["dropship:existingHost.gone"] = "true"
+    assert load_stack("staging", config, secrets).host_gone is True
+
+
 def test_all_problems_are_reported_together() -> None:
     message = problems_of("staging", droplet__region="Frankfurt", app__imageTag="v1 beta", ssh__privateKey=None, regoin="x")
     assert message.startswith("4 problem(s) in the configuration of stack 'staging':")

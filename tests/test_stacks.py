@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pulumi
 import pytest
@@ -19,6 +20,7 @@ from tests.program import (
     RESERVED_IPV4,
     ROOT,
     ZONE_ID,
+    RecordingMonitor,
     Run,
     run_program,
     stack_config,
@@ -283,3 +285,40 @@ def test_bad_configuration_registers_nothing() -> None:
     with pytest.raises(pulumi.RunError) as err:
         run_program("staging", config, STAGING_SECRETS)
     assert "dropship:droplet.region: expected a DigitalOcean region slug" in str(err.value)
+
+
+def local_config(**changes: str) -> dict[str, str]:
+    """Pulumi.local.yaml without its encrypted values (run_program gets the secrets)."""
+    config = {k: v for k, v in stack_config("local").items() if not v.startswith('{"secure"')}
+    config.update({f"dropship:{k}": v for k, v in changes.items()})
+    return config
+
+
+LOCAL_SECRETS = {"ssh.privateKey": PRIVATE_KEY, "env.APP_SECRET": f"{CANARY}-app"}
+
+
+def test_local_stack_runs_every_host_step() -> None:
+    run = run_program("local", local_config(), LOCAL_SECRETS)
+    names = {r.name for r in run.commands}
+    assert {"host-docker", "host-security-upgrades", "host-harden-ssh", "env-write", "app-directory", "app-release"} <= names
+
+
+def test_host_gone_registers_only_the_retained_app_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    options: dict[str, tuple[bool, list[str]]] = {}
+    register = RecordingMonitor.RegisterResource
+
+    def spy(self: RecordingMonitor, request: Any) -> Any:
+        options[request.name] = (request.retainOnDelete, list(request.ignoreChanges))
+        return register(self, request)
+
+    monkeypatch.setattr(RecordingMonitor, "RegisterResource", spy)
+    normal = run_program("local", local_config(), LOCAL_SECRETS)
+    assert options["app-directory"] == (False, [])
+    gone = run_program("local", local_config(**{"existingHost.gone": "true"}), LOCAL_SECRETS)
+    assert [(r.type, r.name) for r in gone.resources] == [("dropship:index:App", "app"), ("command:remote:Command", "app-directory")]
+    # The same resource as before (same inputs, same URN), so that `pulumi up` changes nothing on it ...
+    assert gone.named("app-directory").inputs["delete"] == normal.named("app-directory").inputs["delete"]
+    assert gone.named("app-directory").parent == normal.named("app-directory").parent
+    # ... and deleting it forgets it: no SSH to a host that is gone.
+    assert options["app-directory"] == (True, ["*"])
+    assert gone.outputs == normal.outputs
