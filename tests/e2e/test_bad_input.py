@@ -136,6 +136,7 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
     ("docker-install-bad", {"docker.install": "snap"}, {}, "docker.install", "Input should be 'distro' or 'docker-apt'; got 'snap'"),
     ("log-size-bad", {"docker.logMaxSize": "lots"}, {}, "docker.logMaxSize", "expected a size such as 10m; got 'lots'"),
     ("log-files-zero", {"docker.logMaxFile": "0"}, {}, "docker.logMaxFile", "Input should be greater than or equal to 1; got '0'"),
+    ("no-bridge-bad", {"docker.daemonNoBridge": "sometimes"}, {}, "docker.daemonNoBridge", "Input should be a valid boolean"),
     ("app-name-bad", {"app.name": "My Shop"}, {}, "app.name", "expected a compose project name such as shop; got 'My Shop'"),
     (
         "app-directory-relative",
@@ -186,6 +187,7 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
     ),
     ("keep-releases-too-many", {"app.keepReleases": "100"}, {}, "app.keepReleases", "Input should be less than or equal to 50; got '100'"),
     ("lock-timeout-words", {"app.lockTimeout": "soon"}, {}, "app.lockTimeout", "Input should be a valid integer"),
+    ("lock-timeout-negative", {"app.lockTimeout": "-1"}, {}, "app.lockTimeout", "Input should be greater than or equal to 0; got '-1'"),
     (
         "rolling-service-bad",
         {"app.rollingServices": '["web 1"]'},
