@@ -62,4 +62,4 @@ bench: venv deps toolchain ## time fresh, no-op and release `up`s on the local s
 	@$(PY) tools/bench.py
 
 reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table
-	@if [ -f tools/reliability.py ]; then $(PY) tools/reliability.py; else echo "reliability: not yet available"; fi
+	@$(PY) tools/reliability.py
