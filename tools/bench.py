@@ -28,30 +28,20 @@ def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
 
 
 def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
-    host = TestHost("dropship-bench", 2224)
-    host.stop()
-    host.start()
     rows = []
-    try:
-        with tempfile.TemporaryDirectory() as workdir:
-            project = Project(Path(workdir), toolchain_bin())
-            project.pulumi("stack", "init", "local")
-            project.set("existingHost.port", str(host.port))
-            project.set("app.healthUrl", URL)
-            for key, value in PORTS.items():
-                project.set(key, value, secret=True)
-            rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
-            rows.append(timed("no-op up", host, project.up))
-            project.set("app.imageTag", "v2")
-            with Load(URL, rate=50) as dropship_load:
-                rows.append(timed("release up (v1 -> v2)", host, project.up))
-            # What the seeds do: plain `docker compose up -d` with a new tag, on the host.
-            with Load(URL, rate=50) as compose_load:
-                host.ssh("deploy", "cd /srv/example && IMAGE_TAG=v1 docker compose up -d --quiet-pull 2>&1")
-                time.sleep(5)
-            project.pulumi("destroy", "--yes", "--skip-preview")
-    finally:
-        host.stop()
+    with TestHost("dropship-bench", 2224).fresh() as host, tempfile.TemporaryDirectory() as workdir:
+        project = Project(Path(workdir), toolchain_bin())
+        project.init_local(host, {"app.healthUrl": URL}, PORTS)
+        rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
+        rows.append(timed("no-op up", host, project.up))
+        project.set("app.imageTag", "v2")
+        with Load(URL, rate=50) as dropship_load:
+            rows.append(timed("release up (v1 -> v2)", host, project.up))
+        # What the seeds do: plain `docker compose up -d` with a new tag, on the host.
+        with Load(URL, rate=50) as compose_load:
+            host.ssh("deploy", "cd /srv/example && IMAGE_TAG=v1 docker compose up -d --quiet-pull 2>&1")
+            time.sleep(5)
+        project.pulumi("destroy", "--yes", "--skip-preview")
     return rows, dropship_load, compose_load
 
 

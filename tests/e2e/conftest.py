@@ -32,8 +32,5 @@ def registry() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
     """A fresh test host for one test module, removed afterwards with its Docker volume."""
-    test_host = TestHost("dropship-e2e", 2223)
-    test_host.stop()
-    test_host.start()
-    yield test_host
-    test_host.stop()
+    with TestHost("dropship-e2e", 2223).fresh() as test_host:
+        yield test_host

@@ -63,6 +63,16 @@ class TestHost:
     def start(self) -> None:
         sh("bash", str(TOOLS / "testhost.sh"), "start", env=self.env())
 
+    @contextmanager
+    def fresh(self) -> Iterator[TestHost]:
+        """A new host for the block (any old one of this name is removed first), removed afterwards with its volume."""
+        self.stop()
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         sh("bash", str(TOOLS / "testhost.sh"), "stop", env=self.env(), check=False)
 
@@ -118,6 +128,15 @@ class Project:
         if check and result.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
         return result
+
+    def init_local(self, host: TestHost, settings: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> None:
+        """The `local` stack of this copy, aimed at `host`, with extra settings and secrets (set on stdin)."""
+        self.pulumi("stack", "init", "local")
+        self.set("existingHost.port", str(host.port))
+        for key, value in (settings or {}).items():
+            self.set(key, value)
+        for key, value in (secrets or {}).items():
+            self.set(key, value, secret=True)
 
     def set(self, key: str, value: str, secret: bool = False) -> None:
         args = ["config", "set", *(["--secret"] if secret else []), key]

@@ -281,22 +281,15 @@ def registered(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
-    test_host = TestHost("dropship-e2e-bad-input", 2243)
-    test_host.stop()
-    test_host.start()
-    yield test_host
-    test_host.stop()
+    with TestHost("dropship-e2e-bad-input", 2243).fresh() as test_host:
+        yield test_host
 
 
 @pytest.fixture(scope="module")
 def deployed(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any], int]]:
     """The deployed stack: project, its good Pulumi.local.yaml, its state, and the host's SSH logins."""
     project = Project(tmp_path_factory.mktemp("bad-input"), bin_dir)
-    project.pulumi("stack", "init", "local")
-    project.set("existingHost.port", str(host.port))
-    project.set("app.healthUrl", f"http://127.0.0.1:{EDGE_PORT}/health")
-    for key, value in SECRETS.items():
-        project.set(key, value, secret=True)
+    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health"}, SECRETS)
     project.up()
     good = (project.dir / "Pulumi.local.yaml").read_text()
     yield project, good, stack_state(project), host.logins()

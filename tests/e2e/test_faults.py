@@ -116,12 +116,7 @@ def wait_serving(timeout: float) -> float:
 
 def new_project(path: Path, host: TestHost, bin_dir: str) -> Project:
     project = Project(path, bin_dir)
-    project.pulumi("stack", "init", "local")
-    project.set("existingHost.port", str(host.port))
-    project.set("app.healthUrl", HEALTH_URL)
-    project.set("ssh.dialErrorLimit", str(DIAL_ERROR_LIMIT))
-    for key, value in SECRETS.items():
-        project.set(key, value, secret=True)
+    project.init_local(host, {"app.healthUrl": HEALTH_URL, "ssh.dialErrorLimit": str(DIAL_ERROR_LIMIT)}, SECRETS)
     return project
 
 
@@ -216,11 +211,8 @@ def relay(registry: None) -> Iterator[Relay]:
 
 @pytest.fixture(scope="module")
 def host(relay: Relay) -> Iterator[TestHost]:
-    test_host = TestHost(*MAIN_HOST)
-    test_host.stop()
-    test_host.start()
-    yield test_host
-    test_host.stop()
+    with TestHost(*MAIN_HOST).fresh() as test_host:
+        yield test_host
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,8 @@ def release_served() -> str:
 @pytest.fixture(scope="module")
 def ci_host(registry: None) -> Iterator[TestHost]:
     """This module's own test host, so that it never collides with another module's or another checkout's."""
-    test_host = TestHost("dropship-e2e-ci", 2231)
-    test_host.stop()
-    test_host.start()
-    yield test_host
-    test_host.stop()
+    with TestHost("dropship-e2e-ci", 2231).fresh() as test_host:
+        yield test_host
 
 
 class Rehearsal:

@@ -34,12 +34,7 @@ def serving() -> str:
 
 def new_project(path: Path, host: TestHost, bin_dir: str) -> Project:
     project = Project(path, bin_dir)
-    project.pulumi("stack", "init", "local")
-    project.set("existingHost.port", str(host.port))
-    project.set("app.healthUrl", f"http://127.0.0.1:{EDGE_PORT}/health")
-    project.set("app.healthTimeout", "20")
-    for key, value in SECRETS.items():
-        project.set(key, value, secret=True)
+    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health", "app.healthTimeout": "20"}, SECRETS)
     return project
 
 

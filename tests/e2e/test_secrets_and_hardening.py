@@ -174,11 +174,8 @@ def unexpected(found: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
-    test_host = TestHost("dropship-e2e-secrets", 2244)
-    test_host.stop()
-    test_host.start()
-    yield test_host
-    test_host.stop()
+    with TestHost("dropship-e2e-secrets", 2244).fresh() as test_host:
+        yield test_host
 
 
 @pytest.fixture(scope="module")
