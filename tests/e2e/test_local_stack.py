@@ -38,10 +38,8 @@ def health() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("local-stack"), bin_dir)
-    project.pulumi("stack", "init", "local")
-    project.set("existingHost.port", str(host.port))
-    for key, value in SECRETS.items():
-        project.set(key, value, secret=True)
+    # Its own health URL: the committed one is the port `make up` uses, which may be serving another copy.
+    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health"}, SECRETS)
     yield project
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 
