@@ -19,7 +19,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 deps: ## Debian packages the project and its tests use (apt)
-	@bash tools/apt-deps.sh
+	@bash dev/apt-deps.sh
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -36,7 +36,7 @@ lint: venv deps ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	git ls-files '*.sh' | xargs shellcheck -x
-	bash tools/lint-workflows.sh
+	bash dev/lint-workflows.sh
 
 test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, scripts (< 60 s)
 	$(PY) -m pytest -m "not e2e"
@@ -49,17 +49,17 @@ test: lint ## everything: lint, unit tier, end-to-end tier
 	$(MAKE) --no-print-directory test-e2e
 
 up: venv deps toolchain ## deploy the example app to the local test host and print its URL
-	@bash tools/local.sh up
+	@bash dev/local.sh up
 
 release: venv deps toolchain ## build and push the example images as TAG and deploy them: make release TAG=v2
 	@test -n "$(TAG)" || { echo "usage: make release TAG=<tag>" >&2; exit 2; }
-	@bash tools/local.sh release "$(TAG)"
+	@bash dev/local.sh release "$(TAG)"
 
 down: venv toolchain ## destroy the local stack, remove the test host and the registry
-	@bash tools/local.sh down
+	@bash dev/local.sh down
 
 bench: venv deps toolchain ## time fresh, no-op and release `up`s on the local stack
-	@$(PY) tools/bench.py
+	@$(PY) dev/bench.py
 
 reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table
-	@$(PY) tools/reliability.py
+	@$(PY) dev/reliability.py

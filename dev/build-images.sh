@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Build the example app's images (example/images/web, example/images/edge)
+# Build the example app's images (examples/local/images/web, examples/local/images/edge)
 # from Debian packages only, with the release tag baked in, and push them to
 # the local registry.
 #
-# Usage: tools/build-images.sh TAG
+# Usage: dev/build-images.sh TAG
 #   pushes $REGISTRY/dropship-example/web:TAG and .../edge:TAG
 #
-# Needs the outer Docker engine (tools/docker-engine.sh) and the registry
-# (tools/registry.sh start).
+# Needs the outer Docker engine (dev/docker-engine.sh) and the registry
+# (dev/registry.sh start).
 #
 # Environment:
 #   DROPSHIP_CACHE  state dir (default: $HOME/.cache/dropship); downloaded
@@ -54,7 +54,7 @@ stage_context() { # NAME DEB...
   shift
   rm -rf "$ctx"
   mkdir -p "$ctx/rootfs"
-  cp -a "$REPO/example/images/$name/." "$ctx/"
+  cp -a "$REPO/examples/local/images/$name/." "$ctx/"
   for pkg in "$@"; do
     deb="$(fetch_deb "$pkg")"
     dpkg-deb -x "$deb" "$ctx/rootfs" || die "step 'dpkg-deb -x $deb' failed"
@@ -98,16 +98,16 @@ main() {
   REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
   docker info >/dev/null 2>&1 \
-    || die "step 'docker info': no Docker engine answers (run tools/docker-engine.sh first)"
+    || die "step 'docker info': no Docker engine answers (run dev/docker-engine.sh first)"
   curl -fs -o /dev/null --max-time 5 "http://$REGISTRY/v2/" \
-    || die "step 'check registry': nothing answers on http://$REGISTRY/v2/ (run tools/registry.sh start)"
+    || die "step 'check registry': nothing answers on http://$REGISTRY/v2/ (run dev/registry.sh start)"
 
   local ctx
   mkdir -p "$CACHE/images"
   ctx="$(stage_context web "${WEB_DEBS[@]}")"
   build_and_push web "$ctx"
   ctx="$(stage_context edge "${EDGE_DEBS[@]}")"
-  cp "$REPO/example/Caddyfile" "$ctx/Caddyfile"
+  cp "$REPO/examples/local/Caddyfile" "$ctx/Caddyfile"
   build_and_push edge "$ctx"
   log "pushed $REGISTRY/dropship-example/{web,edge}:$TAG"
 }

@@ -4,7 +4,7 @@
 # root@127.0.0.1 port 2222 with a generated key. It has no Docker: installing
 # Docker is dropship's job.
 #
-# Usage: tools/testhost.sh build|start|stop|status|ssh-config
+# Usage: dev/testhost.sh build|start|stop|status|ssh-config
 #   build       build the image once (debootstrap + docker import), cached by tag
 #   start       build if needed, start the container, inject the root key,
 #               wait until ssh works
@@ -18,10 +18,10 @@
 #   TESTHOST_KEY            root key pair, generated there if missing
 #                           (default: $DROPSHIP_CACHE/testhost/id_ed25519)
 #   TESTHOST_NAME           container name (default: dropship-testhost)
-#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-1,
-#                           with a -pPORT suffix for a non-default port)
-#   TESTHOST_PORT           sshd port on 127.0.0.1, baked into the image
-#                           (default: 2222)
+#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-2)
+#   TESTHOST_PORT           sshd port on 127.0.0.1, set in the container when
+#                           it is created (default: 2222); one image serves
+#                           every port
 #   TESTHOST_ROOT_PASSWORD  root password set at start (default: dropship-testhost)
 #   TESTHOST_START_TIMEOUT  seconds to wait for ssh (default: 120)
 #   DEBIAN_MIRROR           Debian mirror URL (default: the first .../debian
@@ -30,7 +30,7 @@ set -euo pipefail
 
 SUITE=trixie
 # Bump IMAGE_REV whenever the image recipe below changes.
-IMAGE_REV=1
+IMAGE_REV=2
 INCLUDE=openssh-server,sudo,ca-certificates,curl,iproute2,procps,systemd-sysv,dbus
 
 log() { printf 'testhost: %s\n' "$*" >&2; }
@@ -95,19 +95,23 @@ ensure_rootfs_tar() { # TAR
   rm -rf "$tmp" "$tmp.log"
 }
 
-# Turn the pristine rootfs into a droplet-like host. Test-host-only settings
-# (port, loopback address) go in a drop-in that sorts first, so they survive
-# whatever hardening dropship applies; the rest mirrors a fresh cloud VPS:
+# Test-host-only sshd settings (port, loopback address): a drop-in that sorts
+# first, so they survive whatever hardening dropship applies. Written into each
+# container when it is created (the image has no port of its own).
+sshd_testhost_conf() {
+  cat <<EOF
+# dropship test host: sshd shares the machine's network namespace.
+Port $PORT
+ListenAddress 127.0.0.1
+EOF
+}
+
+# Turn the pristine rootfs into a droplet-like host, like a fresh cloud VPS:
 # PermitRootLogin yes in sshd_config, PasswordAuthentication yes in a
 # cloud-init style drop-in.
 configure_rootfs() { # DIR
   local root="$1"
   install -d -m 755 "$root/etc/ssh/sshd_config.d"
-  cat >"$root/etc/ssh/sshd_config.d/00-testhost.conf" <<EOF
-# dropship test host: sshd shares the machine's network namespace.
-Port $PORT
-ListenAddress 127.0.0.1
-EOF
   cat >"$root/etc/ssh/sshd_config.d/50-cloud-init.conf" <<'EOF'
 PasswordAuthentication yes
 EOF
@@ -139,7 +143,7 @@ cmd_build() {
   configure_rootfs "$tmp"
   tar -C "$tmp" --numeric-owner -c . | docker import \
     -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
-    -m "dropship test host: Debian $SUITE minbase, sshd on 127.0.0.1:$PORT" \
+    -m "dropship test host: Debian $SUITE minbase, sshd on 127.0.0.1 (port set per container)" \
     - "$IMAGE" >/dev/null || die "step 'docker import $IMAGE' failed"
   rm -rf "$tmp"
   trap - EXIT
@@ -209,13 +213,21 @@ cmd_start() {
         die "step 'start': port 127.0.0.1:$PORT is already taken by another process"
       fi
       log "starting container $NAME (systemd, sshd on 127.0.0.1:$PORT)"
-      docker run -d --name "$NAME" --hostname "$NAME" --network host \
+      docker create --name "$NAME" --hostname "$NAME" --network host \
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         --security-opt systempaths=unconfined --cgroupns host \
         -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
         -v "$NAME-docker:/var/lib/docker" "$IMAGE" /sbin/init >/dev/null \
-        || die "step 'docker run $NAME' failed" ;;
+        || die "step 'docker create $NAME' failed"
+      local conf
+      conf="$(mktemp)"
+      sshd_testhost_conf >"$conf"
+      chmod 644 "$conf"
+      docker cp "$conf" "$NAME:/etc/ssh/sshd_config.d/00-testhost.conf" >/dev/null \
+        || { rm -f "$conf"; die "step 'docker cp 00-testhost.conf' failed"; }
+      rm -f "$conf"
+      docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
     *)
       log "container $NAME is $state, starting it again"
       docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
@@ -327,15 +339,12 @@ main() {
   CACHE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}"
   NAME="${TESTHOST_NAME:-dropship-testhost}"
   PORT="${TESTHOST_PORT:-2222}"
-  # The sshd port is baked into the image: a non-default port gets its own tag.
-  local tag="$SUITE-$IMAGE_REV"
-  [[ "$PORT" == 2222 ]] || tag+="-p$PORT"
-  IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$tag}"
+  IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$SUITE-$IMAGE_REV}"
   PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
   TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"
   KEY="${TESTHOST_KEY:-$CACHE/testhost/id_ed25519}"
   if [[ "$1" != ssh-config ]] && ! docker info >/dev/null 2>&1; then
-    die "step 'docker info': no Docker engine answers (run tools/docker-engine.sh first)"
+    die "step 'docker info': no Docker engine answers (run dev/docker-engine.sh first)"
   fi
   case "$1" in
     build) cmd_build ;;

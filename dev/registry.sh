@@ -4,7 +4,7 @@
 # registries on 127.0.0.0/8 without TLS, and host-network test hosts reach the
 # same address.
 #
-# Usage: tools/registry.sh start|stop|status
+# Usage: dev/registry.sh start|stop|status
 #
 # Environment:
 #   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship);

@@ -6,7 +6,7 @@
 # ${DROPSHIP_CACHE:-$HOME/.cache/dropship}/bin/actionlint-<version> (needs
 # `go` and the Go module proxy the first time) and reused afterwards.
 #
-# Usage: tools/lint-workflows.sh [workflow files]   (default: every workflow)
+# Usage: dev/lint-workflows.sh [workflow files]   (default: every workflow)
 set -euo pipefail
 
 readonly ACTIONLINT_VERSION=v1.7.12

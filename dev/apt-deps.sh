@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dropship's tools and tests use, when missing:
 # the linter shellcheck, debootstrap (test host image), docker-registry (registry),
-# the OpenSSH client, curl. The outer Docker engine is tools/docker-engine.sh's job.
+# the OpenSSH client, curl. The outer Docker engine is dev/docker-engine.sh's job.
 set -euo pipefail
 
 main() {

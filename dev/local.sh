@@ -3,20 +3,20 @@
 # and `make down`: the outer Docker engine, the local registry, the example
 # images, the test host, then the real `pulumi up -s local`.
 #
-# Usage: tools/local.sh up | release TAG | down
+# Usage: dev/local.sh up | release TAG | down
 # Environment (set by the Makefile): PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE, DROPSHIP_CACHE.
 set -euo pipefail
 
 STACK=local
-TOOLS=$(cd "$(dirname "$0")" && pwd -P)
-ROOT=$(dirname "$TOOLS")
+DEV=$(cd "$(dirname "$0")" && pwd -P)
+ROOT=$(dirname "$DEV")
 
 step() { printf '\n==> %s\n' "$*" >&2; current_step=$*; }
 on_error() { printf '\nmake: step failed: %s (see the output above)\n' "${current_step:-start}" >&2; }
 
 pulumi_env() {
   # shellcheck source=tools/pulumi-env.sh
-  . "$TOOLS/pulumi-env.sh"
+  . "$ROOT/tools/pulumi-env.sh"
   mkdir -p "${PULUMI_BACKEND_URL#file://}"
   cd "$ROOT"
   pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null
@@ -28,13 +28,13 @@ config_tag() {
 
 bring_up_host() {
   step "outer Docker engine"
-  bash "$TOOLS/docker-engine.sh"
+  bash "$DEV/docker-engine.sh"
   step "local registry on 127.0.0.1:5000"
-  bash "$TOOLS/registry.sh" start
+  bash "$DEV/registry.sh" start
   step "example images, tag $1"
-  bash "$TOOLS/build-images.sh" "$1"
+  bash "$DEV/build-images.sh" "$1"
   step "test host on 127.0.0.1:2222"
-  TESTHOST_KEY="$ROOT/local/dev_ed25519" bash "$TOOLS/testhost.sh" start
+  TESTHOST_KEY="$DEV/dev_ed25519" bash "$DEV/testhost.sh" start
 }
 
 deploy() {
@@ -64,7 +64,7 @@ cmd_release() {
 cmd_down() {
   step "Pulumi engine"
   pulumi_env
-  if bash "$TOOLS/testhost.sh" status >/dev/null 2>&1; then
+  if bash "$DEV/testhost.sh" status >/dev/null 2>&1; then
     step "pulumi destroy -s $STACK"
     pulumi destroy -s "$STACK" --yes --skip-preview --color never
   else
@@ -72,9 +72,9 @@ cmd_down() {
     pulumi stack rm -s "$STACK" --yes --force --preserve-config
   fi
   step "removing the test host"
-  bash "$TOOLS/testhost.sh" stop
+  bash "$DEV/testhost.sh" stop
   step "stopping the local registry"
-  bash "$TOOLS/registry.sh" stop
+  bash "$DEV/registry.sh" stop
 }
 
 main() {
