@@ -1,7 +1,8 @@
 """`make bench`: times `pulumi up` of the local stack on a warm machine and counts remote commands.
 
-Prints numbers; asserts nothing. Uses its own test host (port 2224) and state,
-so it neither needs nor disturbs what `make up` deployed.
+Prints numbers; asserts nothing. Uses its own test host, app ports (free loopback
+ports, dev.harness) and state, so it neither needs nor disturbs what `make up` deployed.
+Run from the repository root: `venv/bin/python dev/bench.py` (or `make bench`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.harness import Project, TestHost, example_registry, toolchain_bin
-from tests.e2e.load import Load
+from dev.harness import AppPorts, Load, Project, TestHost, example_registry, free_port, toolchain_bin
 
-URL = "http://127.0.0.1:28080/health"
-PORTS = {"env.EDGE_PORT": "28080", "env.WEB_PORT": "28081", "env.WEB2_PORT": "28082", "env.ADMIN_PORT": "22019"}
+PORTS = AppPorts.allocate()
+URL = PORTS.health_url
 
 
 def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
@@ -29,9 +29,9 @@ def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
 
 def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
     rows = []
-    with TestHost("dropship-bench", 2224).fresh() as host, tempfile.TemporaryDirectory() as workdir:
+    with TestHost("dropship-bench", free_port()).fresh() as host, tempfile.TemporaryDirectory() as workdir:
         project = Project(Path(workdir), toolchain_bin())
-        project.init_local(host, {"app.healthUrl": URL}, PORTS)
+        project.init_local(host, {"app.healthUrl": URL}, PORTS.secrets())
         rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
         rows.append(timed("no-op up", host, project.up))
         project.set("app.imageTag", "v2")

@@ -1,4 +1,11 @@
-"""Fixtures of the end-to-end tier: every test in tests/e2e is marked e2e."""
+"""Fixtures of the end-to-end tier: every test in tests/e2e is marked e2e.
+
+The session shares only the engine (`bin_dir`) and the local registry with the example
+images (`registry`). Each module owns its deployment: its own test host (a module-scoped
+`host` fixture with a name derived from the module and free loopback ports, dev.harness),
+its own project copy and backend, so any module runs alone (`pytest tests/e2e/test_x.py`,
+`pytest -k name`) or beside the others.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import TestHost, example_registry, toolchain_bin
+from dev.harness import example_registry, toolchain_bin
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,10 +34,3 @@ def registry() -> Iterator[None]:
     """The local registry with the example images v1 and v2, for the whole session."""
     with example_registry():
         yield
-
-
-@pytest.fixture(scope="module")
-def host(registry: None) -> Iterator[TestHost]:
-    """A fresh test host for one test module, removed afterwards with its Docker volume."""
-    with TestHost("dropship-e2e", 2223).fresh() as test_host:
-        yield test_host

@@ -4,7 +4,7 @@ Each case is run as `pulumi preview` and as `pulumi up`: both must exit non-zero
 message that names the key, register no resource, change nothing in `pulumi stack export`
 (decrypted: secrets are encrypted again, with a fresh nonce, at every checkpoint write; and
 but the checkpoint's own write time) and show no secret value. The stack is deployed once
-first (own test host on 127.0.0.1:2243, the app on 48080-48082/42019), so that "nothing
+first (own test host and app ports, free loopback ports of this module's), so that "nothing
 changed" means something: a mistyped setting of a running stack must not touch it, and no
 remote command may run (the host counts SSH logins).
 
@@ -24,18 +24,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.harness import Project, TestHost
+from dev.harness import AppPorts, Project, TestHost
 
 Record = Callable[[str, object], None]
 
-EDGE_PORT = 48080
-SECRETS = {
-    "env.APP_SECRET": "bad-input",
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": "48081",
-    "env.WEB2_PORT": "48082",
-    "env.ADMIN_PORT": "42019",
-}
+PORTS = AppPorts.allocate()
+SECRETS = {"env.APP_SECRET": "bad-input", **PORTS.secrets()}
 CANARY = "canary-bad-input-5c1e"
 KEY_TEXT = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{CANARY}-key\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -119,14 +113,14 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "source-range-bad",
         {"ssh.sourceRanges": '["10.0.0.0/33"]'},
         {},
-        "ssh.sourceRanges.0",
+        "ssh.sourceRanges[0]",
         "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32; got '10.0.0.0/33'",
     ),
     (
         "source-range-host-bits",
         {"ssh.sourceRanges": '["10.0.0.1/8"]'},
         {},
-        "ssh.sourceRanges.0",
+        "ssh.sourceRanges[0]",
         "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32; got '10.0.0.1/8'",
     ),
     ("dial-limit-zero", {"ssh.dialErrorLimit": "0"}, {}, "ssh.dialErrorLimit", "Input should be greater than or equal to 1; got '0'"),
@@ -150,25 +144,25 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "compose-file-absolute",
         {"app.composeFiles": '["/etc/passwd"]'},
         {},
-        "app.composeFiles.0",
+        "app.composeFiles[0]",
         "expected a path relative to the project directory, without '..'; got '/etc/passwd'",
     ),
     (
         "compose-file-outside",
         {"app.composeFiles": '["../compose.yaml"]'},
         {},
-        "app.composeFiles.0",
+        "app.composeFiles[0]",
         "expected a path relative to the project directory, without '..'; got '../compose.yaml'",
     ),
     ("compose-files-empty", {"app.composeFiles": "[]"}, {}, "app.composeFiles", "required: at least one compose file"),
     (
         "files-same-name",
-        {"app.files": '["example/images/web/Dockerfile", "example/images/edge/Dockerfile"]'},
+        {"app.files": '["examples/local/images/web/Dockerfile", "examples/local/images/edge/Dockerfile"]'},
         {},
         "app.files",
         "two files share the name Dockerfile; they would overwrite each other on the host",
     ),
-    ("files-dotenv", {"app.files": '["example/.env"]'}, {}, "app.files", "'.env' is written from env.* secrets; do not upload one"),
+    ("files-dotenv", {"app.files": '["examples/local/.env"]'}, {}, "app.files", "'.env' is written from env.* secrets; do not upload one"),
     ("image-tag-bad", {"app.imageTag": "v1 beta"}, {}, "app.imageTag", "expected a Docker image tag such as v1.2.3; got 'v1 beta'"),
     ("image-tag-missing", {"app.imageTag": None}, {}, "app.imageTag", "required but not set"),
     (
@@ -192,11 +186,11 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "rolling-service-bad",
         {"app.rollingServices": '["web 1"]'},
         {},
-        "app.rollingServices.0",
+        "app.rollingServices[0]",
         "expected a compose service name; got 'web 1'",
     ),
     ("hooks-not-a-list", {"app.preDeploy": "alembic upgrade head"}, {}, "app.preDeploy", "Input should be a valid tuple"),
-    ("urls-bad", {"app.urls": '["ftp://example.com/"]'}, {}, "app.urls.0", "expected an http:// or https:// URL"),
+    ("urls-bad", {"app.urls": '["ftp://example.com/"]'}, {}, "app.urls[0]", "expected an http:// or https:// URL"),
     (
         "required-env-missing",
         {"app.requiredEnv": '["APP_SECRET", "STRIPE_KEY"]'},
@@ -208,7 +202,7 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "required-env-bad-name",
         {"app.requiredEnv": '["APP-SECRET"]'},
         {},
-        "app.requiredEnv.0",
+        "app.requiredEnv[0]",
         "expected an environment variable name such as DATABASE_URL; got 'APP-SECRET'",
     ),
     (
@@ -281,7 +275,7 @@ def registered(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
-    with TestHost("dropship-e2e-bad-input", 2243).fresh() as test_host:
+    with TestHost.for_module(__name__).fresh() as test_host:
         yield test_host
 
 
@@ -289,7 +283,7 @@ def host(registry: None) -> Iterator[TestHost]:
 def deployed(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any], int]]:
     """The deployed stack: project, its good Pulumi.local.yaml, its state, and the host's SSH logins."""
     project = Project(tmp_path_factory.mktemp("bad-input"), bin_dir)
-    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health"}, SECRETS)
+    project.init_local(host, {"app.healthUrl": PORTS.health_url}, SECRETS)
     project.up()
     good = (project.dir / "Pulumi.local.yaml").read_text()
     yield project, good, stack_state(project), host.logins()

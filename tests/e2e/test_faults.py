@@ -1,13 +1,13 @@
 """Faults against the real engine and a real test host, each followed by a plain `pulumi up` that converges with nothing lost.
 
-Own test hosts on 127.0.0.1:2241 (the deployment the tests share, in file order) and
-127.0.0.1:2242 (a throwaway one), the app on 48080-48082 and 42019, and the app's images
-pulled through a TCP relay on 127.0.0.1:2249 to the shared registry on 127.0.0.1:5000:
-stopping the relay makes "the registry" unreachable for this test host only, without
-touching the registry that other test runs use, and starting it again is the recovery
-(no configuration changes between the failed `up` and the one that converges).
+Own test hosts (the deployment the tests share, in file order, and a throwaway one), the
+app on free loopback ports of its own, and the app's images pulled through a TCP relay on
+another free port to the shared registry on 127.0.0.1:5000: stopping the relay makes "the
+registry" unreachable for this test host only, without touching the registry that other
+test runs use, and starting it again is the recovery (no configuration changes between the
+failed `up` and the one that converges).
 
-Every test records what it did (pytest's record_property) for tools/reliability.py.
+Every test records what it did (pytest's record_property) for dev/reliability.py.
 """
 
 from __future__ import annotations
@@ -23,20 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Project, TestHost, sh
+from dev.harness import REGISTRY, AppPorts, Project, TestHost, free_port, sh
 
 Record = Callable[[str, object], None]
 
-EDGE_PORT = 48080
-HEALTH_URL = f"http://127.0.0.1:{EDGE_PORT}/health"
-RELAY_PORT = 2249
-REGISTRY = "127.0.0.1:5000"
+PORTS = AppPorts.allocate()
+HEALTH_URL = PORTS.health_url
+RELAY_PORT = free_port()
 SECRETS = {
     "env.APP_SECRET": "faults",
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": "48081",
-    "env.WEB2_PORT": "48082",
-    "env.ADMIN_PORT": "42019",
+    **PORTS.secrets(),
     "env.REGISTRY": f"127.0.0.1:{RELAY_PORT}",
 }
 DIAL_ERROR_LIMIT = 3
@@ -195,15 +191,16 @@ def cut_ssh_during_docker_install(
     return subprocess.CompletedProcess(up.args, up.returncode, out, ""), caught, time.monotonic() - start
 
 
-MAIN_HOST = ("dropship-e2e-faults", 2241)
-THROWAWAY_HOST = ("dropship-e2e-faults-2", 2242)
+MAIN_HOST = TestHost.for_module(__name__)
+THROWAWAY_HOST = TestHost.for_module(__name__, "2")
 
 
 @pytest.fixture(scope="module")
 def relay(registry: None) -> Iterator[Relay]:
-    for name, port in (MAIN_HOST, THROWAWAY_HOST):  # a clean slate: the app's ports are free
-        TestHost(name, port).stop()
-    relay = Relay(RELAY_PORT, ("127.0.0.1", 5000))
+    for test_host in (MAIN_HOST, THROWAWAY_HOST):  # a clean slate: no host of an earlier run is left
+        test_host.stop()
+    registry_host, registry_port = REGISTRY.rsplit(":", 1)
+    relay = Relay(RELAY_PORT, (registry_host, int(registry_port)))
     relay.start()
     yield relay
     relay.stop()
@@ -211,7 +208,7 @@ def relay(registry: None) -> Iterator[Relay]:
 
 @pytest.fixture(scope="module")
 def host(relay: Relay) -> Iterator[TestHost]:
-    with TestHost(*MAIN_HOST).fresh() as test_host:
+    with MAIN_HOST.fresh() as test_host:
         yield test_host
 
 
@@ -227,7 +224,7 @@ def test_install_killed_mid_dpkg_by_a_cut_then_up_finishes_it(relay: Relay, bin_
     the packages (a reboot, the OOM killer). apt then refuses to run until `dpkg --configure -a`;
     install-docker.sh finishes the interrupted run first. A throwaway host, gone afterwards."""
     record_property("fault", "SSH cut in the Docker install, install killed")
-    throwaway = TestHost(*THROWAWAY_HOST)
+    throwaway = THROWAWAY_HOST
     throwaway.stop()
     throwaway.start()
     try:

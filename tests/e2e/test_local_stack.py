@@ -1,7 +1,7 @@
 """`pulumi up` of the local stack with the real engine against a real test host, step by step.
 
-The tests run in file order and share one deployment: fresh up, then no-op,
-release, secret rotation and destroy.
+The tests run in file order and share this module's deployment (its own test host,
+ports and project copy): fresh up, then no-op, release, secret rotation and destroy.
 """
 
 from __future__ import annotations
@@ -12,34 +12,38 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-
 from dropship.commands import render_env
-from tests.e2e.harness import Project, TestHost, sh
 
-EDGE_PORT, WEB_PORT, WEB2_PORT, ADMIN_PORT = 18080, 18081, 18082, 12019
+from dev.harness import AppPorts, Project, TestHost, sh
+
+PORTS = AppPorts.allocate()
 APP_DIR = "/srv/example"
 TRICKY = "sp ace 'single' \"double\" $HOME ${X} # not a comment = eq \\back\\slash ünïcødé €"
 SECRETS = {
     "env.APP_SECRET": "e2e-secret-1",
     "env.TRICKY": TRICKY,
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": str(WEB_PORT),
-    "env.WEB2_PORT": str(WEB2_PORT),
-    "env.ADMIN_PORT": str(ADMIN_PORT),
+    **PORTS.secrets(),
 }
 
 
 def health() -> dict[str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
         assert response.status == 200
         return dict(json.loads(response.read()))
+
+
+@pytest.fixture(scope="module")
+def host(registry: None) -> Iterator[TestHost]:
+    """This module's own test host, removed afterwards with its Docker volume."""
+    with TestHost.for_module(__name__).fresh() as test_host:
+        yield test_host
 
 
 @pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("local-stack"), bin_dir)
     # Its own health URL: the committed one is the port `make up` uses, which may be serving another copy.
-    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health"}, SECRETS)
+    project.init_local(host, {"app.healthUrl": PORTS.health_url}, SECRETS)
     yield project
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 
@@ -49,7 +53,7 @@ def current_env(project: Project) -> dict[str, str]:
     return {k.removeprefix("dropship:env."): v["value"] for k, v in config.items() if k.startswith("dropship:env.")}
 
 
-def test_fresh_up_serves_the_app_through_the_proxy(project: Project) -> None:
+def test_fresh_up_serves_the_app_through_the_proxy(project: Project, host: TestHost) -> None:
     result = project.up()
     assert "error" not in result.stdout.lower().split("resources:")[-1]
     answer = health()
@@ -58,7 +62,7 @@ def test_fresh_up_serves_the_app_through_the_proxy(project: Project) -> None:
     assert answer["secret_sha256"] == hashlib.sha256(b"e2e-secret-1").hexdigest()
     outputs = project.outputs()
     assert outputs["release"] == "v1"
-    assert outputs["sshCommand"] == "ssh -p 2223 deploy@127.0.0.1"
+    assert outputs["sshCommand"] == f"ssh -p {host.port} deploy@127.0.0.1"
 
 
 def test_env_file_is_exact_private_and_owned_by_the_deploy_user(project: Project, host: TestHost) -> None:
@@ -123,10 +127,10 @@ def test_destroy_leaves_no_app_container(project: Project, host: TestHost) -> No
     project.pulumi("destroy", "--yes", "--skip-preview")
     assert host.run("docker ps -aq").stdout.strip() == ""
     assert host.run(f"ls -A {APP_DIR}").stdout.strip() == ""
-    assert sh("curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{EDGE_PORT}/health", check=False).returncode != 0
+    assert sh("curl", "-s", "-o", "/dev/null", PORTS.health_url, check=False).returncode != 0
 
 
 def test_nothing_left_running_on_the_machine() -> None:
     # The app's ports are free again (the host itself is removed by the fixture).
-    for port in (EDGE_PORT, WEB_PORT, WEB2_PORT, ADMIN_PORT):
+    for port in PORTS.all():
         assert sh("bash", "-c", f"ss -ltnH 'sport = :{port}'").stdout.strip() == "", port

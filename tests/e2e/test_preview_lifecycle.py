@@ -13,7 +13,6 @@ throwaway program whose .env command may log is refused.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import textwrap
@@ -23,31 +22,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ROOT, Project, TestHost
+from dev.harness import ROOT, AppPorts, Project, TestHost, engine_env
 
 SOURCE = "rehearsal-staging"
 PR = "7"
 STACK = f"pr-{PR}"
-EDGE_PORT = 38080
-SECRETS = {
-    "env.APP_SECRET": "preview-lifecycle",
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": "38081",
-    "env.WEB2_PORT": "38082",
-    "env.ADMIN_PORT": "32019",
-}
+PORTS = AppPorts.allocate()
+SECRETS = {"env.APP_SECRET": "preview-lifecycle", **PORTS.secrets()}
 APP_DIR = "/srv/example"
 
 
 def release_served() -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
         return str(json.loads(response.read())["release"])
 
 
 @pytest.fixture(scope="module")
 def ci_host(registry: None) -> Iterator[TestHost]:
     """This module's own test host, so that it never collides with another module's or another checkout's."""
-    with TestHost("dropship-e2e-ci", 2231).fresh() as test_host:
+    with TestHost.for_module(__name__).fresh() as test_host:
         yield test_host
 
 
@@ -82,8 +75,8 @@ def rehearsal(ci_host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPath
     project.pulumi("stack", "init", SOURCE)
     project.set("environment", "staging")
     project.set("existingHost.port", str(ci_host.port))
-    project.set("app.healthUrl", f"http://127.0.0.1:{EDGE_PORT}/health")
-    project.set("app.urls", f'["http://127.0.0.1:{EDGE_PORT}/"]')
+    project.set("app.healthUrl", PORTS.health_url)
+    project.set("app.urls", f'["http://127.0.0.1:{PORTS.edge}/"]')
     project.set("app.healthTimeout", "30")
     for key, value in SECRETS.items():
         project.set(key, value, secret=True)
@@ -104,7 +97,7 @@ def test_destroy_of_a_stack_that_never_existed_succeeds(rehearsal: Rehearsal) ->
     assert rehearsal.stacks() == before == {SOURCE}
 
 
-def test_up_creates_the_preview_from_the_source_config_and_deploys(rehearsal: Rehearsal) -> None:
+def test_up_creates_the_preview_from_the_source_config_and_deploys(rehearsal: Rehearsal, ci_host: TestHost) -> None:
     result = rehearsal.script("up", PR, IMAGE_TAG="v2")
     assert result.returncode == 0, output_of(result)
     assert f"creating stack {STACK} from {SOURCE}'s configuration" in result.stderr
@@ -113,7 +106,7 @@ def test_up_creates_the_preview_from_the_source_config_and_deploys(rehearsal: Re
     assert STACK in rehearsal.stacks()
     config = json.loads(rehearsal.project.pulumi("config", "--json", "-s", STACK).stdout)
     # Copied: the host, its port, the secrets (still secret); dropped: `environment`, so pr-7 is a preview.
-    assert config["dropship:existingHost.port"]["value"] == "2231"
+    assert config["dropship:existingHost.port"]["value"] == str(ci_host.port)
     assert config["dropship:env.APP_SECRET"]["secret"] is True
     assert "dropship:environment" not in config
     assert config["dropship:app.imageTag"]["value"] == "v2"
@@ -179,7 +172,7 @@ def test_an_env_command_that_may_log_is_refused(bin_dir: str, tmp_path: Path) ->
 
             remote.Command(
                 "env-write",
-                connection=remote.ConnectionArgs(host="127.0.0.1", port=2231, user="deploy"),
+                connection=remote.ConnectionArgs(host="127.0.0.1", port=22, user="deploy"),
                 create="bash -c 'umask 077 && cat > .env' write-env.sh /srv/app/incoming",
                 stdin="APP_SECRET=x\\n",
             )
@@ -188,17 +181,7 @@ def test_an_env_command_that_may_log_is_refused(bin_dir: str, tmp_path: Path) ->
     )
     state = tmp_path / "state"
     state.mkdir()
-    cache = Path(os.environ.get("DROPSHIP_CACHE", Path.home() / ".cache" / "dropship"))
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(cache / "pulumi-home")),
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "throwaway",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "NO_COLOR": "1",
-    }
+    env = engine_env(bin_dir, state, passphrase="throwaway")
     subprocess.run(["pulumi", "stack", "init", "local", "--non-interactive"], cwd=program, env=env, check=True, capture_output=True)
     result = subprocess.run(
         ["pulumi", "preview", "--non-interactive", "--policy-pack", str(ROOT / "policy")],

@@ -12,35 +12,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Project, TestHost, sh
-from tests.e2e.load import Load
+from dev.harness import REGISTRY_LOG, AppPorts, Load, Project, TestHost, build_images
 
-EDGE_PORT = 18090
-SECRETS = {
-    "env.APP_SECRET": "release-tests",
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": "18091",
-    "env.WEB2_PORT": "18092",
-    "env.ADMIN_PORT": "12029",
-}
+PORTS = AppPorts.allocate()
+SECRETS = {"env.APP_SECRET": "release-tests", **PORTS.secrets()}
 APP_DIR = "/srv/example"
-REGISTRY_LOG = Path.home() / ".cache" / "dropship" / "registry" / "registry.log"
 
 
 def serving() -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
         return str(json.loads(response.read())["release"])
 
 
 def new_project(path: Path, host: TestHost, bin_dir: str) -> Project:
     project = Project(path, bin_dir)
-    project.init_local(host, {"app.healthUrl": f"http://127.0.0.1:{EDGE_PORT}/health", "app.healthTimeout": "20"}, SECRETS)
+    project.init_local(host, {"app.healthUrl": PORTS.health_url, "app.healthTimeout": "20"}, SECRETS)
     return project
 
 
 @pytest.fixture(scope="module")
+def host(registry: None) -> Iterator[TestHost]:
+    """This module's own test host, removed afterwards with its Docker volume."""
+    with TestHost.for_module(__name__).fresh() as test_host:
+        yield test_host
+
+
+@pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    sh("bash", str(Path(__file__).resolve().parents[2] / "tools" / "build-images.sh"), "v3-unhealthy")
+    build_images("v3-unhealthy")
     project = new_project(tmp_path_factory.mktemp("releases"), host, bin_dir)
     project.up()
     assert serving() == "v1"
@@ -50,7 +49,7 @@ def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFacto
 
 def test_zero_failed_requests_across_a_release(project: Project) -> None:
     project.set("app.imageTag", "v2")
-    with Load(f"http://127.0.0.1:{EDGE_PORT}/health", rate=50) as load:
+    with Load(PORTS.health_url, rate=50) as load:
         project.up()
     print(f"\nacross the release: {load}")
     assert serving() == "v2"

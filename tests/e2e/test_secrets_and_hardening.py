@@ -1,4 +1,4 @@
-"""Secret hygiene and host hardening with the real engine on a real test host (127.0.0.1:2244).
+"""Secret hygiene and host hardening with the real engine on a real test host of this module's own.
 
 Canary secrets (env.* values and a registry password, fresh every run) go through a full
 `up`, a release, a secret change and `destroy`. Then every place a secret could leak is
@@ -10,7 +10,7 @@ only in the app's .env files (incoming/.env, releases/*/.env, the live .env; mod
 owned by deploy), in the records Docker keeps of the running containers' environment
 (root-only), and encrypted in the state. The tests run in file order.
 
-Every test records what it found (pytest's record_property) for tools/reliability.py.
+Every test records what it found (pytest's record_property) for dev/reliability.py.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from dev.harness import DEV_KEY, REGISTRY, AppPorts, Project, TestHost, sh
 from dropship import commands
-from tests.e2e.harness import DEV_KEY, Project, TestHost, sh
 
 Record = Callable[[str, object], None]
 
-EDGE_PORT = 48080
+PORTS = AppPorts.allocate()
 APP_DIR = "/srv/example"
 TOKEN = f"canary-{secrets.token_hex(5)}"
 STARTED = time.time()
@@ -47,10 +47,7 @@ SECRETS = {
     "env.APP_SECRET": APP_SECRET_1,
     "env.DB_PASSWORD": DB_PASSWORD,
     "registry.password": REGISTRY_PASSWORD,
-    "env.EDGE_PORT": str(EDGE_PORT),
-    "env.WEB_PORT": "48081",
-    "env.WEB2_PORT": "48082",
-    "env.ADMIN_PORT": "42019",
+    **PORTS.secrets(),
 }
 # The deploy key's private half: a secret too (never on the host, never in plain state). Its
 # first lines are the same in every ed25519 key file; the fourth holds the private seed.
@@ -149,7 +146,7 @@ def up(project: Project, evidence: Evidence) -> None:
 
 
 def health() -> dict[str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{EDGE_PORT}/health", timeout=5) as response:
+    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
         return dict(json.loads(response.read()))
 
 
@@ -174,7 +171,7 @@ def unexpected(found: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
-    with TestHost("dropship-e2e-secrets", 2244).fresh() as test_host:
+    with TestHost.for_module(__name__).fresh() as test_host:
         yield test_host
 
 
@@ -189,9 +186,9 @@ def project(host: TestHost, evidence: Evidence, bin_dir: str, tmp_path_factory: 
     project = Project(tmp_path_factory.mktemp("secrets"), bin_dir)
     run(project, evidence, "stack", "init", "local")
     project.set("existingHost.port", str(host.port))
-    project.set("app.healthUrl", f"http://127.0.0.1:{EDGE_PORT}/health")
+    project.set("app.healthUrl", PORTS.health_url)
     project.set("app.requiredEnv", '["APP_SECRET", "DB_PASSWORD"]')
-    project.set("registry.server", "127.0.0.1:5000")
+    project.set("registry.server", REGISTRY)
     project.set("registry.username", REGISTRY_USER)
     for key, value in SECRETS.items():
         project.set(key, value, secret=True)  # on stdin: never on a command line here either

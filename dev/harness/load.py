@@ -1,4 +1,4 @@
-"""A steady stream of requests through the edge proxy, counting the ones that fail."""
+"""A steady stream of requests (through the edge proxy), counting the ones that fail."""
 
 from __future__ import annotations
 

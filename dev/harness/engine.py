@@ -1,0 +1,53 @@
+"""The real Pulumi engine: where it comes from, and the one environment every run of it gets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "dev"
+PASSPHRASE = "dropship-local-development"
+"""The `local` stack's documented development passphrase (Pulumi.local.yaml's secrets)."""
+
+
+def sh(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args[:3])} ... failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def toolchain_script() -> Path:
+    """The script that builds (once) and prints the engine's bin directory."""
+    for candidate in (ROOT / "offline" / "toolchain.sh", ROOT / "tools" / "toolchain.sh"):
+        if candidate.exists():
+            return candidate
+    raise AssertionError(f"no toolchain.sh under {ROOT}/offline or {ROOT}/tools")
+
+
+def toolchain_bin() -> str:
+    """The directory with `pulumi`, the Python language host and the command provider."""
+    out = sh("bash", str(toolchain_script()), timeout=3600).stdout.strip().splitlines()
+    return out[-1]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DROPSHIP_CACHE", Path.home() / ".cache" / "dropship"))
+
+
+def engine_env(bin_dir: str, state_dir: Path, passphrase: str = PASSPHRASE) -> dict[str, str]:
+    """The environment of every engine run: the toolchain first on PATH, the shared PULUMI_HOME
+    (plugins installed once), a file backend in `state_dir`, the passphrase secrets provider,
+    no update check, no plugin downloads, no colour."""
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PULUMI_HOME": os.environ.get("PULUMI_HOME", str(cache_dir() / "pulumi-home")),
+        "PULUMI_BACKEND_URL": f"file://{state_dir}",
+        "PULUMI_CONFIG_PASSPHRASE": passphrase,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "NO_COLOR": "1",
+    }

@@ -1,0 +1,33 @@
+"""The outer Docker engine and the local registry (127.0.0.1:5000) with the example images."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dev.harness.engine import DEV, cache_dir, sh
+
+REGISTRY = "127.0.0.1:5000"
+"""Where dev/registry.sh serves (shared with `make up`; images are only ever added to it)."""
+REGISTRY_LOG = cache_dir() / "registry" / "registry.log"
+
+
+def build_images(tag: str) -> None:
+    """Builds examples/local's images as `tag` and pushes them to the local registry."""
+    sh("bash", str(DEV / "build-images.sh"), tag)
+
+
+@contextmanager
+def example_registry(tags: tuple[str, ...] = ("v1", "v2")) -> Iterator[None]:
+    """The outer Docker engine and the local registry with the example images; the registry stops again if this started it."""
+    sh("bash", str(DEV / "docker-engine.sh"))
+    started = sh("bash", str(DEV / "registry.sh"), "status", check=False).returncode != 0
+    if started:
+        sh("bash", str(DEV / "registry.sh"), "start")
+    try:
+        for tag in tags:
+            build_images(tag)
+        yield
+    finally:
+        if started:
+            sh("bash", str(DEV / "registry.sh"), "stop", check=False)

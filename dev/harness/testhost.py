@@ -1,0 +1,73 @@
+"""Test hosts: dev/testhost.sh's Debian 13 containers with systemd and sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from dev.harness.engine import DEV, sh
+from dev.harness.ports import free_port
+
+DEV_KEY = DEV / "dev_ed25519"
+"""The `local` stack's development key (Pulumi.local.yaml's ssh.privateKey), authorized for root."""
+
+
+def host_name(module: str, suffix: str = "") -> str:
+    """The test host of a test module: `tests.e2e.test_faults` -> `dropship-e2e-faults` (+ `-suffix`)."""
+    base = module.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    return f"dropship-e2e-{base}" + (f"-{suffix}" if suffix else "")
+
+
+@dataclass
+class TestHost:
+    __test__ = False  # a helper, not a test class
+
+    name: str
+    port: int
+
+    @classmethod
+    def for_module(cls, module: str, suffix: str = "") -> TestHost:
+        """The host of one test module: a name derived from the module, a free sshd port."""
+        return cls(host_name(module, suffix), free_port())
+
+    def __post_init__(self) -> None:
+        DEV_KEY.chmod(0o600)  # a git checkout leaves it world-readable, which ssh refuses
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TESTHOST_NAME": self.name, "TESTHOST_PORT": str(self.port), "TESTHOST_KEY": str(DEV_KEY)}
+
+    def start(self) -> None:
+        sh("bash", str(DEV / "testhost.sh"), "start", env=self.env())
+
+    @contextmanager
+    def fresh(self) -> Iterator[TestHost]:
+        """A new host for the block (any old one of this name is removed first), removed afterwards with its volume."""
+        self.stop()
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        sh("bash", str(DEV / "testhost.sh"), "stop", env=self.env(), check=False)
+
+    def run(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command inside the host, as root, without SSH (so that it is not counted as a login)."""
+        return sh("docker", "exec", self.name, "bash", "-c", command, check=check)
+
+    def ssh(self, user: str, command: str, check: bool = True, *extra: str) -> subprocess.CompletedProcess[str]:
+        return sh(
+            "ssh", "-i", str(DEV_KEY), "-p", str(self.port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR", *extra, f"{user}@127.0.0.1", command,
+            check=check,
+        )  # fmt: skip
+
+    def logins(self) -> int:
+        """SSH logins accepted so far: every remote command of pulumi-command is one."""
+        out = self.run("journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true").stdout
+        return int(out.strip() or 0)
