@@ -8,34 +8,56 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from dropship import commands
-from dropship.remote import SshTarget
-from dropship.settings import AppSettings, RegistrySettings
+from dropship.remote import commands
+from dropship.remote.target import SshTarget
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Registry:
+    server: str
+    username: str
+    password: pulumi.Input[str]
+    """Secret: reaches the host on stdin only."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AppArgs:
     target: SshTarget
     user: str
-    app: AppSettings
+    """The deploy user: owns the app's directory and runs docker."""
+    project: str
+    """The compose project name."""
     app_dir: str
     project_dir: Path
-    registry: RegistrySettings | None
-    env_content: pulumi.Output[str]
+    """Where `compose_files` and `files` are, on this machine."""
+    compose_files: tuple[str, ...]
+    files: tuple[str, ...]
+    image_tag: str
+    health_url: str | None
+    health_timeout: int
+    health_retries: int
+    rolling_services: tuple[str, ...]
+    keep_releases: int
+    lock_timeout: int
+    pre_deploy: tuple[str, ...]
+    post_deploy: tuple[str, ...]
+    registry: Registry | None
+    env_content: pulumi.Input[str]
     """Secret: a change redeploys, so that containers pick up the new .env."""
     env_file: pulumi.Resource | None
+    """The step that writes the .env; none when the host is gone."""
     after: tuple[pulumi.Resource, ...] = ()
     host_gone: bool = False
     """existingHost.gone: register only the directory, kept out of any SSH (see below)."""
 
 
 class App(pulumi.ComponentResource):
-    release: remote.Command
+    release: pulumi.Output[str]
+    """The image tag of the release that serves, once it is deployed."""
 
     def __init__(self, name: str, args: AppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:App", name, None, opts)
         connection = args.target.as_user(args.user)
-        app = args.app
         incoming = commands.upload_directory(args.app_dir)
 
         # Owns the app's lifetime on the host: its delete stops the containers.
@@ -52,17 +74,18 @@ class App(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             connection=connection,
             create=f"mkdir -p {incoming}",
-            delete=commands.remove_app(args.app_dir, app.name),
+            delete=commands.remove_app(args.app_dir, args.project),
             triggers=[args.target.host_id],
             opts=directory_options,
         )
-        if args.host_gone:
+        if args.env_file is None:
+            self.release = pulumi.Output.from_input(args.image_tag)
             self.register_outputs({})
             return
-        assert args.env_file is not None
+
         uploads: list[pulumi.Resource] = []
         contents: dict[str, bytes] = {}
-        for relative in (*app.compose_files, *app.files):
+        for relative in (*args.compose_files, *args.files):
             source = args.project_dir / relative
             contents[source.name] = source.read_bytes()
             uploads.append(
@@ -76,32 +99,34 @@ class App(pulumi.ComponentResource):
                 )
             )
 
-        self.release = remote.Command(
+        registry = args.registry
+        release = remote.Command(
             f"{name}-release",
             add_previous_output_in_env=False,
             connection=connection,
             create=commands.deploy(
                 app_dir=args.app_dir,
-                project=app.name,
-                image_tag=app.image_tag,
-                compose_files=[Path(f).name for f in app.compose_files],
-                health_url=app.health_url,
-                health_timeout=app.health_timeout,
-                health_retries=app.health_retries,
-                rolling_services=app.rolling_services,
-                keep_releases=app.keep_releases,
-                lock_timeout=app.lock_timeout,
-                pre_deploy=app.pre_deploy,
-                post_deploy=app.post_deploy,
-                registry=args.registry.server if args.registry else None,
-                registry_user=args.registry.username if args.registry else None,
+                project=args.project,
+                image_tag=args.image_tag,
+                compose_files=[Path(f).name for f in args.compose_files],
+                health_url=args.health_url,
+                health_timeout=args.health_timeout,
+                health_retries=args.health_retries,
+                rolling_services=args.rolling_services,
+                keep_releases=args.keep_releases,
+                lock_timeout=args.lock_timeout,
+                pre_deploy=args.pre_deploy,
+                post_deploy=args.post_deploy,
+                registry=registry.server if registry is not None else None,
+                registry_user=registry.username if registry is not None else None,
                 files_digest=commands.files_digest(contents),
             ),
-            stdin=pulumi.Output.secret(args.registry.password) if args.registry else None,
+            stdin=pulumi.Output.secret(registry.password) if registry is not None else None,
             triggers=[args.target.host_id, args.env_content],
             opts=pulumi.ResourceOptions.merge(
                 args.target.options(self, [directory, args.env_file, *uploads]),
                 pulumi.ResourceOptions(additional_secret_outputs=["stdin"]),
             ),
         )
-        self.register_outputs({"release": app.image_tag})
+        self.release = release.create.apply(lambda _: args.image_tag)
+        self.register_outputs({"release": self.release})

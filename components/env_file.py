@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from dropship import commands
-from dropship.remote import SshTarget
+from dropship.remote import commands
+from dropship.remote.target import SshTarget
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EnvFileArgs:
     target: SshTarget
     user: str

@@ -10,7 +10,7 @@ import pulumi_digitalocean as digitalocean
 ANYWHERE = ["0.0.0.0/0", "::/0"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FirewallArgs:
     droplet_id: pulumi.Input[str]
     resource_name: str
@@ -46,4 +46,5 @@ class Firewall(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.register_outputs({})
+        self.id = self.firewall.id
+        self.register_outputs({"id": self.id})

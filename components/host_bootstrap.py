@@ -9,18 +9,22 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from dropship import commands
-from dropship.remote import SshTarget
-from dropship.settings import DeploySettings, DockerSettings
+from dropship.remote import commands
+from dropship.remote.target import SshTarget
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HostBootstrapArgs:
     target: SshTarget
     admin_user: str
     """The user that can become root: root on a fresh droplet."""
-    deploy: DeploySettings
-    docker: DockerSettings
+    deploy_user: str
+    deploy_sudo: bool
+    docker_install: str
+    """`distro` or `docker-apt`."""
+    log_max_size: str
+    log_max_file: int
+    daemon_no_bridge: bool
     public_key: str
     app_dir: str
 
@@ -28,6 +32,8 @@ class HostBootstrapArgs:
 class HostBootstrap(pulumi.ComponentResource):
     deploy_user_ready: remote.Command
     """Completes once the deploy user has logged in and reached docker."""
+    ready: remote.Command
+    """The last step: after it the host is ready for the app (and root logins are off)."""
 
     def __init__(self, name: str, args: HostBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:HostBootstrap", name, None, opts)
@@ -44,26 +50,20 @@ class HostBootstrap(pulumi.ComponentResource):
                 opts=args.target.options(self, after),
             )
 
-        ready = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
+        waited = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
         docker = step(
             "docker",
-            commands.install_docker(
-                args.docker.install,
-                args.docker.log_max_size,
-                args.docker.log_max_file,
-                args.docker.daemon_no_bridge,
-                sudo=sudo,
-            ),
+            commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, args.daemon_no_bridge, sudo=sudo),
             admin,
-            [ready],
+            [waited],
         )
         upgrades = step("security-upgrades", commands.enable_security_upgrades(sudo=sudo), admin, [docker])
         user = step(
             "deploy-user",
-            commands.create_deploy_user(args.deploy.user, args.public_key, args.app_dir, args.deploy.sudo, sudo=sudo),
+            commands.create_deploy_user(args.deploy_user, args.public_key, args.app_dir, args.deploy_sudo, sudo=sudo),
             admin,
             [upgrades],
         )
-        self.deploy_user_ready = step("deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy.user), [user])
-        self.hardened = step("harden-ssh", commands.harden_ssh(args.deploy.user, sudo=sudo), admin, [self.deploy_user_ready])
+        self.deploy_user_ready = step("deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy_user), [user])
+        self.ready = step("harden-ssh", commands.harden_ssh(args.deploy_user, sudo=sudo), admin, [self.deploy_user_ready])
         self.register_outputs({})

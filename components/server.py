@@ -7,21 +7,30 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_digitalocean as digitalocean
 
-from dropship.settings import DropletSettings
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServerArgs:
-    droplet: DropletSettings
-    public_key: str
     resource_name: str
     """The name DigitalOcean shows, e.g. dropship-staging."""
+    region: str
+    size: str
+    image: str
+    backups: bool
+    monitoring: bool
+    ipv6: bool
+    reserved_ip: bool
+    """Keep a reserved IP: DNS points at it and survives a droplet replacement."""
+    volume_size_gb: int | None
+    public_key: str
     tags: tuple[str, ...]
     protect: bool
 
 
 class Server(pulumi.ComponentResource):
+    id: pulumi.Output[str]
+    """The droplet's id: changes when the droplet is replaced."""
     ipv4: pulumi.Output[str]
+    """The address to reach it at: the reserved IP if there is one."""
     ipv6: pulumi.Output[str] | None
     droplet: digitalocean.Droplet
 
@@ -29,25 +38,25 @@ class Server(pulumi.ComponentResource):
         super().__init__("dropship:index:Server", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=args.protect)
-        settings = args.droplet
 
         key = digitalocean.SshKey(f"{name}-key", name=args.resource_name, public_key=args.public_key, opts=child)
         self.droplet = digitalocean.Droplet(
             f"{name}-droplet",
             name=args.resource_name,
-            region=settings.region,
-            size=settings.size,
-            image=settings.image,
-            backups=settings.backups,
-            monitoring=settings.monitoring,
-            ipv6=settings.ipv6,
+            region=args.region,
+            size=args.size,
+            image=args.image,
+            backups=args.backups,
+            monitoring=args.monitoring,
+            ipv6=args.ipv6,
             ssh_keys=[key.fingerprint],
             tags=list(args.tags),
             opts=protected,
         )
+        self.id = self.droplet.id
         self.ipv4 = self.droplet.ipv4_address
-        if settings.reserved_ip:
-            reserved = digitalocean.ReservedIp(f"{name}-ip", region=settings.region, opts=protected)
+        if args.reserved_ip:
+            reserved = digitalocean.ReservedIp(f"{name}-ip", region=args.region, opts=protected)
             digitalocean.ReservedIpAssignment(
                 f"{name}-ip-assignment",
                 ip_address=reserved.ip_address,
@@ -55,13 +64,13 @@ class Server(pulumi.ComponentResource):
                 opts=child,
             )
             self.ipv4 = reserved.ip_address
-        self.ipv6 = self.droplet.ipv6_address if settings.ipv6 else None
-        if settings.volume_size_gb:
+        self.ipv6 = self.droplet.ipv6_address if args.ipv6 else None
+        if args.volume_size_gb is not None:
             volume = digitalocean.Volume(
                 f"{name}-data",
                 name=f"{args.resource_name}-data",
-                region=settings.region,
-                size=settings.volume_size_gb,
+                region=args.region,
+                size=args.volume_size_gb,
                 initial_filesystem_type="ext4",
                 description=f"data of {args.resource_name}, outlives the droplet",
                 opts=protected,
@@ -72,4 +81,4 @@ class Server(pulumi.ComponentResource):
                 volume_id=volume.id,
                 opts=child,
             )
-        self.register_outputs({"ipv4": self.ipv4, "ipv6": self.ipv6})
+        self.register_outputs({"id": self.id, "ipv4": self.ipv4, "ipv6": self.ipv6})

@@ -16,7 +16,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "__main__.py"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 ZONE_ID = "0123456789abcdef0123456789abcdef"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dropship import commands
-from tests.program import ROOT
+from dropship.remote import commands
+from tests.unit.program import ROOT
 
 SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if "venv" not in p.parts and ".cache" not in p.parts)
 
@@ -110,12 +110,12 @@ def test_script_passes_shellcheck(script: Path) -> None:
 
 
 def test_every_remote_script_is_used_by_a_builder() -> None:
-    source = (ROOT / "dropship" / "commands.py").read_text()
-    for script in (ROOT / "dropship" / "scripts").glob("*.sh"):
+    source = (ROOT / "dropship" / "remote" / "commands.py").read_text()
+    for script in (ROOT / "dropship" / "host").glob("*.sh"):
         assert f'"{script.name}"' in source, f"{script.name} is not run by any builder"
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "dropship" / "scripts").glob("*.sh")), ids=lambda p: p.name)
+@pytest.mark.parametrize("script", sorted((ROOT / "dropship" / "host").glob("*.sh")), ids=lambda p: p.name)
 def test_remote_scripts_follow_the_house_shape(script: Path) -> None:
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")

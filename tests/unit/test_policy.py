@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy
 
-from dropship import commands, settings
+from dropship.config import sections, settings
+from dropship.remote import commands
 from policy import dropship_rules
 from policy.dropship_rules import policies, stack_of
-from tests.program import ROOT, Registered, Run, run_program, stack_config
-from tests.test_settings import STAGING_SECRETS
+from tests.unit.program import ROOT, Registered, Run, run_program, stack_config
+from tests.unit.test_settings import STAGING_SECRETS
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 FIREWALL = "digitalocean:index/firewall:Firewall"
@@ -81,7 +82,7 @@ def test_the_pack_has_every_rule_and_all_are_mandatory() -> None:
 
 
 def test_pack_constants_match_the_settings_model() -> None:
-    assert dropship_rules.SMALLEST_SIZE == settings.SMALLEST_SIZE
+    assert dropship_rules.SMALLEST_SIZE == sections.SMALLEST_SIZE
     assert dropship_rules.PREVIEW_STACK.pattern == settings.PREVIEW_STACK.pattern
     assert dropship_rules.ENV_SCRIPT in commands.write_env("/srv/app")
 

@@ -8,7 +8,7 @@ import pulumi
 from pulumi_command import remote
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SshTarget:
     address: pulumi.Input[str]
     port: int

@@ -1,7 +1,7 @@
 """The GitHub Actions workflows (.github/): actionlint, what they run, and that what they name exists.
 
 actionlint (with shellcheck on every `run:` block) is built from Go modules
-once by tools/lint-workflows.sh; `make lint` runs it too.
+once by dev/lint-workflows.sh; `make lint` runs it too.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from dropship.settings import SECTIONS, TOP_LEVEL_KEYS
+from dropship.config.flat_keys import TOP_LEVEL_KEYS
+from dropship.config.sections import SECTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / ".github"
 WORKFLOWS = GITHUB / "workflows"
 SETUP_ACTION = GITHUB / "actions" / "setup" / "action.yml"
@@ -103,7 +104,7 @@ def pinned_pulumi() -> str:
 
 
 def lint(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(ROOT / "tools" / "lint-workflows.sh"), *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run(["bash", str(ROOT / "dev" / "lint-workflows.sh"), *args], capture_output=True, text=True, timeout=900)
 
 
 def test_actionlint_passes_on_every_workflow() -> None:
@@ -215,7 +216,7 @@ def test_the_images_job_pushes_the_images_the_compose_file_runs() -> None:
     [push] = [s for s in build["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@")]
     assert push["with"]["push"] is True
     assert push["with"]["tags"] == "${{ env.REGISTRY }}/${{ matrix.image }}:${{ inputs.tag }}"
-    compose = (ROOT / "deploy" / "compose.yaml").read_text()
+    compose = (ROOT / "examples" / "shop" / "compose.yaml").read_text()
     for entry in build["strategy"]["matrix"]["include"]:
         assert f"{images['env']['REGISTRY']}/{entry['image']}:${{IMAGE_TAG" in compose, entry
     staging = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())["config"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.program import CANARY, Run, run_program, stack_config
-from tests.test_settings import STAGING_SECRETS
+from tests.unit.program import CANARY, Run, run_program, stack_config
+from tests.unit.test_settings import STAGING_SECRETS
 
 
 def inputs_by_name(run: Run) -> dict[str, str]:

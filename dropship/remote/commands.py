@@ -1,6 +1,6 @@
 """Builders of the remote shell commands: plain strings, no I/O but reading the scripts.
 
-Every script lives in `scripts/` as a shellcheck-clean file and runs as
+Every script lives in `dropship/host/` as a shellcheck-clean file and runs as
 `bash -c '<script>' <name> <args...>`, so that a change to a script or to one
 of its arguments changes the command string, which is what makes
 pulumi-command run the step again. Values are passed as quoted arguments,
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 
-SCRIPTS = Path(__file__).parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[1] / "host"
 
 
 @cache
@@ -25,7 +25,7 @@ def script_text(name: str) -> str:
 
 
 def run_script(name: str, *args: str, as_root_via_sudo: bool = False) -> str:
-    """The command line that runs scripts/<name> with the given arguments."""
+    """The command line that runs dropship/host/<name> with the given arguments."""
     words = ["bash", "-c", script_text(name), name, *args]
     command = shlex.join(words)
     return f"sudo -n {command}" if as_root_via_sudo else command

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dropship.settings import SMALLEST_SIZE, Environment, SettingsError, load
-from tests.program import CANARY, PRIVATE_KEY, ROOT, stack_config
+from dropship.config import DropletServer, Environment, SettingsError, load
+from dropship.config.sections import SMALLEST_SIZE
+from tests.unit.program import CANARY, PRIVATE_KEY, ROOT, stack_config
 
 STAGING_SECRETS = {
     "ssh.privateKey": PRIVATE_KEY,
@@ -54,20 +55,21 @@ def test_committed_stacks_are_valid() -> None:
 def test_preview_stack_derives_from_its_name() -> None:
     settings = load_stack("pr-42", *config_of("staging"))
     assert settings.environment is Environment.PREVIEW
-    assert settings.droplet is not None and settings.dns is not None
-    assert settings.droplet.size == SMALLEST_SIZE
-    assert settings.droplet.backups is False
-    assert settings.droplet.reserved_ip is False
-    assert settings.droplet.volume_size_gb is None
-    assert settings.dns.hostnames == ("pr-42.staging.example.com",)
+    assert isinstance(settings.server, DropletServer)
+    assert settings.server.droplet.size == SMALLEST_SIZE
+    assert settings.server.droplet.backups is False
+    assert settings.server.droplet.reserved_ip is False
+    assert settings.server.droplet.volume_size_gb is None
+    assert settings.server.dns.hostnames == ("pr-42.staging.example.com",)
     assert settings.protect is False
 
 
 def test_preview_stack_copied_from_production_config_is_still_unprotected() -> None:
     settings = load_stack("pr-7", *config_of("production"))
     assert settings.protect is False
-    assert settings.droplet is not None and settings.droplet.reserved_ip is False
-    assert settings.dns is not None and settings.dns.hostnames == ("pr-7.app.example.com", "pr-7.www.example.com")
+    assert isinstance(settings.server, DropletServer)
+    assert settings.server.droplet.reserved_ip is False
+    assert settings.server.dns.hostnames == ("pr-7.app.example.com", "pr-7.www.example.com")
 
 
 BAD = [
@@ -87,7 +89,7 @@ BAD = [
     (
         "staging",
         {"dns.hostnames": '["Bad_Host"]'},
-        "dns.hostnames.0",
+        "dns.hostnames[0]",
         "expected a lower-case DNS name such as app.example.com; got 'Bad_Host'",
     ),
     ("staging", {"dns.hostnames": "[]"}, "dns.hostnames", "required: at least one hostname"),
@@ -111,10 +113,10 @@ BAD = [
     (
         "staging",
         {"ssh.sourceRanges": '["10.0.0.0/33"]'},
-        "ssh.sourceRanges.0",
+        "ssh.sourceRanges[0]",
         "expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32; got '10.0.0.0/33'",
     ),
-    ("staging", {"ssh.sourceRanges": '["10.0.0.1/8"]'}, "ssh.sourceRanges.0", "expected a CIDR range"),
+    ("staging", {"ssh.sourceRanges": '["10.0.0.1/8"]'}, "ssh.sourceRanges[0]", "expected a CIDR range"),
     ("staging", {"ssh.sourceRanges": "[]"}, "ssh.sourceRanges", "required for a droplet: the CIDR ranges allowed to reach SSH"),
     (
         "production",
@@ -130,7 +132,7 @@ BAD = [
     (
         "staging",
         {"app.composeFiles": '["/etc/passwd"]'},
-        "app.composeFiles.0",
+        "app.composeFiles[0]",
         "expected a path relative to the project directory, without '..'; got '/etc/passwd'",
     ),
     ("staging", {"app.composeFiles": "[]"}, "app.composeFiles", "required: at least one compose file"),
@@ -146,8 +148,8 @@ BAD = [
     ("staging", {"app.healthRetries": "0"}, "app.healthRetries", "greater than or equal to 1; got '0'"),
     ("staging", {"app.keepReleases": "100"}, "app.keepReleases", "less than or equal to 50; got '100'"),
     ("staging", {"app.lockTimeout": "soon"}, "app.lockTimeout", "Input should be a valid integer"),
-    ("staging", {"app.rollingServices": '["web 1"]'}, "app.rollingServices.0", "expected a compose service name; got 'web 1'"),
-    ("staging", {"app.files": '["deploy/Caddyfile", "other/Caddyfile"]'}, "app.files", "two files share the name Caddyfile"),
+    ("staging", {"app.rollingServices": '["web 1"]'}, "app.rollingServices[0]", "expected a compose service name; got 'web 1'"),
+    ("staging", {"app.files": '["examples/shop/Caddyfile", "other/Caddyfile"]'}, "app.files", "two files share the name Caddyfile"),
     (
         "staging",
         {"app.requiredEnv": '["STRIPE_KEY"]'},

@@ -9,8 +9,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from dropship import commands
-from tests.program import (
+from dropship.remote import commands
+from tests.unit.program import (
     CANARY,
     CLOUDFLARE_IPV4,
     CLOUDFLARE_IPV6,
@@ -26,7 +26,7 @@ from tests.program import (
     stack_config,
     without_secrets,
 )
-from tests.test_settings import STAGING_SECRETS
+from tests.unit.test_settings import STAGING_SECRETS
 
 PUBLIC_KEY = stack_config("staging")["dropship:ssh.publicKey"]
 ANYWHERE = ["0.0.0.0/0", "::/0"]
@@ -148,7 +148,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
     assert uploads == {
         f"app-file-{name}": {
             "connection": connection("deploy"),
-            "source": {"4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17", "path": str(ROOT / "deploy" / name)},
+            "source": {"4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17", "path": str(ROOT / "examples" / "shop" / name)},
             "remotePath": f"/srv/shop/incoming/{name}",
             "triggers": [DROPLET_ID],
         }
@@ -157,7 +157,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
     directory = staging.named("app-directory")
     assert directory.inputs["delete"] == commands.remove_app("/srv/shop", "shop")
     release = staging.named("app-release")
-    digest = commands.files_digest({n: (ROOT / "deploy" / n).read_bytes() for n in ("compose.yaml", "Caddyfile")})
+    digest = commands.files_digest({n: (ROOT / "examples" / "shop" / n).read_bytes() for n in ("compose.yaml", "Caddyfile")})
     assert release.inputs == {
         "connection": connection("deploy"),
         "create": commands.deploy(

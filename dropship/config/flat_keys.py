@@ -1,0 +1,281 @@
+"""Reads the stack's flat `dropship:<section>.<key>` config into Settings.
+
+Every key lives in the `dropship` namespace as a flat dotted name, so that CI
+can set one value with a plain `pulumi config set app.imageTag v2`. Values
+arrive as strings (lists and objects as JSON). All problems are collected and
+reported together, before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from dropship.config.errors import NAMESPACE, Problem, SettingsError, flat_key, given, set_secret_command
+from dropship.config.sections import (
+    SECRET_KEYS,
+    SECTIONS,
+    SERVER_SECTIONS,
+    SMALLEST_SIZE,
+    AppSettings,
+    DeploySettings,
+    DockerSettings,
+    DropletServer,
+    ExistingServer,
+    RegistrySettings,
+    Section,
+    Server,
+    SshSettings,
+)
+from dropship.config.settings import PREVIEW_STACK, Environment, Settings
+
+TOP_LEVEL_KEYS = frozenset({"environment", "protect"})
+SERVER_MODE_KEY = "server.mode"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_VARIANTS: dict[str, type[DropletServer | ExistingServer]] = {
+    get_args(variant.model_fields["mode"].annotation)[0]: variant for variant in get_args(get_args(Server)[0])
+}
+"""server.mode -> the variant of the discriminated union `Server`."""
+_MODE_OF_SECTION = {
+    field.alias or name: mode for mode, variant in _VARIANTS.items() for name, field in variant.model_fields.items() if name != "mode"
+}
+"""Each server section (droplet, dns, existingHost) -> the mode it belongs to."""
+_SERVER = TypeAdapter(Server)
+
+
+def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: frozenset[str], project_dir: Path) -> Settings:
+    """Settings from the raw `dropship:*` config, or SettingsError naming every problem."""
+    problems: list[Problem] = []
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    env: dict[str, str] = {}
+    top: dict[str, Any] = {}
+    mode: Any = "droplet"
+
+    for full_key, raw in sorted(config.items()):
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        value = _parse_value(raw)
+        section, dot, rest = key.partition(".")
+        if section == "env" and dot:
+            if not ENV_NAME.fullmatch(rest):
+                problems.append(Problem(key, f"expected an environment variable name such as DATABASE_URL after 'env.'; got {given(rest)}"))
+            elif key not in secret_keys:
+                problems.append(Problem(key, f"stored in plain text; .env values must be secrets: {set_secret_command(stack, key)}"))
+            else:
+                env[rest] = str(raw)
+        elif key == SERVER_MODE_KEY:
+            mode = value
+        elif section == "server" and dot:
+            problems.append(Problem(key, f"unknown key; known keys of 'server' are: {SERVER_MODE_KEY}"))
+        elif section in SECTIONS and dot and "." not in rest:
+            if key in SECRET_KEYS and key not in secret_keys:
+                problems.append(Problem(key, f"stored in plain text; set it as a secret: {set_secret_command(stack, key)}"))
+            sections[section][rest] = value
+        elif key in TOP_LEVEL_KEYS:
+            top[key] = value
+        else:
+            known = ", ".join(sorted([SERVER_MODE_KEY, *(f"{s}.*" for s in SECTIONS), "env.*", *TOP_LEVEL_KEYS]))
+            problems.append(Problem(key, f"unknown key; dropship's keys are {known}"))
+
+    environment = _environment_of(stack, top.get("environment"), problems)
+    protect = _protect(top, environment, problems)
+    server = _server(mode, sections, stack, problems)
+    ssh = _section("ssh", SshSettings, sections["ssh"], stack, problems)
+    deploy = _section("deploy", DeploySettings, sections["deploy"], stack, problems)
+    docker = _section("docker", DockerSettings, sections["docker"], stack, problems)
+    app = _section("app", AppSettings, sections["app"], stack, problems)
+    registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
+
+    if environment is Environment.PREVIEW and isinstance(server, DropletServer):
+        server = _derive_preview(stack, server)
+        protect = False
+
+    _check_server(environment, server, ssh, problems)
+    if app is not None:
+        _check_app(stack, app, env, project_dir, problems)
+    if problems or server is None or ssh is None or deploy is None or docker is None or app is None:
+        raise SettingsError(stack, problems)
+
+    return Settings(
+        project=project,
+        stack=stack,
+        environment=environment,
+        server=server,
+        ssh=ssh,
+        deploy=deploy,
+        docker=docker,
+        app=app,
+        registry=registry,
+        env=env,
+        protect=protect,
+    )
+
+
+def _parse_value(raw: Any) -> Any:
+    """Config values arrive as strings; lists and objects as JSON."""
+    if raw in ("true", "false"):
+        return raw == "true"
+    if isinstance(raw, str) and raw[:1] in ("[", "{"):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _environment_of(stack: str, value: Any, problems: list[Problem]) -> Environment:
+    if value is not None:
+        try:
+            return Environment(value)
+        except ValueError:
+            problems.append(Problem("environment", f"expected one of production, staging, preview, local; got {given(value)}"))
+            return Environment.STAGING
+    if PREVIEW_STACK.match(stack):
+        return Environment.PREVIEW
+    try:
+        return Environment(stack)
+    except ValueError:
+        problems.append(
+            Problem(
+                "environment",
+                f"stack '{stack}' is not production, staging, local or pr-<number>; "
+                f"set it with: pulumi config set -s {stack} environment staging",
+            )
+        )
+        return Environment.STAGING
+
+
+def _protect(top: Mapping[str, Any], environment: Environment, problems: list[Problem]) -> bool:
+    default = environment is Environment.PRODUCTION
+    value = top.get("protect", default)
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    problems.append(Problem("protect", f"expected true or false; got {given(value)}"))
+    return default
+
+
+S = TypeVar("S", bound=Section)
+
+
+def _section(name: str, model: type[S], values: Mapping[str, Any], stack: str, problems: list[Problem]) -> S | None:
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        problems.extend(_problem(name, model, e, stack) for e in err.errors())
+        return None
+
+
+def _problem(name: str, model: type[Section], error: ErrorDetails, stack: str) -> Problem:
+    key = flat_key(name, *error["loc"])
+    if error["type"] == "missing" and key in SECRET_KEYS:
+        return Problem(key, f"missing secret; set it with: {set_secret_command(stack, key)}")
+    if error["type"] == "missing":
+        return Problem(key, "required but not set")
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(f"{name}.{f.alias}" for f in model.model_fields.values())
+        return Problem(key, f"unknown key; known keys of '{name}' are: {known}")
+    message = error["msg"].removeprefix("Value error, ")
+    value = "a secret value (not shown)" if key in SECRET_KEYS else given(error["input"])
+    return Problem(key, f"{message}; got {value}")
+
+
+def _server(
+    mode: Any, sections: Mapping[str, dict[str, Any]], stack: str, problems: list[Problem]
+) -> DropletServer | ExistingServer | None:
+    """The server variant `server.mode` chooses, from its own sections; another mode's keys are refused."""
+    if mode not in _VARIANTS:
+        expected = " or ".join(f"'{m}'" for m in _VARIANTS)
+        problems.append(Problem(SERVER_MODE_KEY, f"Input should be {expected}; got {given(mode)}"))
+        return None
+    values: dict[str, Any] = {"mode": mode}
+    complete = True
+    for name, model in SERVER_SECTIONS.items():
+        if _MODE_OF_SECTION[name] == mode:
+            values[name] = _section(name, model, sections[name], stack, problems)
+            complete = complete and values[name] is not None
+        elif sections[name]:
+            values[name] = sections[name]
+    if not complete:
+        return None
+    try:
+        return _SERVER.validate_python(values)
+    except ValidationError as err:
+        for error in err.errors():
+            section = str(error["loc"][1])
+            if error["type"] != "extra_forbidden" or section not in _MODE_OF_SECTION:
+                raise
+            for rest in sections[section]:
+                problems.append(
+                    Problem(f"{section}.{rest}", f"only applies when server.mode is {_MODE_OF_SECTION[section]} (it is {mode}); remove it")
+                )
+        return None
+
+
+def _derive_preview(stack: str, server: DropletServer) -> DropletServer:
+    """A pr-<n> stack copies staging's config; everything that must differ derives from its name."""
+    droplet = server.droplet.model_copy(update={"size": SMALLEST_SIZE, "backups": False, "reserved_ip": False, "volume_size_gb": None})
+    hostnames = tuple(h if h.startswith(f"{stack}.") else f"{stack}.{h}" for h in server.dns.hostnames)
+    return server.model_copy(update={"droplet": droplet, "dns": server.dns.model_copy(update={"hostnames": hostnames})})
+
+
+def _check_server(
+    environment: Environment, server: DropletServer | ExistingServer | None, ssh: SshSettings | None, problems: list[Problem]
+) -> None:
+    match server:
+        case DropletServer(dns=dns):
+            if not dns.zone and not dns.zone_id:
+                problems.append(Problem("dns.zone", "required: the Cloudflare zone name (or set dns.zoneId)"))
+            if not dns.hostnames:
+                problems.append(Problem("dns.hostnames", 'required: at least one hostname such as ["app.example.com"]'))
+            if dns.zone:
+                for i, host in enumerate(dns.hostnames):
+                    if host != dns.zone and not host.endswith("." + dns.zone):
+                        problems.append(
+                            Problem(flat_key("dns", "hostnames", i), f"expected a name inside zone {dns.zone}; got {given(host)}")
+                        )
+            if dns.proxied and dns.ttl != 1:
+                problems.append(Problem("dns.ttl", f"proxied records need ttl 1 (automatic); got {dns.ttl}"))
+            if ssh is not None:
+                _check_ssh_ranges(environment, ssh, problems)
+        case ExistingServer() | None:
+            pass
+
+
+def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list[Problem]) -> None:
+    if not ssh.source_ranges:
+        problems.append(
+            Problem("ssh.sourceRanges", 'required for a droplet: the CIDR ranges allowed to reach SSH, e.g. ["203.0.113.7/32"]')
+        )
+    world = [r for r in ssh.source_ranges if r in ("0.0.0.0/0", "::/0")]
+    if world and environment is Environment.PRODUCTION and not ssh.allow_world:
+        problems.append(Problem("ssh.sourceRanges", f"production refuses {', '.join(world)}; narrow the ranges or set ssh.allowWorld true"))
+
+
+def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir: Path, problems: list[Problem]) -> None:
+    for kind, names in (("composeFiles", app.compose_files), ("files", app.files)):
+        for i, name in enumerate(names):
+            if not (project_dir / name).is_file():
+                problems.append(
+                    Problem(flat_key("app", kind, i), f"expected an existing file relative to {project_dir}; got {given(name)}")
+                )
+    if not app.compose_files:
+        problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
+    basenames = [Path(n).name for n in (*app.compose_files, *app.files)]
+    for dup in sorted({b for b in basenames if basenames.count(b) > 1}):
+        problems.append(Problem("app.files", f"two files share the name {dup}; they would overwrite each other on the host"))
+    if ".env" in basenames:
+        problems.append(Problem("app.files", "'.env' is written from env.* secrets; do not upload one"))
+    for name in app.required_env:
+        if name not in env:
+            key = f"env.{name}"
+            problems.append(Problem(key, f"missing secret named in app.requiredEnv; set it with: {set_secret_command(stack, key)}"))

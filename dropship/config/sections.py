@@ -1,0 +1,207 @@
+"""The settings model, one section per key prefix (`droplet.`, `dns.`, ...).
+
+Each field's docstring is its documentation: docs/settings.md is generated from
+this module (`python -m dropship.config.reference`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from dropship.config.types import (
+    AbsolutePath,
+    Cidr,
+    DropletTag,
+    EnvName,
+    HostAddress,
+    HostKey,
+    Hostname,
+    HttpUrl,
+    ImageTag,
+    LogSize,
+    Port,
+    PrivateKey,
+    ProjectFile,
+    ProjectName,
+    PublicKey,
+    RegionSlug,
+    RegistryHost,
+    ServiceName,
+    Slug,
+    UnixUser,
+    ZoneId,
+)
+
+SMALLEST_SIZE = "s-1vcpu-1gb"
+UBUNTU_LTS_IMAGE = "ubuntu-24-04-x64"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DropletSettings(Section):
+    region: RegionSlug
+    """DigitalOcean region slug, e.g. fra1."""
+    size: Slug
+    """Droplet size slug, e.g. s-1vcpu-2gb."""
+    image: Slug = UBUNTU_LTS_IMAGE
+    """Droplet image slug."""
+    backups: bool = False
+    """DigitalOcean's weekly droplet backups."""
+    monitoring: bool = True
+    """DigitalOcean's metrics agent."""
+    ipv6: bool = True
+    """Give the droplet an IPv6 address (and AAAA records)."""
+    reserved_ip: bool = False
+    """Keep a reserved IP, so that DNS survives a droplet replacement."""
+    volume_size_gb: Annotated[int, Field(ge=1, le=16384)] | None = None
+    """Size of a block-storage volume for data that must outlive the droplet; none without it."""
+    volume_mount_path: AbsolutePath = "/mnt/data"
+    """Where the volume is mounted on the droplet."""
+    tags: tuple[DropletTag, ...] = ()
+    """Extra droplet tags, beside `dropship` and `dropship-<stack>`."""
+
+
+class DnsSettings(Section):
+    zone: Hostname | None = None
+    """The Cloudflare zone by name (e.g. example.com), looked up at deploy time."""
+    zone_id: ZoneId | None = None
+    """The Cloudflare zone by id, instead of `dns.zone`."""
+    hostnames: tuple[Hostname, ...] = ()
+    """Names that get A (and AAAA) records pointing at the server."""
+    proxied: bool = False
+    """Proxy the records through Cloudflare; the firewall then admits HTTP(S) only from Cloudflare."""
+    ttl: Annotated[int, Field(ge=1, le=86400)] = 1
+    """Record TTL in seconds; 1 means automatic."""
+
+
+class ExistingHostSettings(Section):
+    address: HostAddress
+    """Host name or IP address of a server you already have."""
+    port: Port = 22
+    """Its SSH port."""
+    user: UnixUser = "root"
+    """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo."""
+    gone: bool = False
+    """The host is gone for good (deleted, or never coming back at this address). dropship then
+    connects to it no more: the program registers no step on it but the app's directory, with
+    `retainOnDelete`, so `pulumi destroy --run-program` (or `pulumi up`, then `pulumi destroy`)
+    completes without SSH and forgets what was deployed there. Remove it to deploy to a new
+    host at the address."""
+
+
+class DropletServer(Section):
+    """`server.mode: droplet`: dropship creates the droplet, its firewall and DNS records."""
+
+    mode: Literal["droplet"] = "droplet"
+    droplet: DropletSettings
+    dns: DnsSettings
+
+
+class ExistingServer(Section):
+    """`server.mode: existing`: dropship deploys to a server that already exists."""
+
+    mode: Literal["existing"]
+    existing_host: ExistingHostSettings
+
+
+Server = Annotated[DropletServer | ExistingServer, Field(discriminator="mode")]
+
+
+class SshSettings(Section):
+    public_key: PublicKey
+    """The deploy key's public half: installed for the initial user (droplet) and the deploy user."""
+    private_key: PrivateKey
+    """The deploy key's private half, used by every remote command."""
+    source_ranges: tuple[Cidr, ...] = ()
+    """CIDR ranges allowed to reach SSH through the cloud firewall (required for a droplet)."""
+    allow_world: bool = False
+    """Production refuses 0.0.0.0/0 and ::/0 in `ssh.sourceRanges` unless this is true."""
+    dial_error_limit: Annotated[int, Field(ge=1, le=1000)] = 60
+    """Connection attempts (about 10 s apart) before a remote command gives up."""
+    host_key: HostKey | None = None
+    """The server's public host key to pin, e.g. 'ssh-ed25519 AAAA...'; none: any key is accepted."""
+
+
+class DeploySettings(Section):
+    user: UnixUser = "deploy"
+    """The non-root user that owns the app and runs docker."""
+    sudo: bool = False
+    """Give the deploy user passwordless sudo."""
+
+
+class DockerSettings(Section):
+    install: Literal["distro", "docker-apt"] = "distro"
+    """`distro`: the distribution's docker.io and compose v2 packages; `docker-apt`: Docker's apt repository."""
+    log_max_size: LogSize = "10m"
+    """Docker's json-file log rotation: size of one file."""
+    log_max_file: Annotated[int, Field(ge=1, le=100)] = 3
+    """Docker's json-file log rotation: files kept per container."""
+    daemon_no_bridge: bool = False
+    """Start the engine with no bridge network and no iptables rules (test hosts that share the machine's network)."""
+
+
+class AppSettings(Section):
+    name: ProjectName = "app"
+    """The compose project name."""
+    directory: AbsolutePath | None = None
+    """The app's directory on the host; default /srv/<app.name>."""
+    compose_files: tuple[ProjectFile, ...]
+    """Compose files, relative to the project directory."""
+    files: tuple[ProjectFile, ...] = ()
+    """Extra files placed beside the compose files (Caddyfile, ...)."""
+    image_tag: ImageTag
+    """The release: compose files reference it as ${IMAGE_TAG}."""
+    health_url: HttpUrl | None = None
+    """Checked from the host itself after `up`, e.g. http://127.0.0.1:8080/health."""
+    health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
+    """Seconds a release has to become healthy (its services' healthchecks and `app.healthUrl`)."""
+    health_retries: Annotated[int, Field(ge=1, le=1000)] = 30
+    """Requests to `app.healthUrl`, 2 s apart, before the release counts as unhealthy."""
+    rolling_services: tuple[ServiceName, ...] = ()
+    """Services recreated one at a time, each healthy before the next (zero downtime behind the edge proxy)."""
+    keep_releases: Annotated[int, Field(ge=1, le=50)] = 3
+    """Releases (and their images) kept on the host: rolling back to one needs no pull."""
+    lock_timeout: Annotated[int, Field(ge=0, le=7200)] = 600
+    """Seconds a deploy waits for another one on the same host before failing."""
+    pre_deploy: tuple[str, ...] = ()
+    """Commands run in the app directory before the new release starts."""
+    post_deploy: tuple[str, ...] = ()
+    """Commands run in the app directory after it is healthy, e.g. `docker compose run --rm api alembic upgrade head`."""
+    required_env: tuple[EnvName, ...] = ()
+    """Names that must be set as secrets under `env.*`."""
+    urls: tuple[HttpUrl, ...] = ()
+    """Public URLs reported as outputs; default https://<hostname> for each of `dns.hostnames`."""
+
+
+class RegistrySettings(Section):
+    server: RegistryHost
+    """The image registry to log in to before pulling."""
+    username: str
+    """Its user name."""
+    password: str
+    """Its password or token."""
+
+
+SERVER_SECTIONS: dict[str, type[Section]] = {
+    "droplet": DropletSettings,
+    "dns": DnsSettings,
+    "existingHost": ExistingHostSettings,
+}
+"""Sections that belong to one server mode: the flat keys of `Server`'s variants."""
+
+SECTIONS: dict[str, type[Section]] = {
+    **SERVER_SECTIONS,
+    "ssh": SshSettings,
+    "deploy": DeploySettings,
+    "docker": DockerSettings,
+    "app": AppSettings,
+    "registry": RegistrySettings,
+}
+"""Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
+
+SECRET_KEYS = frozenset({"ssh.privateKey", "registry.password"})

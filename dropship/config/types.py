@@ -1,0 +1,103 @@
+"""Value types of the settings: each validator says what it expected."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field
+
+
+def matches(pattern: str, expected: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        raise ValueError("expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32") from None
+
+
+def _public_key(value: str) -> str:
+    if not re.fullmatch(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?", value.strip()):
+        raise ValueError("expected an OpenSSH public key line such as 'ssh-ed25519 AAAA... deploy'")
+    return value.strip()
+
+
+def _host_key(value: str) -> str:
+    parts = value.split()
+    if len(parts) < 2 or not re.fullmatch(r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)", parts[0]):
+        raise ValueError("expected the server's public host key such as 'ssh-ed25519 AAAA...' (ssh-keyscan -t ed25519 <host>)")
+    try:
+        base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        raise ValueError("expected the server's public host key such as 'ssh-ed25519 AAAA...'; its key data is not base64") from None
+    if parts[0] == "ssh-rsa":
+        # pulumi-command pins a host key by offering only that key's algorithm, and for RSA it
+        # offers only SHA-1 `ssh-rsa`, which OpenSSH 8.8 and later refuse: every connection would fail.
+        raise ValueError(
+            "an RSA host key cannot be pinned: pulumi-command offers only the ssh-rsa (SHA-1) signature for it, "
+            "which OpenSSH 8.8+ refuses; pin the host's ed25519 key instead (ssh-keyscan -t ed25519 <host>)"
+        )
+    return value
+
+
+def _private_key(value: str) -> str:
+    if "PRIVATE KEY-----" not in value:
+        raise ValueError("expected an OpenSSH private key (the whole file, '-----BEGIN ... PRIVATE KEY-----')")
+    return value if value.endswith("\n") else value + "\n"
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:8080/health")
+    return value
+
+
+def _relative_file(value: str) -> str:
+    path = Path(value)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError("expected a path relative to the project directory, without '..'")
+    return value
+
+
+Slug = Annotated[str, matches(r"[a-z0-9][a-z0-9-]*", "a DigitalOcean slug such as nyc3 or s-1vcpu-1gb")]
+RegionSlug = Annotated[str, matches(r"[a-z]{3}[0-9]", "a DigitalOcean region slug such as nyc3, fra1 or ams3")]
+Hostname = Annotated[
+    str,
+    matches(
+        r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+        "a lower-case DNS name such as app.example.com",
+    ),
+]
+HostAddress = Annotated[str, matches(r"[A-Za-z0-9.:-]+", "a host name or IP address such as 127.0.0.1")]
+ZoneId = Annotated[str, matches(r"[0-9a-f]{32}", "a 32-character Cloudflare zone id")]
+DropletTag = Annotated[str, matches(r"[A-Za-z0-9:_-]{1,255}", "a tag of letters, digits, ':', '-', '_'")]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+PublicKey = Annotated[str, AfterValidator(_public_key)]
+PrivateKey = Annotated[str, AfterValidator(_private_key)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
+UnixUser = Annotated[str, matches(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name such as deploy")]
+AbsolutePath = Annotated[str, matches(r"/[A-Za-z0-9_./-]+", "an absolute path such as /srv/app")]
+ProjectName = Annotated[str, matches(r"[a-z0-9][a-z0-9_-]{0,62}", "a compose project name such as shop")]
+ServiceName = Annotated[str, matches(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", "a compose service name")]
+ImageTag = Annotated[str, matches(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a Docker image tag such as v1.2.3")]
+EnvName = Annotated[str, matches(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name such as DATABASE_URL")]
+LogSize = Annotated[str, matches(r"[1-9][0-9]*[kmg]", "a size such as 10m")]
+RegistryHost = Annotated[str, matches(r"[A-Za-z0-9.-]+(:[0-9]+)?", "a registry host such as registry.example.com")]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+ProjectFile = Annotated[str, AfterValidator(_relative_file)]
+Port = Annotated[int, Field(ge=1, le=65535)]

@@ -1,0 +1,171 @@
+"""The wiring: which components a stack has and what flows between them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+
+from components.app import App, AppArgs, Registry
+from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
+from components.env_file import EnvFile, EnvFileArgs
+from components.firewall import Firewall, FirewallArgs
+from components.host_bootstrap import HostBootstrap, HostBootstrapArgs
+from components.server import Server, ServerArgs
+from dropship.config import DropletServer, ExistingServer, Settings
+from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
+from dropship.remote.commands import render_env
+from dropship.remote.target import SshTarget
+
+SSH_PORT = 22
+"""A droplet's sshd, and the port the firewall opens for it."""
+DROPLET_ADMIN = "root"
+"""The user DigitalOcean installs the SSH key for."""
+
+
+@dataclass(frozen=True)
+class _Host:
+    target: SshTarget
+    admin_user: str
+
+
+def build(settings: Settings, *, project_dir: Path) -> None:
+    """Registers every resource of the stack and exports its outputs."""
+    private_key = pulumi.Output.secret(settings.ssh.private_key)
+    match settings.server:
+        case DropletServer(droplet=droplet, dns=dns):
+            host = _droplet(settings, droplet=droplet, dns=dns, private_key=private_key)
+        case ExistingServer(existing_host=existing):
+            host = _existing(settings, existing=existing, private_key=private_key)
+
+    env_content = pulumi.Output.secret(render_env(settings.env))
+    after: tuple[pulumi.Resource, ...] = ()
+    env_file: EnvFile | None = None
+    if settings.host_gone:
+        pulumi.log.warn("existingHost.gone is set: nothing runs on the host; `pulumi destroy` forgets what was deployed there")
+    else:
+        bootstrap = HostBootstrap(
+            "host",
+            HostBootstrapArgs(
+                target=host.target,
+                admin_user=host.admin_user,
+                deploy_user=settings.deploy.user,
+                deploy_sudo=settings.deploy.sudo,
+                docker_install=settings.docker.install,
+                log_max_size=settings.docker.log_max_size,
+                log_max_file=settings.docker.log_max_file,
+                daemon_no_bridge=settings.docker.daemon_no_bridge,
+                public_key=settings.ssh.public_key,
+                app_dir=settings.app_directory,
+            ),
+        )
+        after = (bootstrap.ready,)
+        env_file = EnvFile(
+            "env",
+            EnvFileArgs(target=host.target, user=settings.deploy.user, app_dir=settings.app_directory, content=env_content, after=after),
+        )
+
+    app = settings.app
+    registry = settings.registry
+    release = App(
+        "app",
+        AppArgs(
+            target=host.target,
+            user=settings.deploy.user,
+            project=app.name,
+            app_dir=settings.app_directory,
+            project_dir=project_dir,
+            compose_files=app.compose_files,
+            files=app.files,
+            image_tag=app.image_tag,
+            health_url=app.health_url,
+            health_timeout=app.health_timeout,
+            health_retries=app.health_retries,
+            rolling_services=app.rolling_services,
+            keep_releases=app.keep_releases,
+            lock_timeout=app.lock_timeout,
+            pre_deploy=app.pre_deploy,
+            post_deploy=app.post_deploy,
+            registry=None
+            if registry is None
+            else Registry(server=registry.server, username=registry.username, password=pulumi.Output.secret(registry.password)),
+            env_content=env_content,
+            env_file=env_file,
+            after=after,
+            host_gone=settings.host_gone,
+        ),
+    ).release
+
+    port_flag = f" -p {host.target.port}" if host.target.port != SSH_PORT else ""
+    pulumi.export("urls", list(settings.urls))
+    pulumi.export("sshCommand", pulumi.Output.concat("ssh", port_flag, f" {settings.deploy.user}@", host.target.address))
+    pulumi.export("release", release)
+    pulumi.export("appDirectory", settings.app_directory)
+
+
+def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, private_key: pulumi.Output[str]) -> _Host:
+    server = Server(
+        "server",
+        ServerArgs(
+            resource_name=settings.resource_name,
+            region=droplet.region,
+            size=droplet.size,
+            image=droplet.image,
+            backups=droplet.backups,
+            monitoring=droplet.monitoring,
+            ipv6=droplet.ipv6,
+            reserved_ip=droplet.reserved_ip,
+            volume_size_gb=droplet.volume_size_gb,
+            public_key=settings.ssh.public_key,
+            tags=settings.tags,
+            protect=settings.protect,
+        ),
+    )
+    Firewall(
+        "firewall",
+        FirewallArgs(
+            droplet_id=server.id,
+            resource_name=settings.resource_name,
+            ssh_port=SSH_PORT,
+            ssh_source_ranges=settings.ssh.source_ranges,
+            web_source_ranges=web_source_ranges(proxied=dns.proxied),
+        ),
+    )
+    Dns(
+        "dns",
+        DnsArgs(
+            zone_id=zone_id(zone_name=dns.zone, zone_id=dns.zone_id),
+            hostnames=dns.hostnames,
+            ipv4=server.ipv4,
+            ipv6=server.ipv6,
+            ttl=dns.ttl,
+            proxied=dns.proxied,
+            comment=f"managed by dropship, stack {settings.project}/{settings.stack}",
+        ),
+    )
+    pulumi.export("ipv4", server.ipv4)
+    if server.ipv6 is not None:
+        pulumi.export("ipv6", server.ipv6)
+    target = SshTarget(
+        address=server.ipv4,
+        port=SSH_PORT,
+        private_key=private_key,
+        dial_error_limit=settings.ssh.dial_error_limit,
+        host_key=settings.ssh.host_key,
+        host=server.droplet,
+        host_id=server.id,
+    )
+    return _Host(target=target, admin_user=DROPLET_ADMIN)
+
+
+def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:
+    pulumi.export("ipv4", existing.address)
+    target = SshTarget(
+        address=existing.address,
+        port=existing.port,
+        private_key=private_key,
+        dial_error_limit=settings.ssh.dial_error_limit,
+        host_key=settings.ssh.host_key,
+    )
+    return _Host(target=target, admin_user=existing.user)

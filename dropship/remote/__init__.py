@@ -1,0 +1,1 @@
+"""How dropship reaches the server: the SSH target and the command builders."""
