@@ -157,12 +157,20 @@ start_release() {
   fi
 }
 
+# pulumi-command reads output line by line and hangs on a line of 64 KiB or
+# more: hooks' output (a migration printing a big JSON line) is folded below that.
+readonly MAX_LINE_BYTES=16384
+
 run_hooks() { # KIND DIRECTORY HOOK...
   local kind=$1 directory=$2 hook
   shift 2
   for hook in "$@"; do
     log "${kind} hook: ${hook}"
-    if ! (cd "$directory" && bash -c "$hook"); then
+    # stdout and stderr folded apart, each staying where it was; pipefail keeps the hook's status.
+    if ! (
+      set -o pipefail
+      { (cd "$directory" && bash -c "$hook") 2>&1 1>&3 3>&- | fold -b -w "$MAX_LINE_BYTES" >&2; } 3>&1 | fold -b -w "$MAX_LINE_BYTES"
+    ); then
       LAST_ANSWER="${kind} hook failed: ${hook}"
       return 1
     fi

@@ -72,8 +72,25 @@ def test_preview_stack_copied_from_production_config_is_still_unprotected() -> N
     assert settings.server.dns.hostnames == ("pr-7.app.example.com", "pr-7.www.example.com")
 
 
+RSA_HOST_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 host"
+ED25519_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILRTlJluG84RZ/ZWSRx+YejDu1TzAdF92pltCSO4IgY7"
+
 BAD = [
     # (stack, changes, key, expected text)
+    (
+        "staging",
+        {"ssh.hostKey": RSA_HOST_KEY},
+        "ssh.hostKey",
+        "an RSA host key cannot be pinned: pulumi-command offers only the ssh-rsa (SHA-1) signature for it, which OpenSSH 8.8+ refuses; "
+        "pin the host's ed25519 key instead (ssh-keyscan -t ed25519 <host>)",
+    ),
+    (
+        "staging",
+        {"ssh.hostKey": "AAAAC3NzaC1lZDI1NTE5"},
+        "ssh.hostKey",
+        "expected the server's public host key such as 'ssh-ed25519 AAAA...'",
+    ),
+    ("staging", {"ssh.hostKey": "ssh-ed25519 not*base64"}, "ssh.hostKey", "its key data is not base64"),
     (
         "staging",
         {"droplet.region": "Frankfurt"},
@@ -254,3 +271,20 @@ def test_secret_values_never_appear_in_messages() -> None:
     message = problems_of("staging", ssh__privateKey=f"{CANARY}-not-a-key", registry__username=None, droplet__region="x")
     assert "dropship:ssh.privateKey:" in message
     assert CANARY not in message
+
+
+def test_an_ed25519_host_key_is_pinned_as_given() -> None:
+    config, secrets = config_of("staging", ssh__hostKey=ED25519_HOST_KEY + " host-comment")
+    assert load_stack("staging", config, secrets).ssh.host_key == ED25519_HOST_KEY + " host-comment"
+
+
+def test_error_keys_use_one_index_style() -> None:
+    """Model errors (pydantic's locations) and the semantic checks both index lists as key[i]."""
+    message = problems_of(
+        "staging",
+        dns__hostnames='["staging.example.com", "x.other.org"]',
+        ssh__sourceRanges='["10.0.0.0/8", "10.0.0.0/33"]',
+        app__composeFiles='["examples/shop/compose.yaml", "missing.yaml"]',
+    )
+    keys = [line.split(": ", 1)[0].removeprefix("  - dropship:") for line in message.splitlines()[1:]]
+    assert sorted(keys) == ["app.composeFiles[1]", "dns.hostnames[1]", "ssh.sourceRanges[1]"], message

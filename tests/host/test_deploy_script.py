@@ -1,0 +1,85 @@
+"""deploy.sh up to the point where containers start: arguments, lock, snapshot, pull, hooks."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from dropship.remote import commands
+from tests.host.conftest import Host
+
+OFFICIAL_PLUGIN_LINE_LIMIT = 64 * 1024  # bufio.Scanner's MaxScanTokenSize in pulumi-command
+
+
+def deploy(host: Host, **overrides: object) -> str:
+    args: dict[str, object] = {"app_dir": str(host.app_dir), "project": "app", "image_tag": "v7", "compose_files": ["compose.yaml"]}
+    args.update(overrides)
+    return commands.deploy(**args)  # type: ignore[arg-type]
+
+
+def releases_log(app_dir: Path) -> list[list[str]]:
+    return [line.split()[1:] for line in (app_dir / "releases.log").read_text().splitlines()]
+
+
+def test_long_hook_output_lines_are_folded_below_the_plugin_limit(host: Host) -> None:
+    hook = "python3 -c \"import sys; print('a' * 200000); print('b' * 100000, file=sys.stderr); sys.exit(4)\""
+    result = host.run(deploy(host, pre_deploy=[hook]))
+    assert result.returncode != 0
+    for stream in (result.stdout, result.stderr):
+        assert max(len(line.encode()) for line in stream.splitlines()) < OFFICIAL_PLUGIN_LINE_LIMIT
+    # folded, not cut: every byte is still there, and each stream kept its own output
+    assert "".join(line for line in result.stdout.splitlines() if set(line) == {"a"}) == "a" * 200000
+    assert "".join(line for line in result.stderr.splitlines() if set(line) == {"b"}) == "b" * 100000
+    assert "pre-deploy hook failed" in result.stderr
+
+
+def test_failing_pre_deploy_hook_changes_nothing(host: Host) -> None:
+    result = host.run(deploy(host, pre_deploy=["echo checking; exit 3"]))
+    assert result.returncode == 1
+    assert "dropship: release v7: pre-deploy hook failed: echo checking; exit 3; nothing was changed" in result.stderr
+    assert "checking" in result.stdout
+    assert not (host.app_dir / "releases" / "current").exists()
+    assert not (host.app_dir / "compose.yaml").exists()  # the live directory was not touched
+    assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "pre-deploy-failed"]]
+    assert list((host.app_dir / "releases").iterdir()) == []  # the failed snapshot is discarded
+
+
+def test_pre_deploy_hooks_run_in_the_new_release_in_order(host: Host) -> None:
+    hooks = ["pwd > ../../hook-1", "test -f compose.yaml && test -f .env && echo second > ../../hook-2", "false"]
+    host.run(deploy(host, pre_deploy=hooks))
+    snapshot_dir = Path((host.app_dir / "hook-1").read_text().strip())
+    assert snapshot_dir.parent == host.app_dir / "releases"
+    assert snapshot_dir.name.endswith("-v7")
+    assert (host.app_dir / "hook-2").read_text() == "second\n"
+
+
+def test_a_failed_pull_keeps_the_previous_release(host: Host) -> None:
+    result = host.run(deploy(host), fail="pull")
+    assert result.returncode == 1
+    assert "dropship: release v7: pulling images failed; the previous release still serves" in result.stderr
+    pulls = [c for c in host.docker_calls() if " pull " in f" {c} "]
+    assert len(pulls) == 1
+    assert f"--project-name app --project-directory {host.app_dir}/releases/" in pulls[0]
+    assert pulls[0].endswith("compose.yaml pull --policy missing --quiet")
+    assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "pull-failed"]]
+
+
+def test_a_held_lock_names_its_holder_and_gives_up(host: Host) -> None:
+    (host.app_dir / ".deploy.lock.holder").write_text("ci from 203.0.113.9, pid 1, since 2026-12-01T08:00:00Z\n")
+    holder = subprocess.Popen(["flock", str(host.app_dir / ".deploy.lock"), "sleep", "30"])
+    try:
+        result = host.run(deploy(host, lock_timeout=1))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 1
+    assert "waiting up to 1s for the deploy lock, held by ci from 203.0.113.9" in result.stdout
+    assert f"another deploy holds the lock of {host.app_dir}: ci from 203.0.113.9, pid 1" in result.stderr
+    assert host.docker_calls() == []
+
+
+def test_an_unknown_option_is_refused_before_anything_happens(host: Host) -> None:
+    result = host.run(commands.run_script("deploy.sh", "--dir", str(host.app_dir), "--colour", "blue"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "deploy.sh: unknown option --colour"
+    assert not (host.app_dir / "releases").exists()
