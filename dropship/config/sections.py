@@ -55,11 +55,11 @@ class DropletSettings(Section):
     monitoring: bool = True
     """DigitalOcean's metrics agent."""
     ipv6: bool = True
-    """Give the droplet an IPv6 address (and AAAA records)."""
+    """Give the droplet an IPv6 address (and AAAA records); cannot be turned off again."""
     reserved_ip: bool = False
     """Keep a reserved IP, so that DNS survives a droplet replacement."""
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] | None = None
-    """Size of a block-storage volume for data that must outlive the droplet; none without it."""
+    """Size in GB of a block-storage volume (ext4) for data that must outlive the droplet; none without it."""
     volume_mount_path: AbsolutePath = "/mnt/data"
     """Where the volume is mounted on the droplet."""
     tags: tuple[DropletTag, ...] = ()
@@ -85,7 +85,7 @@ class ExistingHostSettings(Section):
     port: Port = 22
     """Its SSH port."""
     user: UnixUser = "root"
-    """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo."""
+    """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo (`sudo -n`)."""
     gone: bool = False
     """The host is gone for good (deleted, or never coming back at this address). dropship then
     connects to it no more: the program registers no step on it but the app's directory, with
@@ -95,7 +95,7 @@ class ExistingHostSettings(Section):
 
 
 class DropletServer(Section):
-    """`server.mode: droplet`: dropship creates the droplet, its firewall and DNS records."""
+    """dropship creates the droplet, its firewall and DNS records."""
 
     mode: Literal["droplet"] = "droplet"
     droplet: DropletSettings
@@ -103,7 +103,7 @@ class DropletServer(Section):
 
 
 class ExistingServer(Section):
-    """`server.mode: existing`: dropship deploys to a server that already exists."""
+    """dropship deploys to a server that already exists (no DigitalOcean or Cloudflare resource)."""
 
     mode: Literal["existing"]
     existing_host: ExistingHostSettings
@@ -122,7 +122,7 @@ class SshSettings(Section):
     allow_world: bool = False
     """Production refuses 0.0.0.0/0 and ::/0 in `ssh.sourceRanges` unless this is true."""
     dial_error_limit: Annotated[int, Field(ge=1, le=1000)] = 60
-    """Connection attempts (about 10 s apart) before a remote command gives up."""
+    """SSH connection attempts before a step fails (a booting droplet needs many)."""
     host_key: HostKey | None = None
     """The server's public host key to pin, e.g. 'ssh-ed25519 AAAA...'; none: any key is accepted."""
 
@@ -149,13 +149,13 @@ class AppSettings(Section):
     name: ProjectName = "app"
     """The compose project name."""
     directory: AbsolutePath | None = None
-    """The app's directory on the host; default /srv/<app.name>."""
+    """The app's directory on the host; default `/srv/<app.name>`."""
     compose_files: tuple[ProjectFile, ...]
     """Compose files, relative to the project directory."""
     files: tuple[ProjectFile, ...] = ()
     """Extra files placed beside the compose files (Caddyfile, ...)."""
     image_tag: ImageTag
-    """The release: compose files reference it as ${IMAGE_TAG}."""
+    """The release: compose files reference it as `${IMAGE_TAG}`."""
     health_url: HttpUrl | None = None
     """Checked from the host itself after `up`, e.g. http://127.0.0.1:8080/health."""
     health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
@@ -169,13 +169,13 @@ class AppSettings(Section):
     lock_timeout: Annotated[int, Field(ge=0, le=7200)] = 600
     """Seconds a deploy waits for another one on the same host before failing."""
     pre_deploy: tuple[str, ...] = ()
-    """Commands run in the app directory before the new release starts."""
+    """Commands run in the new release's directory before anything changes; a failure changes nothing."""
     post_deploy: tuple[str, ...] = ()
-    """Commands run in the app directory after it is healthy, e.g. `docker compose run --rm api alembic upgrade head`."""
+    """Commands run in the app directory after it is healthy, e.g. `docker compose run --rm api alembic upgrade head`; a failure rolls back."""
     required_env: tuple[EnvName, ...] = ()
     """Names that must be set as secrets under `env.*`."""
     urls: tuple[HttpUrl, ...] = ()
-    """Public URLs reported as outputs; default https://<hostname> for each of `dns.hostnames`."""
+    """Public URLs reported as outputs; default `https://<hostname>` for each of `dns.hostnames`."""
 
 
 class RegistrySettings(Section):
