@@ -171,7 +171,7 @@ class AppSettings(Section):
     pre_deploy: tuple[str, ...] = ()
     """Commands run in the new release's directory before anything changes; a failure changes nothing."""
     post_deploy: tuple[str, ...] = ()
-    """Commands run in the app directory after it is healthy, e.g. `docker compose run --rm api alembic upgrade head`; a failure rolls back."""
+    """Commands run in the app directory once it is healthy (`docker compose run --rm api alembic upgrade head`); a failure rolls back."""
     required_env: tuple[EnvName, ...] = ()
     """Names that must be set as secrets under `env.*`."""
     urls: tuple[HttpUrl, ...] = ()
