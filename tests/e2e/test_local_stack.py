@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from dropship.commands import render_env
+from dropship.remote.commands import render_env
 
 from dev.harness import AppPorts, Project, TestHost, sh
 

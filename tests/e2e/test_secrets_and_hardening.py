@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from dev.harness import DEV_KEY, REGISTRY, AppPorts, Project, TestHost, sh
-from dropship import commands
+from dropship.remote import commands
 
 Record = Callable[[str, object], None]
 

@@ -107,12 +107,14 @@ def lint(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(ROOT / "dev" / "lint-workflows.sh"), *args], capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.system  # actionlint is built with Go
 def test_actionlint_passes_on_every_workflow() -> None:
     result = lint()
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(list(WORKFLOWS.glob('*.yml')))} workflow(s) clean" in result.stderr
 
 
+@pytest.mark.system
 def test_actionlint_and_shellcheck_catch_a_broken_workflow(tmp_path: Path) -> None:
     bad = tmp_path / ".github" / "workflows" / "bad.yml"
     bad.parent.mkdir(parents=True)
