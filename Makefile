@@ -11,7 +11,7 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= dropship-local-development
 LOCAL_STACK := local
 TAG ?=
-PULUMI := . tools/pulumi-env.sh && pulumi
+PULUMI := . offline/pulumi-env.sh && pulumi
 
 .PHONY: help deps venv toolchain lint test test-unit test-e2e up release down bench reliability
 
@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed ## the project's virtualenv (runtime and dev requirements)
 
 toolchain: venv ## the Pulumi CLI, Python language host and command provider (built once, cached)
-	@bash tools/toolchain.sh >/dev/null
+	@bash offline/toolchain.sh >/dev/null
 
 lint: venv deps ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff check .

@@ -15,8 +15,8 @@ step() { printf '\n==> %s\n' "$*" >&2; current_step=$*; }
 on_error() { printf '\nmake: step failed: %s (see the output above)\n' "${current_step:-start}" >&2; }
 
 pulumi_env() {
-  # shellcheck source=tools/pulumi-env.sh
-  . "$ROOT/tools/pulumi-env.sh"
+  # shellcheck source=offline/pulumi-env.sh
+  . "$ROOT/offline/pulumi-env.sh"
   mkdir -p "${PULUMI_BACKEND_URL#file://}"
   cd "$ROOT"
   pulumi stack select "$STACK" >/dev/null 2>&1 || pulumi stack init "$STACK" >/dev/null

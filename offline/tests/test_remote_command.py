@@ -247,6 +247,59 @@ def test_authentication_failure_and_host_key_checks(provider: Any, sshd: SSHServ
     assert error.details() == "after 0 failed attempts: ssh: handshake failed: ssh: host key mismatch"
 
 
+def test_a_pinned_rsa_host_key_fails_like_the_go_plugin(provider: Any, sshd: SSHServer) -> None:
+    # The Go plugin offers only the pinned key's type, ssh-rsa (SHA-1) for an RSA key, which
+    # OpenSSH 8.8 and later refuse. The sshd here has an RSA host key too, so without a pin it
+    # connects, and with the RSA key pinned it cannot agree on a host key algorithm.
+    pinned = {"connection": secret(sshd.connection(hostKey=sshd.host_rsa_public_key, dialErrorLimit=0)), "create": "echo ok"}
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", pinned)
+    error = rpc_error(lambda: create(provider, REMOTE_COMMAND, "rsa", inputs)).details()
+    assert error.startswith(
+        "after 0 failed attempts: ssh: handshake failed: ssh: no common algorithm for host key; we offered: [ssh-rsa], peer offered: ["
+    )
+    offered_by_the_server = error.split("peer offered: [", 1)[1].split("]", 1)[0].split()
+    assert "rsa-sha2-512" in offered_by_the_server and "ssh-rsa" not in offered_by_the_server
+    assert "offers only the ssh-rsa (SHA-1) host key algorithm, and OpenSSH 8.8 and later refuse it" in error
+
+    unpinned = {"connection": secret(sshd.connection()), "create": "echo ok"}
+    inputs, _ = check(provider, REMOTE_COMMAND, "cmd", unpinned)
+    assert create(provider, REMOTE_COMMAND, "rsa", inputs)[1]["stdout"] == "ok"
+
+
+def x_line(length: int, newline: bool = True) -> str:
+    """A shell snippet printing ``length`` bytes of x (and a newline)."""
+    return f"head -c {length} /dev/zero | tr '\\0' x" + ("; echo" if newline else "")
+
+
+def test_a_logged_line_of_64_kib_fails_promptly_where_the_go_plugin_hangs(provider: Any, sshd: SSHServer) -> None:
+    # 65535 bytes and the newline fit the Go plugin's 64 KiB bufio.Scanner buffer.
+    inputs = checked(provider, sshd, create=f"{x_line(65535)}; echo after")
+    assert create(provider, REMOTE_COMMAND, "long", inputs)[1]["stdout"] == "x" * 65535 + "\nafter"
+
+    # One byte more hangs the Go plugin forever; the stand-in stops at once, without waiting for the command.
+    inputs = checked(provider, sshd, create=f"{x_line(65536)}; echo after; sleep 30")
+    started = time.monotonic()
+    error = rpc_error(lambda: create(provider, REMOTE_COMMAND, "long", inputs)).details()
+    assert time.monotonic() - started < 10
+    assert error.startswith('running "head -c 65536 ')
+    assert 'sleep 30": command output has a line of 65536 bytes or more on stdout: ' in error
+    assert "the official pulumi-command v1.2.1 plugin hangs on such a line" in error
+
+    # Stderr is logged too; a line ending the output exactly at 65536 bytes does not hang the Go plugin.
+    inputs = checked(provider, sshd, create=f"({x_line(70000, newline=False)}) >&2; echo done")
+    assert "on stderr" in rpc_error(lambda: create(provider, REMOTE_COMMAND, "long", inputs)).details()
+    inputs = checked(provider, sshd, create=x_line(65536, newline=False))
+    assert create(provider, REMOTE_COMMAND, "long", inputs)[1]["stdout"] == "x" * 65536
+
+
+def test_a_long_line_in_a_stream_that_is_not_logged_is_fine(provider: Any, sshd: SSHServer) -> None:
+    # The Go plugin only scans the logged streams.
+    for logging, command in (("none", x_line(100000)), ("stderr", x_line(100000)), ("stdout", f"({x_line(100000)}) >&2")):
+        inputs = checked(provider, sshd, create=command, logging=logging)
+        outs = create(provider, REMOTE_COMMAND, "long", inputs)[1]
+        assert len(outs["stdout"]) + len(outs["stderr"]) == 100000
+
+
 def test_large_stdin_and_output_do_not_deadlock(provider: Any, sshd: SSHServer) -> None:
     payload = "".join(f"{i:08d} {uuid.uuid4()}\n" for i in range(20000))  # ~900 KB
     inputs = checked(provider, sshd, create="cat; cat /etc/hostname >&2", stdin=payload, logging="none")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs tools/command_provider as the Pulumi `command` resource plugin, v1.2.1,
+# Installs offline/command_provider as the Pulumi `command` resource plugin, v1.2.1,
 # into the plugin cache: ${PULUMI_HOME:-~/.pulumi}/plugins/resource-command-v1.2.1/.
 #
 # The engine takes a plugin from the cache when the directory
@@ -20,7 +20,7 @@ main() {
 	version=${PULUMI_COMMAND_VERSION:-$IMPLEMENTED_VERSION}
 	if [[ $version != "$IMPLEMENTED_VERSION" ]]; then
 		echo "install.sh: pulumi-command $version requested, but this provider implements $IMPLEMENTED_VERSION;" \
-			"review tools/command_provider against the new version first" >&2
+			"review offline/command_provider against the new version first" >&2
 		return 1
 	fi
 	launcher="$here/pulumi-resource-command"

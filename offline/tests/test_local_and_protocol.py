@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import provider_pb2
 
@@ -14,6 +16,7 @@ from .conftest import LOCAL_COMMAND, LOCAL_RUN_TOKEN, REPO, check, create, delet
 
 import propvalues as pv  # isort: skip
 import provider as plugin  # isort: skip
+import sshclient  # isort: skip
 
 
 def test_plugin_info_handshake_and_configure(provider: Any) -> None:
@@ -87,9 +90,37 @@ def test_diff_paths_follow_the_engine_format() -> None:
     assert pv.diff_maps({"s": secret("x")}, {"s": "x"})[0].path == "s"  # secretness change is a change
 
 
+def test_line_splitter_stops_where_the_go_scanner_would_hang() -> None:
+    lines: list[str] = []
+    splitter = sshclient.LineSplitter(lines.append, "stdout")
+    splitter.feed(b"a\r\n" + b"x" * 65535 + b"\n")
+    assert lines == ["a", "x" * 65535]
+    splitter.feed(b"y" * 65536)  # may still be the end of the output
+    with pytest.raises(sshclient.LongLineError, match="line of 65536 bytes or more on stdout"):
+        splitter.feed(b"\n")
+    silent = sshclient.LineSplitter(None, "stderr")
+    silent.feed(b"z" * 200000)  # a stream that is not logged is not scanned
+    last: list[str] = []
+    tail = sshclient.LineSplitter(last.append)
+    tail.feed(b"w" * 65536)
+    tail.close()
+    assert last == []  # the Go scanner stops without logging it
+
+
+def test_a_local_command_with_a_64_kib_line_fails_promptly(provider: Any) -> None:
+    command = "head -c 65536 /dev/zero | tr '\\0' x; echo; sleep 30"
+    inputs, _ = check(provider, LOCAL_COMMAND, "long", {"create": command})
+    started = time.monotonic()
+    error = rpc_error(lambda: create(provider, LOCAL_COMMAND, "long", inputs))
+    assert time.monotonic() - started < 10
+    assert "command output has a line of 65536 bytes or more on stdout" in error.details()
+    inputs, _ = check(provider, LOCAL_COMMAND, "long", {"create": command, "logging": "stderr"})
+    assert len(create(provider, LOCAL_COMMAND, "long", {**inputs, "create": command.replace("; sleep 30", "")})[1]["stdout"]) == 65536
+
+
 def test_launcher_honours_dropship_venv(tmp_path: Path) -> None:
     env = {**os.environ, "DROPSHIP_VENV": str(tmp_path / "no-venv")}
-    result = subprocess.run([str(REPO / "tools/command_provider/pulumi-resource-command")], env=env, capture_output=True, text=True)
+    result = subprocess.run([str(REPO / "offline/command_provider/pulumi-resource-command")], env=env, capture_output=True, text=True)
     assert result.returncode == 1
     assert "no Python at" in result.stderr and result.stdout == ""
 
@@ -101,11 +132,11 @@ def test_install_script_installs_into_the_plugin_cache(tmp_path: Path) -> None:
     partial.write_text("")
     env = {**os.environ, "PULUMI_HOME": str(home)}
     env.pop("PULUMI_COMMAND_VERSION", None)
-    subprocess.run(["bash", str(REPO / "tools/command_provider/install.sh")], env=env, check=True, capture_output=True)
+    subprocess.run(["bash", str(REPO / "offline/command_provider/install.sh")], env=env, check=True, capture_output=True)
     plugin_path = home / "plugins" / "resource-command-v1.2.1" / "pulumi-resource-command"
     assert os.access(plugin_path, os.X_OK)
-    assert plugin_path.resolve() == (REPO / "tools/command_provider/pulumi-resource-command").resolve()
+    assert plugin_path.resolve() == (REPO / "offline/command_provider/pulumi-resource-command").resolve()
     assert not partial.exists()
     env["PULUMI_COMMAND_VERSION"] = "1.3.0"
-    refused = subprocess.run(["bash", str(REPO / "tools/command_provider/install.sh")], env=env, capture_output=True, text=True)
+    refused = subprocess.run(["bash", str(REPO / "offline/command_provider/install.sh")], env=env, capture_output=True, text=True)
     assert refused.returncode != 0 and "implements 1.2.1" in refused.stderr

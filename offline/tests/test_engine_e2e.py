@@ -3,7 +3,7 @@
 Runs ``pulumi up`` / ``up`` again / ``up`` with a changed trigger / ``destroy`` on a
 temporary project (outside the repo, local file backend) whose program uses
 ``pulumi_command.remote.Command`` (secret stdin, secret private key) and
-``CopyToRemote`` against the test sshd.  The engine comes from tools/pulumi-env.sh
+``CopyToRemote`` against the test sshd.  The engine comes from offline/pulumi-env.sh
 (which builds it on first use and installs this plugin into ``$PULUMI_HOME``).
 """
 
@@ -19,7 +19,7 @@ import pytest
 
 from .conftest import REPO, SSHServer
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.system  # the real engine (built with Go on first use) and the throwaway sshd; no Docker
 
 PROGRAM = textwrap.dedent(
     """
@@ -55,13 +55,13 @@ PROGRAM = textwrap.dedent(
 
 
 def engine_env() -> dict[str, str]:
-    script = f'. "{REPO}/tools/pulumi-env.sh" >&2 && env -0'
+    script = f'. "{REPO}/offline/pulumi-env.sh" >&2 && env -0'
     result = subprocess.run(["bash", "-c", script], capture_output=True, cwd=REPO)
     if result.returncode != 0:
-        pytest.fail(f"tools/pulumi-env.sh failed:\n{result.stderr.decode(errors='replace')[-3000:]}")
+        pytest.fail(f"offline/pulumi-env.sh failed:\n{result.stderr.decode(errors='replace')[-3000:]}")
     env = dict(item.split("=", 1) for item in result.stdout.decode().split("\0") if "=" in item)
     plugin = Path(env["PULUMI_HOME"]) / "plugins" / "resource-command-v1.2.1" / "pulumi-resource-command"
-    assert plugin.exists(), f"{plugin} was not installed by tools/toolchain.sh"
+    assert plugin.exists(), f"{plugin} was not installed by offline/toolchain.sh"
     return env
 
 

@@ -5,11 +5,17 @@ Behaviour follows pulumi-command v1.2.1 (Go, golang.org/x/crypto/ssh + pkg/sftp)
 * authentication methods in the Go order: private key, password, keyboard-interactive
   (answered with the password), then the SSH agent (``agentSocketPath`` or
   ``$SSH_AUTH_SOCK``); ``~/.ssh`` keys are never looked at;
-* the host key is ignored unless ``hostKey`` is given (authorized_keys format);
+* the host key is ignored unless ``hostKey`` is given (authorized_keys format); then
+  only that key's type is offered as host key algorithm, and for an RSA key that is
+  ``ssh-rsa`` (SHA-1) alone, which OpenSSH 8.8 and later refuse: such a dial fails,
+  as with the Go plugin (``ssh.ClientConfig.HostKeyAlgorithms = [key.Type()]``);
 * every dial error is retried with a 100 ms delay growing 1.5x up to 5 s, until
   ``dialErrorLimit`` retries have failed (``-1`` = forever);
 * environment variables are sent with SSH ``env`` requests (server needs AcceptEnv);
-* command errors read ``<exit error>: running "<cmd>":\\n<stdout and stderr>``.
+* command errors read ``<exit error>: running "<cmd>":\\n<stdout and stderr>``;
+* a logged output line of 65536 bytes or more followed by more output fails the
+  command at once: the Go plugin scans logged output with a ``bufio.Scanner``
+  (64 KiB buffer) and hangs on such a line (see ``LineSplitter``).
 """
 
 from __future__ import annotations
@@ -223,9 +229,62 @@ def _host_key_types(host_key: str) -> tuple[str, bytes]:
 
 
 def _preferred_key_types(key_type: str) -> list[str]:
-    if key_type == "ssh-rsa":
-        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+    """The host key algorithms offered for a pinned key: its type alone, as the Go plugin does.
+
+    For an RSA key that is ``ssh-rsa`` (SHA-1 signatures) and not ``rsa-sha2-256/512``, so
+    servers that refuse SHA-1 (OpenSSH 8.8 and later, by default) cannot agree on one.
+    """
     return [key_type]
+
+
+RSA_HOST_KEY_HINT = (
+    "the pinned hostKey is an RSA key, for which pulumi-command v1.2.1 offers only the ssh-rsa (SHA-1) host key "
+    "algorithm, and OpenSSH 8.8 and later refuse it; pin the host's ed25519 or ECDSA key instead"
+)
+
+
+def _negotiate_host_key_like_go(transport: paramiko.Transport) -> None:
+    """Record the server's host key algorithms (for the error text) and stand in for ``ssh-rsa``.
+
+    paramiko 5 has no ``ssh-rsa`` (SHA-1) host key algorithm.  When the Go plugin would
+    offer it alone (an RSA key pinned) and the server accepts it, the Go plugin connects,
+    so the stand-in verifies the same key with ``rsa-sha2-512/256`` if the server offers
+    those (OpenSSH 7.2 to 8.7 offer both); when the server offers no ``ssh-rsa``, the
+    negotiation fails as it does for the Go plugin.
+    """
+    hooked: Any = transport
+    original = hooked._parse_kex_init
+
+    def parse_kex_init(m: Message) -> Any:
+        position = m.packet.tell()
+        try:
+            peer = list(hooked._really_parse_kex_init(m)["server_key_algo_list"])
+        except Exception:  # malformed message: let paramiko report it
+            peer = []
+        m.packet.seek(position)
+        hooked._dropship_peer_host_key_algorithms = peer
+        if tuple(hooked._preferred_keys) == ("ssh-rsa",) and "ssh-rsa" in peer:
+            sha2 = tuple(name for name in ("rsa-sha2-512", "rsa-sha2-256") if name in peer)
+            if not sha2:
+                raise ProviderError(
+                    "ssh: handshake failed: the server offers only the ssh-rsa (SHA-1) host key algorithm, which "
+                    "pulumi-command v1.2.1 would use for the pinned RSA key, but dropship's offline stand-in cannot "
+                    "verify SHA-1 host key signatures; pin the host's ed25519 or ECDSA key instead"
+                )
+            hooked._preferred_keys = sha2
+        return original(m)
+
+    hooked._parse_kex_init = parse_kex_init
+
+
+def _no_common_host_key_error(transport: paramiko.Transport, offered: list[str]) -> ProviderError:
+    """Go's AlgorithmNegotiationError text, with the reason when the pinned key is RSA."""
+    peer = getattr(transport, "_dropship_peer_host_key_algorithms", [])
+    ours, theirs = " ".join(offered), " ".join(peer)
+    text = f"ssh: handshake failed: ssh: no common algorithm for host key; we offered: [{ours}], peer offered: [{theirs}]"
+    if offered == ["ssh-rsa"]:
+        text += f" ({RSA_HOST_KEY_HINT})"
+    return ProviderError(text)
 
 
 def _socket_error_text(endpoint: str, exc: BaseException) -> str:
@@ -306,10 +365,13 @@ def _authenticate(transport: paramiko.Transport, spec: ConnectionSpec, material:
 def _ssh_handshake(sock: Any, spec: ConnectionSpec, material: _AuthMaterial) -> paramiko.Transport:
     transport = paramiko.Transport(sock)
     _install_channel_hooks(transport)
+    _negotiate_host_key_like_go(transport)
     expected: tuple[str, bytes] | None = None
     if spec.host_key:
         expected = _host_key_types(spec.host_key)
-        transport.get_security_options().key_types = _preferred_key_types(expected[0])
+        # Set directly: paramiko's key_types setter refuses "ssh-rsa", which it no longer implements.
+        hooked: Any = transport
+        hooked._preferred_keys = tuple(_preferred_key_types(expected[0]))
     timeout = float(spec.per_dial_timeout) if spec.per_dial_timeout > 0 else None
     if timeout is not None:
         transport.banner_timeout = max(timeout, 15.0)
@@ -325,6 +387,11 @@ def _ssh_handshake(sock: Any, spec: ConnectionSpec, material: _AuthMaterial) -> 
     except ProviderError:
         transport.close()
         raise
+    except paramiko.IncompatiblePeer as exc:
+        transport.close()
+        if "host key" in str(exc):
+            raise _no_common_host_key_error(transport, list(getattr(transport, "_preferred_keys", ()))) from exc
+        raise ProviderError(f"ssh: handshake failed: {exc}") from exc
     except (paramiko.SSHException, OSError, EOFError) as exc:
         transport.close()
         raise ProviderError(f"ssh: handshake failed: {exc or type(exc).__name__}") from exc
@@ -515,23 +582,55 @@ class RunResult:
     error: str | None  # Go-style exit error text; None on success
 
 
-class _LineSplitter:
-    """Feeds decoded output to a sink line by line, like Go's bufio.Scanner."""
+# bufio.MaxScanTokenSize: the buffer of the bufio.Scanner through which the Go plugin
+# (util.LogOutput, v1.2.1) logs the output of logged streams.
+SCANNER_BUFFER = 64 * 1024
 
-    def __init__(self, sink: LineSink | None) -> None:
+
+class LongLineError(ProviderError):
+    """A logged output line on which the Go plugin hangs."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(
+            f"command output has a line of {SCANNER_BUFFER} bytes or more on {stream}: the official pulumi-command v1.2.1 "
+            f"plugin hangs on such a line (it logs output through a bufio.Scanner, whose {SCANNER_BUFFER}-byte buffer must hold "
+            "a whole line with its newline), so dropship's offline stand-in fails instead; fold or shorten the line, or leave "
+            "that stream out of the command's logging"
+        )
+        self.stream = stream
+
+
+class LineSplitter:
+    """Feeds decoded output to a sink line by line, like the Go plugin's bufio.Scanner.
+
+    The Go plugin copies logged output into an ``io.Pipe`` read by a ``bufio.Scanner``
+    with a 64 KiB buffer.  Once a line has filled the buffer without a newline the
+    scanner stops, and the next write into the pipe (the newline or anything after
+    it) blocks forever: the command never finishes.  A line of 65535 bytes and its
+    newline still fit; 65536 bytes at the very end of the output do too (the scanner
+    stops but nothing more is written; that line is not logged).  ``feed`` raises
+    LongLineError exactly where the Go plugin would hang.
+    """
+
+    def __init__(self, sink: LineSink | None, stream: str = "stdout") -> None:
         self._sink = sink
+        self._stream = stream
         self._buf = b""
 
     def feed(self, data: bytes) -> None:
-        if self._sink is None:
+        if self._sink is None or not data:
             return
         self._buf += data
-        while b"\n" in self._buf:
-            line, self._buf = self._buf.split(b"\n", 1)
+        while (end := self._buf.find(b"\n")) >= 0:
+            line, self._buf = self._buf[:end], self._buf[end + 1 :]
+            if len(line) >= SCANNER_BUFFER:
+                raise LongLineError(self._stream)
             self._emit(line)
+        if len(self._buf) > SCANNER_BUFFER:
+            raise LongLineError(self._stream)
 
     def close(self) -> None:
-        if self._sink is not None and self._buf:
+        if self._sink is not None and self._buf and len(self._buf) < SCANNER_BUFFER:
             self._emit(self._buf)
         self._buf = b""
 
@@ -595,7 +694,7 @@ def run_command(
         writer.start()
 
         out, err, both = bytearray(), bytearray(), bytearray()
-        out_lines, err_lines = _LineSplitter(stdout_sink), _LineSplitter(stderr_sink)
+        out_lines, err_lines = LineSplitter(stdout_sink, "stdout"), LineSplitter(stderr_sink, "stderr")
         while True:
             progressed = False
             if chan.recv_ready():

@@ -33,7 +33,7 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent import futures
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -325,6 +325,8 @@ def run_remote(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any
         except sshclient.SetenvError as exc:
             ctx.error(SETENV_HINT.format(key=exc.name))
             raise
+        except sshclient.LongLineError as exc:
+            raise sshclient.ProviderError(f"running {go_quote(command)}: {exc}") from exc
     if result.error is not None:
         raise sshclient.ProviderError(f"{result.error}: running {go_quote(command)}:\n{result.combined}")
     return sshclient.trim_newline(result.stdout), sshclient.trim_newline(result.stderr)
@@ -361,24 +363,29 @@ def run_local(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any]
 
     out, err, both = bytearray(), bytearray(), bytearray()
     lock = threading.Lock()
+    long_lines: list[sshclient.LongLineError] = []
 
-    def pump(stream: Any, buf: bytearray, sink: Callable[[str], None] | None) -> None:
-        pending = b""
-        while chunk := stream.read1(65536):
-            with lock:
-                buf.extend(chunk)
-                both.extend(chunk)
-            if sink is not None:
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    sink(line.rstrip(b"\r").decode("utf-8", errors="replace"))
-        if sink is not None and pending:
-            sink(pending.decode("utf-8", errors="replace"))
+    def pump(stream: Any, buf: bytearray, lines: sshclient.LineSplitter) -> None:
+        try:
+            while chunk := stream.read1(65536):
+                with lock:
+                    buf.extend(chunk)
+                    both.extend(chunk)
+                lines.feed(chunk)
+            lines.close()
+        except sshclient.LongLineError as exc:  # where the Go plugin hangs: stop the command
+            long_lines.append(exc)
+            with suppress(OSError):
+                proc.kill()
+            while stream.read1(65536):  # children of the shell may still write
+                pass
+
+    def splitter(stream: str) -> sshclient.LineSplitter:
+        return sshclient.LineSplitter(ctx.info_status if should_log(log_mode, stream) else None, stream)
 
     threads = [
-        threading.Thread(target=pump, args=(proc.stdout, out, ctx.info_status if should_log(log_mode, "stdout") else None)),
-        threading.Thread(target=pump, args=(proc.stderr, err, ctx.info_status if should_log(log_mode, "stderr") else None)),
+        threading.Thread(target=pump, args=(proc.stdout, out, splitter("stdout")), daemon=True),
+        threading.Thread(target=pump, args=(proc.stderr, err, splitter("stderr")), daemon=True),
     ]
     for thread in threads:
         thread.start()
@@ -390,7 +397,14 @@ def run_local(ctx: OpContext, props: Mapping[str, Any], state: Mapping[str, Any]
     except BrokenPipeError:
         pass
     for thread in threads:
-        thread.join()
+        while thread.is_alive() and not long_lines:
+            thread.join(0.05)
+    if long_lines:
+        # Fail at once: the shell is killed; children still holding its output are left to finish.
+        with suppress(OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait(timeout=5)
+        raise sshclient.ProviderError(f"running {go_quote(command)}: {long_lines[0]}")
     code = proc.wait()
     if code != 0:
         reason = f"exit status {code}" if code > 0 else f"signal: {signal.Signals(-code).name}"

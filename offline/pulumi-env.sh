@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Source this file (`. tools/pulumi-env.sh`) to put the pinned Pulumi engine on
+# Source this file (`. offline/pulumi-env.sh`) to put the pinned Pulumi engine on
 # PATH and configure it for offline use. It gets the engine's directory from
-# tools/toolchain.sh, which builds it on first use (several minutes, once) and
+# offline/toolchain.sh, which builds it on first use (several minutes, once) and
 # is quick afterwards. Safe to source repeatedly and from `set -eu` shells.
 #
 # Exports: PATH (engine first), PULUMI_HOME, PULUMI_SKIP_UPDATE_CHECK,
@@ -17,10 +17,10 @@ dropship_pulumi_env() {
 	export PULUMI_SKIP_UPDATE_CHECK=true
 	export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-	out=$(bash "$repo_root/tools/toolchain.sh") || return 1
+	out=$(bash "$repo_root/offline/toolchain.sh") || return 1
 	bin_dir=${out##*$'\n'}
 	if [[ -z $bin_dir || ! -x $bin_dir/pulumi ]]; then
-		echo "pulumi-env.sh: tools/toolchain.sh did not provide pulumi" >&2
+		echo "pulumi-env.sh: offline/toolchain.sh did not provide pulumi" >&2
 		return 1
 	fi
 

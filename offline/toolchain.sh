@@ -4,7 +4,7 @@
 #
 # Prints the directory holding `pulumi` and `pulumi-language-python` as the
 # last line on stdout; progress goes to stderr. Idempotent: run it as often as
-# you like. Usually called by sourcing tools/pulumi-env.sh.
+# you like. Usually called by sourcing offline/pulumi-env.sh.
 #
 #  1. If `pulumi` on PATH is the pinned version and has
 #     `pulumi-language-python` beside it (an official install), use it.
@@ -14,7 +14,7 @@
 #     takes several minutes and needs the Go module proxy; Go's module and
 #     build caches are Go's defaults (`go env GOMODCACHE GOCACHE`).
 #  3. Install the command provider plugin into $PULUMI_HOME
-#     (tools/command_provider/install.sh, when present).
+#     (offline/command_provider/install.sh, when present).
 #  4. For a built engine, install the legacy Python policy analyzer
 #     `pulumi-analyzer-policy-python` into $PULUMI_HOME (see "Policy packs").
 #
@@ -31,10 +31,10 @@
 #
 # Pins (one place each):
 #  - requirements.txt: `pulumi` (Python SDK) and `pulumi-command`.
-#  - tools/toolchain/cli/go.mod: the CLI (pkg/v3 and sdk/v3, same version).
+#  - offline/toolchain/cli/go.mod: the CLI (pkg/v3 and sdk/v3, same version).
 #    Equal to the `pulumi` pin (v3.259.0: the newest pkg/v3 whose source the
 #    module proxy here serves).
-#  - tools/toolchain/langhost/go.mod: the Python language host, which the
+#  - offline/toolchain/langhost/go.mod: the Python language host, which the
 #    proxy serves only inside sdk/v3 v3.68.0, plus a small launcher (main.go)
 #    that feeds it Pulumi.yaml's `virtualenv` option.
 # go.sum files pin the module contents. To change a version, edit the go.mod
@@ -217,7 +217,7 @@ ensure_built() {
 }
 
 install_command_provider() {
-	local installer="$REPO_ROOT/tools/command_provider/install.sh"
+	local installer="$REPO_ROOT/offline/command_provider/install.sh"
 	local plugin="$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
 	if [[ ! -f $installer ]]; then
 		log "warning: $installer not found; command provider v$COMMAND_VERSION not installed"
@@ -249,7 +249,7 @@ cleanup() {
 
 main() {
 	REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-	TOOLCHAIN_DIR="$REPO_ROOT/tools/toolchain"
+	TOOLCHAIN_DIR="$REPO_ROOT/offline/toolchain"
 	CACHE_ROOT=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
 	[[ $CACHE_ROOT == /* ]] || CACHE_ROOT="$PWD/$CACHE_ROOT"
 	export PULUMI_HOME=${PULUMI_HOME:-$CACHE_ROOT/pulumi-home}
@@ -263,7 +263,7 @@ main() {
 	local cli_sdk
 	cli_sdk=$(gomod_version "$TOOLCHAIN_DIR/cli/go.mod" "$SDK_MODULE")
 	[[ $cli_sdk == "$CLI_VERSION" ]] ||
-		die "tools/toolchain/cli/go.mod: pkg/v3 v$CLI_VERSION and sdk/v3 v$cli_sdk must match"
+		die "offline/toolchain/cli/go.mod: pkg/v3 v$CLI_VERSION and sdk/v3 v$cli_sdk must match"
 	# ----------------------------------------------------------------------
 
 	local bin_dir dest
@@ -272,7 +272,7 @@ main() {
 		log "using pulumi from PATH: $bin_dir"
 	else
 		if [[ $CLI_VERSION != "$PULUMI_VERSION" ]]; then
-			log "note: CLI v$CLI_VERSION (tools/toolchain/cli/go.mod) with Python SDK pulumi==$PULUMI_VERSION"
+			log "note: CLI v$CLI_VERSION (offline/toolchain/cli/go.mod) with Python SDK pulumi==$PULUMI_VERSION"
 		fi
 		dest="$CACHE_ROOT/toolchain/pulumi-v$CLI_VERSION-$(inputs_hash)"
 		ensure_built "$dest"

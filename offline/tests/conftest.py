@@ -1,13 +1,15 @@
 """Fixtures for the command provider tests: a throwaway sshd, a fake engine, the plugin.
 
 * ``sshd``: a real OpenSSH server on 127.0.0.1:2299 (``sshd -D -e`` as a child
-  process) with a temporary host key, accepting a temporary client key for the
-  current user.  Debian's ``openssh-server`` is installed with apt when
+  process) with temporary ed25519 and RSA host keys, accepting a temporary client key
+  for the current user.  Debian's ``openssh-server`` is installed with apt when
   ``/usr/sbin/sshd`` is missing and we are root; otherwise the tests are skipped.
 * ``engine``: an in-process stand-in for the engine's ``Engine`` gRPC service that
   records every ``Log`` request.
 * ``provider``: the plugin started through its launcher, exactly as the engine starts
   it (engine address as the argument, port read from stdout), and a client stub.
+
+Every test using ``sshd`` is marked ``system`` (it needs programs beyond the venv).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import pytest
 from google.protobuf import empty_pb2
 
 REPO = Path(__file__).resolve().parents[2]
-PROVIDER_DIR = REPO / "tools" / "command_provider"
+PROVIDER_DIR = REPO / "offline" / "command_provider"
 LAUNCHER = PROVIDER_DIR / "pulumi-resource-command"
 SSHD = Path("/usr/sbin/sshd")
 SSH_PORT = 2299
@@ -41,6 +43,14 @@ SSH_PORT = 2299
 sys.path.append(str(PROVIDER_DIR))
 
 from pulumi.runtime.proto import engine_pb2_grpc, provider_pb2_grpc  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of this folder that start the throwaway sshd as ``system``."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if "sshd" in getattr(item, "fixturenames", ()) and here in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.system)
 
 
 def _ensure_sshd() -> None:
@@ -70,6 +80,7 @@ class SSHServer:
     user: str
     private_key: str
     host_public_key: str
+    host_rsa_public_key: str
     root: Path
 
     def connection(self, **overrides: Any) -> dict[str, Any]:
@@ -91,9 +102,11 @@ def sshd() -> Iterator[SSHServer]:
     root = Path(tempfile.mkdtemp(prefix="dropship-sshd-"))
     os.chmod(root, 0o755)
     host_key = root / "ssh_host_ed25519_key"
+    rsa_host_key = root / "ssh_host_rsa_key"
     client_key = root / "client_ed25519"
     for key in (host_key, client_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(rsa_host_key)], check=True)
     authorized = root / "authorized_keys"
     authorized.write_text(Path(f"{client_key}.pub").read_text())
     authorized.chmod(0o600)
@@ -105,6 +118,7 @@ def sshd() -> Iterator[SSHServer]:
                 f"Port {SSH_PORT}",
                 "ListenAddress 127.0.0.1",
                 f"HostKey {host_key}",
+                f"HostKey {rsa_host_key}",
                 f"PidFile {root / 'sshd.pid'}",
                 f"AuthorizedKeysFile {authorized}",
                 "PubkeyAuthentication yes",
@@ -138,6 +152,7 @@ def sshd() -> Iterator[SSHServer]:
             user=user,
             private_key=client_key.read_text(),
             host_public_key=Path(f"{host_key}.pub").read_text().strip(),
+            host_rsa_public_key=Path(f"{rsa_host_key}.pub").read_text().strip(),
             root=root,
         )
     finally:
