@@ -27,7 +27,7 @@ WORKFLOWS = GITHUB / "workflows"
 SETUP_ACTION = GITHUB / "actions" / "setup" / "action.yml"
 PREVIEW_ENV_SCRIPT = ROOT / "ci" / "preview-env.sh"
 
-# Every secret the workflows use, and what for (README, "Use in CI", lists the same).
+# Every secret the workflows use, and what for (docs/ci.md lists the same).
 SECRETS = {
     "PULUMI_ACCESS_TOKEN": "Pulumi Cloud backend",
     "PULUMI_CONFIG_PASSPHRASE": "passphrase secrets provider (self-managed backend)",
@@ -373,3 +373,8 @@ def test_pull_requests_from_forks_run_nothing_that_needs_secrets() -> None:
     for name in ("preview.yml", "preview-env.yml"):
         for job_id, job in workflow(name)["jobs"].items():
             assert same_repository in job["if"], (name, job_id)
+
+
+def test_docs_list_every_secret_the_workflows_use() -> None:
+    ci_doc = (ROOT / "docs" / "ci.md").read_text()
+    assert [name for name in SECRETS if f"`{name}`" not in ci_doc] == []
