@@ -13,7 +13,7 @@ LOCAL_STACK := local
 TAG ?=
 PULUMI := . offline/pulumi-env.sh && pulumi
 
-.PHONY: help deps venv toolchain lint test test-unit test-e2e up release down bench reliability
+.PHONY: help deps venv toolchain engine-info lint test test-unit test-e2e up release down bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ venv: $(VENV)/.installed ## the project's virtualenv (runtime and dev requiremen
 toolchain: venv ## the Pulumi CLI, Python language host and command provider (built once, cached)
 	@bash offline/toolchain.sh >/dev/null
 
+engine-info: toolchain ## which Pulumi engine and command provider are in use (official or offline/)
+	@bash offline/toolchain.sh --describe
+
 lint: venv deps ## ruff, mypy and shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -44,11 +47,11 @@ test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, 
 test-e2e: venv deps toolchain ## the end-to-end tier: real engine, real test host, real registry
 	$(PY) -m pytest -m e2e
 
-test: lint ## everything: lint, unit tier, end-to-end tier
+test: engine-info lint ## everything: lint, unit tier, end-to-end tier
 	$(MAKE) --no-print-directory test-unit
 	$(MAKE) --no-print-directory test-e2e
 
-up: venv deps toolchain ## deploy the example app to the local test host and print its URL
+up: venv deps engine-info ## deploy the example app to the local test host and print its URL
 	@bash dev/local.sh up
 
 release: venv deps toolchain ## build and push the example images as TAG and deploy them: make release TAG=v2
@@ -58,7 +61,7 @@ release: venv deps toolchain ## build and push the example images as TAG and dep
 down: venv toolchain ## destroy the local stack, remove the test host and the registry
 	@bash dev/local.sh down
 
-bench: venv deps toolchain ## time fresh, no-op and release `up`s on the local stack
+bench: venv deps engine-info ## time fresh, no-op and release `up`s on the local stack
 	@$(PY) dev/bench.py
 
 reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table

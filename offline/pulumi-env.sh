@@ -5,7 +5,10 @@
 # is quick afterwards. Safe to source repeatedly and from `set -eu` shells.
 #
 # Exports: PATH (engine first), PULUMI_HOME, PULUMI_SKIP_UPDATE_CHECK,
-# PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION. Honours DROPSHIP_CACHE.
+# PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, and with DROPSHIP_OFFLINE=1
+# PULUMI_IGNORE_AMBIENT_PLUGINS=true (so that the engine takes the stand-in
+# from the plugin cache, not a pulumi-resource-command on PATH). Honours
+# DROPSHIP_CACHE. See docs/offline.md.
 
 dropship_pulumi_env() {
 	local repo_root out bin_dir
@@ -16,6 +19,9 @@ dropship_pulumi_env() {
 	export PULUMI_HOME="${PULUMI_HOME:-$cache/pulumi-home}"
 	export PULUMI_SKIP_UPDATE_CHECK=true
 	export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+	if [[ ${DROPSHIP_OFFLINE:-} == 1 || ${DROPSHIP_TOOLCHAIN_NO_PATH:-} == 1 ]]; then
+		export PULUMI_IGNORE_AMBIENT_PLUGINS=true
+	fi
 
 	out=$(bash "$repo_root/offline/toolchain.sh") || return 1
 	bin_dir=${out##*$'\n'}

@@ -6,15 +6,24 @@
 # last line on stdout; progress goes to stderr. Idempotent: run it as often as
 # you like. Usually called by sourcing offline/pulumi-env.sh.
 #
-#  1. If `pulumi` on PATH is the pinned version and has
-#     `pulumi-language-python` beside it (an official install), use it.
+#  1. Unless DROPSHIP_OFFLINE=1: if `pulumi` on PATH is the pinned version and
+#     has `pulumi-language-python` beside it (an official install), use it.
 #  2. Otherwise build both from Go modules with the machine's `go` into
 #     ${DROPSHIP_CACHE:-$HOME/.cache/dropship}/toolchain/pulumi-vX.Y.Z-<hash>/,
 #     skipping the build when that directory already exists. A cold build
 #     takes several minutes and needs the Go module proxy; Go's module and
 #     build caches are Go's defaults (`go env GOMODCACHE GOCACHE`).
-#  3. Install the command provider plugin into $PULUMI_HOME
-#     (offline/command_provider/install.sh, when present).
+#  3. Unless DROPSHIP_OFFLINE=1: if the official pulumi-resource-command of the
+#     pinned version is available (on PATH, reporting that version through
+#     GetPluginInfo, or a real binary in $PULUMI_HOME/plugins/
+#     resource-command-v<pinned>/), leave it alone: the engine uses it (one on
+#     PATH wins over the plugin cache). A stand-in link left in the cache by an
+#     earlier run stays; the engine prefers the PATH one.
+#     Otherwise install dropship's Python stand-in into that plugin-cache
+#     directory (offline/command_provider/install.sh). With DROPSHIP_OFFLINE=1
+#     an official binary found there is moved aside to
+#     pulumi-resource-command.official, and put back by the next run without
+#     DROPSHIP_OFFLINE=1.
 #  4. For a built engine, install the legacy Python policy analyzer
 #     `pulumi-analyzer-policy-python` into $PULUMI_HOME (see "Policy packs").
 #
@@ -41,9 +50,15 @@
 # and run `GOTOOLCHAIN=local GOSUMDB=off GOFLAGS=-mod=mod go mod tidy` there;
 # the cache key changes with the files, so the next run rebuilds.
 #
+# `toolchain.sh --describe` prints which engine and command provider would be
+# used (two lines, `engine: ...` and `command provider: ...`), building and
+# installing nothing. See docs/offline.md.
+#
 # Environment: DROPSHIP_CACHE (cache root), PULUMI_HOME (plugins; default
-# $DROPSHIP_CACHE/pulumi-home), DROPSHIP_TOOLCHAIN_NO_PATH=1 (ignore a
-# `pulumi` on PATH and always use the built one).
+# $DROPSHIP_CACHE/pulumi-home), DROPSHIP_OFFLINE=1 (always the built engine and
+# the stand-in; offline/pulumi-env.sh then also sets
+# PULUMI_IGNORE_AMBIENT_PLUGINS=true so that no plugin on PATH is used),
+# DROPSHIP_TOOLCHAIN_NO_PATH=1 (older name of DROPSHIP_OFFLINE=1).
 set -euo pipefail
 
 # Bump when the build recipe below changes in a way that needs a rebuild.
@@ -102,7 +117,7 @@ inputs_hash() {
 # Echo the directory of a usable `pulumi` on PATH, or nothing.
 pulumi_on_path() {
 	local pulumi dir version
-	[[ ${DROPSHIP_TOOLCHAIN_NO_PATH:-} != 1 ]] || return 0
+	! offline_forced || return 0
 	pulumi=$(command -v pulumi 2>/dev/null) || return 0
 	dir=$(cd "$(dirname "$pulumi")" && pwd -P)
 	# Our own older builds are on PATH after sourcing pulumi-env.sh; only the
@@ -216,9 +231,112 @@ ensure_built() {
 	exec 9>&-
 }
 
+# DROPSHIP_OFFLINE=1 (or its older name DROPSHIP_TOOLCHAIN_NO_PATH=1).
+offline_forced() {
+	[[ ${DROPSHIP_OFFLINE:-} == 1 || ${DROPSHIP_TOOLCHAIN_NO_PATH:-} == 1 ]]
+}
+
+# True if the plugin executable $1 is dropship's stand-in launcher (of any
+# checkout) or a dangling link (e.g. to the stand-in's old place, tools/).
+is_stand_in() {
+	local target
+	target=$(readlink -f -- "$1" 2>/dev/null) || return 0
+	[[ -e $target ]] || return 0
+	[[ $(head -c 2 -- "$target" 2>/dev/null) == '#!' ]] && grep -q 'provider\.py' -- "$target"
+}
+
+# Version a provider plugin reports through GetPluginInfo (started as the
+# engine would, in attach mode, and stopped again), or nothing.
+plugin_version() {
+	local python=${DROPSHIP_VENV:-$REPO_ROOT/venv}/bin/python
+	[[ -x $python ]] || return 0
+	"$python" - "$1" <<'PY' 2>/dev/null || true
+import signal, subprocess, sys
+import grpc
+from google.protobuf import empty_pb2
+from pulumi.runtime.proto import provider_pb2_grpc
+signal.alarm(20)
+plugin = subprocess.Popen([sys.argv[1]], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+try:
+    port = int(plugin.stdout.readline())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        info = provider_pb2_grpc.ResourceProviderStub(channel).GetPluginInfo(empty_pb2.Empty(), timeout=10)
+    print(info.version.removeprefix("v"))
+finally:
+    plugin.kill()
+    plugin.wait()
+PY
+}
+
+# Sets PROVIDER_KIND (official | stand-in) and PROVIDER_PATH (the executable
+# the engine will run), and RESTORE_OFFICIAL=1 when an official binary moved
+# aside by an earlier DROPSHIP_OFFLINE=1 run is to be put back.
+select_command_provider() {
+	local slot=$PLUGIN_SLOT on_path version
+	PROVIDER_KIND=stand-in
+	PROVIDER_PATH=$REPO_ROOT/offline/command_provider/pulumi-resource-command
+	RESTORE_OFFICIAL=
+	if offline_forced; then
+		if [[ -z ${PULUMI_IGNORE_AMBIENT_PLUGINS:-} ]] && on_path=$(command -v pulumi-resource-command 2>/dev/null) && ! is_stand_in "$on_path"; then
+			log "warning: the engine would use $on_path from PATH; set PULUMI_IGNORE_AMBIENT_PLUGINS=true (offline/pulumi-env.sh does)"
+		fi
+		return 0
+	fi
+	if [[ -z ${PULUMI_IGNORE_AMBIENT_PLUGINS:-} ]] && on_path=$(command -v pulumi-resource-command 2>/dev/null) && ! is_stand_in "$on_path"; then
+		version=$(plugin_version "$on_path")
+		if [[ $version == "$COMMAND_VERSION" ]]; then
+			PROVIDER_KIND=official PROVIDER_PATH=$on_path
+			return 0
+		fi
+		log "warning: $on_path reports version ${version:-unknown}, pinned v$COMMAND_VERSION; the engine uses a plugin on PATH" \
+			"before the plugin cache: remove it from PATH or set PULUMI_IGNORE_AMBIENT_PLUGINS=true"
+	fi
+	if [[ -x $slot ]] && ! is_stand_in "$slot"; then
+		PROVIDER_KIND=official PROVIDER_PATH=$slot
+	elif [[ -x $slot.official ]] && ! is_stand_in "$slot.official"; then
+		PROVIDER_KIND=official PROVIDER_PATH=$slot RESTORE_OFFICIAL=1
+	fi
+}
+
+# Installs the selected command provider into the plugin cache (see step 3).
+apply_command_provider() {
+	local slot=$PLUGIN_SLOT
+	if [[ $PROVIDER_KIND == official ]]; then
+		if [[ -n $RESTORE_OFFICIAL ]]; then
+			mv -f -- "$slot.official" "$slot"
+			log "put the official pulumi-resource-command back: $slot"
+		fi
+		log "using the official pulumi-resource-command v$COMMAND_VERSION: $PROVIDER_PATH"
+		return 0
+	fi
+	if [[ -x $slot && ! -L $slot ]] && ! is_stand_in "$slot"; then
+		mv -f -- "$slot" "$slot.official"
+		log "DROPSHIP_OFFLINE=1: moved the official plugin aside to $slot.official"
+	fi
+	install_command_provider
+}
+
+describe() {
+	local engine_dir=$1 built=$2 forced=
+	offline_forced && forced="; forced by DROPSHIP_OFFLINE=1"
+	if [[ $built == no ]]; then
+		printf 'engine: pulumi v%s from PATH (official) at %s\n' "$PULUMI_VERSION" "$engine_dir"
+	else
+		local note=
+		[[ -x $engine_dir/pulumi ]] || note=" (not built yet: make toolchain builds it)"
+		printf 'engine: pulumi v%s built from Go modules (offline) at %s%s%s\n' "$CLI_VERSION" "$engine_dir" "$note" "$forced"
+	fi
+	if [[ $PROVIDER_KIND == official ]]; then
+		printf 'command provider: pulumi-resource-command v%s (official) at %s\n' "$COMMAND_VERSION" "$PROVIDER_PATH"
+	else
+		printf "command provider: dropship's offline stand-in for pulumi-resource-command v%s (offline/command_provider)%s\n" \
+			"$COMMAND_VERSION" "$forced"
+	fi
+}
+
 install_command_provider() {
 	local installer="$REPO_ROOT/offline/command_provider/install.sh"
-	local plugin="$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
+	local plugin=$PLUGIN_SLOT
 	if [[ ! -f $installer ]]; then
 		log "warning: $installer not found; command provider v$COMMAND_VERSION not installed"
 		return 0
@@ -248,6 +366,12 @@ cleanup() {
 }
 
 main() {
+	local mode=run
+	case ${1:-} in
+	--describe) mode=describe ;;
+	"") ;;
+	*) die "usage: toolchain.sh [--describe]" ;;
+	esac
 	REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 	TOOLCHAIN_DIR="$REPO_ROOT/offline/toolchain"
 	CACHE_ROOT=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
@@ -259,6 +383,7 @@ main() {
 	# --- versions ---------------------------------------------------------
 	PULUMI_VERSION=$(requirement_version pulumi)
 	COMMAND_VERSION=$(requirement_version pulumi-command)
+	PLUGIN_SLOT="$PULUMI_HOME/plugins/resource-command-v$COMMAND_VERSION/pulumi-resource-command"
 	CLI_VERSION=$(gomod_version "$TOOLCHAIN_DIR/cli/go.mod" github.com/pulumi/pulumi/pkg/v3)
 	local cli_sdk
 	cli_sdk=$(gomod_version "$TOOLCHAIN_DIR/cli/go.mod" "$SDK_MODULE")
@@ -268,6 +393,15 @@ main() {
 
 	local bin_dir dest
 	bin_dir=$(pulumi_on_path)
+	select_command_provider
+	if [[ $mode == describe ]]; then
+		if [[ -n $bin_dir ]]; then
+			describe "$bin_dir" no
+		else
+			describe "$CACHE_ROOT/toolchain/pulumi-v$CLI_VERSION-$(inputs_hash)/bin" yes
+		fi
+		return 0
+	fi
 	if [[ -n $bin_dir ]]; then
 		log "using pulumi from PATH: $bin_dir"
 	else
@@ -280,7 +414,7 @@ main() {
 		bin_dir="$dest/bin"
 	fi
 
-	install_command_provider
+	apply_command_provider
 	printf '%s\n' "$bin_dir"
 }
 
