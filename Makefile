@@ -13,7 +13,7 @@ LOCAL_STACK := local
 TAG ?=
 PULUMI := . offline/pulumi-env.sh && pulumi
 
-.PHONY: help deps venv toolchain engine-info lint test test-unit test-e2e up release down bench reliability
+.PHONY: help deps venv toolchain engine-info check lint test test-unit test-system test-e2e up release down bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,21 +34,32 @@ toolchain: venv ## the Pulumi CLI, Python language host and command provider (bu
 engine-info: toolchain ## which Pulumi engine and command provider are in use (official or offline/)
 	@bash offline/toolchain.sh --describe
 
-lint: venv deps ## ruff, mypy and shellcheck
+check: venv ## the fast loop, needing only Python and the venv: ruff, mypy, shellcheck, unit tier (< 60 s)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	git ls-files '*.sh' | xargs shellcheck -x
-	bash dev/lint-workflows.sh
+	git ls-files '*.sh' | xargs $(VENV)/bin/shellcheck -x
+	$(MAKE) --no-print-directory test-unit
 
-test-unit: venv deps ## the unit tier: settings, components under Pulumi mocks, scripts (< 60 s)
-	$(PY) -m pytest -m "not e2e"
+lint: venv ## ruff, mypy, shellcheck, and actionlint on the workflows (built with Go)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	git ls-files '*.sh' | xargs $(VENV)/bin/shellcheck -x
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash dev/lint-workflows.sh
+
+test-unit: venv ## the unit tier: settings, components under Pulumi mocks, host scripts, docs (venv only)
+	$(PY) -m pytest -m "not e2e and not system"
+
+test-system: venv deps toolchain ## the system tier: the offline command provider against a throwaway sshd, actionlint
+	$(PY) -m pytest -m system
 
 test-e2e: venv deps toolchain ## the end-to-end tier: real engine, real test host, real registry
 	$(PY) -m pytest -m e2e
 
-test: engine-info lint ## everything: lint, unit tier, end-to-end tier
+test: engine-info lint ## everything: lint, unit, system and end-to-end tiers
 	$(MAKE) --no-print-directory test-unit
+	$(MAKE) --no-print-directory test-system
 	$(MAKE) --no-print-directory test-e2e
 
 up: venv deps engine-info ## deploy the example app to the local test host and print its URL
