@@ -12,9 +12,9 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from dropship.remote.commands import render_env
 
 from dev.harness import AppPorts, Project, TestHost, sh
+from dropship.remote.commands import render_env
 
 PORTS = AppPorts.allocate()
 APP_DIR = "/srv/example"
