@@ -148,7 +148,10 @@ def test_app_uploads_and_release(staging: Run) -> None:
     assert uploads == {
         f"app-file-{name}": {
             "connection": connection("deploy"),
-            "source": {"4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17", "path": str(ROOT / "examples" / "shop" / name)},
+            "source": {
+                "4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17",
+                "path": str(ROOT / "examples" / "shop" / name),
+            },
             "remotePath": f"/srv/shop/incoming/{name}",
             "triggers": [DROPLET_ID],
         }
