@@ -19,17 +19,13 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True, timeou
     return result
 
 
-def toolchain_script() -> Path:
-    """The script that builds (once) and prints the engine's bin directory."""
-    for candidate in (ROOT / "offline" / "toolchain.sh", ROOT / "tools" / "toolchain.sh"):
-        if candidate.exists():
-            return candidate
-    raise AssertionError(f"no toolchain.sh under {ROOT}/offline or {ROOT}/tools")
+TOOLCHAIN = ROOT / "offline" / "toolchain.sh"
+"""Prints the engine's bin directory (building the offline engine once when there is no official one)."""
 
 
 def toolchain_bin() -> str:
     """The directory with `pulumi`, the Python language host and the command provider."""
-    out = sh("bash", str(toolchain_script()), timeout=3600).stdout.strip().splitlines()
+    out = sh("bash", str(TOOLCHAIN), timeout=3600).stdout.strip().splitlines()
     return out[-1]
 
 
