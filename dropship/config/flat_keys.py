@@ -200,25 +200,16 @@ def _server(
     values: dict[str, Any] = {"mode": mode}
     complete = True
     for name, model in SERVER_SECTIONS.items():
-        if _MODE_OF_SECTION[name] == mode:
+        owner = _MODE_OF_SECTION[name]
+        if owner == mode:
             values[name] = _section(name, model, sections[name], stack, problems)
             complete = complete and values[name] is not None
         elif sections[name]:
-            values[name] = sections[name]
-    if not complete:
-        return None
-    try:
-        return _SERVER.validate_python(values)
-    except ValidationError as err:
-        for error in err.errors():
-            section = str(error["loc"][1])
-            if error["type"] != "extra_forbidden" or section not in _MODE_OF_SECTION:
-                raise
-            for rest in sections[section]:
-                problems.append(
-                    Problem(f"{section}.{rest}", f"only applies when server.mode is {_MODE_OF_SECTION[section]} (it is {mode}); remove it")
-                )
-        return None
+            complete = False
+            problems.extend(
+                Problem(f"{name}.{rest}", f"only applies when server.mode is {owner} (it is {mode}); remove it") for rest in sections[name]
+            )
+    return _SERVER.validate_python(values) if complete else None
 
 
 def _derive_preview(stack: str, server: DropletServer) -> DropletServer:

@@ -288,3 +288,15 @@ def test_error_keys_use_one_index_style() -> None:
     )
     keys = [line.split(": ", 1)[0].removeprefix("  - dropship:") for line in message.splitlines()[1:]]
     assert sorted(keys) == ["app.composeFiles[1]", "dns.hostnames[1]", "ssh.sourceRanges[1]"], message
+
+
+def test_a_mode_switch_reports_the_other_modes_keys_and_the_missing_ones_together() -> None:
+    """The local stack's config with server.mode droplet: its existingHost.* keys and the droplet's required keys."""
+    config = {**stack_config("local"), "dropship:server.mode": "droplet", "dropship:ssh.privateKey": PRIVATE_KEY}
+    with pytest.raises(SettingsError) as err:
+        load_stack("local", config, frozenset({"ssh.privateKey", "env.APP_SECRET"}))
+    message = str(err.value)
+    for key in ("existingHost.address", "existingHost.port", "existingHost.user"):
+        assert f"dropship:{key}: only applies when server.mode is existing (it is droplet); remove it" in message
+    assert "dropship:droplet.region: required but not set" in message
+    assert "dropship:droplet.size: required but not set" in message
