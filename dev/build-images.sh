@@ -11,7 +11,9 @@
 #
 # Environment:
 #   DROPSHIP_CACHE  state dir (default: $HOME/.cache/dropship); downloaded
-#                   packages go to debs/, build contexts and logs to images/
+#                   packages go to debs/, build contexts and logs to a
+#                   directory of this run's own under images/ (removed when
+#                   the build succeeds), so that concurrent builds never meet
 #   REGISTRY        registry host:port (default: 127.0.0.1:5000)
 set -euo pipefail
 
@@ -35,12 +37,16 @@ fetch_deb() { # PACKAGE
   found="$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" -print -quit)"
   if [[ -z "$found" ]]; then
     log "downloading Debian package $pkg"
-    if ! (cd "$dir" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >/dev/null 2>&1); then
+    # Into this run's directory first, then moved: a concurrent build never sees a partial .deb.
+    local fetched="$WORK/debs"
+    mkdir -p "$fetched"
+    if ! (cd "$fetched" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >/dev/null 2>&1); then
       log "apt-get download $pkg failed; running apt-get update and retrying"
       apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "step 'apt-get update' failed"
-      (cd "$dir" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >&2) \
+      (cd "$fetched" && apt-get -q -o APT::Sandbox::User=root download "$pkg" >&2) \
         || die "step 'apt-get download $pkg' failed"
     fi
+    mv -f "$fetched/${pkg}"_*.deb "$dir/" || die "step 'apt-get download $pkg' left no ${pkg}_*.deb"
     found="$(find "$dir" -maxdepth 1 -name "${pkg}_*.deb" -print -quit)"
     [[ -n "$found" ]] || die "step 'apt-get download $pkg' left no ${pkg}_*.deb in $dir"
   fi
@@ -50,9 +56,8 @@ fetch_deb() { # PACKAGE
 # Fresh build context: the image's directory from the repo, plus rootfs/ with
 # the packages' files (docs and manuals left out).
 stage_context() { # NAME DEB...
-  local name="$1" ctx="$CACHE/images/$1" pkg deb
+  local name="$1" ctx="$WORK/$1" pkg deb
   shift
-  rm -rf "$ctx"
   mkdir -p "$ctx/rootfs"
   cp -a "$REPO/examples/local/images/$name/." "$ctx/"
   for pkg in "$@"; do
@@ -74,7 +79,7 @@ stage_context() { # NAME DEB...
 
 build_and_push() { # NAME CONTEXT
   local name="$1" ctx="$2" ref="$REGISTRY/dropship-example/$1:$TAG"
-  local logf="$CACHE/images/$1.log" start=$SECONDS
+  local logf="$WORK/$1.log" start=$SECONDS
   log "building $ref (docker build --network host)"
   if ! docker build --network host --build-arg "RELEASE=$TAG" -t "$ref" "$ctx" >"$logf" 2>&1; then
     tail -n 30 "$logf" >&2 || true
@@ -104,11 +109,13 @@ main() {
 
   local ctx
   mkdir -p "$CACHE/images"
+  WORK="$(mktemp -d "$CACHE/images/build-$TAG.XXXXXX")"
   ctx="$(stage_context web "${WEB_DEBS[@]}")"
   build_and_push web "$ctx"
   ctx="$(stage_context edge "${EDGE_DEBS[@]}")"
   cp "$REPO/examples/local/Caddyfile" "$ctx/Caddyfile"
   build_and_push edge "$ctx"
+  rm -rf "$WORK"
   log "pushed $REGISTRY/dropship-example/{web,edge}:$TAG"
 }
 
