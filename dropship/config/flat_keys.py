@@ -12,16 +12,18 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from dropship.config.errors import NAMESPACE, Problem, SettingsError, flat_key, given, set_secret_command
 from dropship.config.sections import (
+    MODE_OF_SECTION,
     SECRET_KEYS,
     SECTIONS,
     SERVER_SECTIONS,
+    SERVER_VARIANTS,
     SMALLEST_SIZE,
     AppSettings,
     DeploySettings,
@@ -34,19 +36,12 @@ from dropship.config.sections import (
     SshSettings,
 )
 from dropship.config.settings import PREVIEW_STACK, Environment, Settings
+from dropship.config.types import ENV_NAME_PATTERN
 
 TOP_LEVEL_KEYS = frozenset({"environment", "protect"})
 SERVER_MODE_KEY = "server.mode"
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_NAME = re.compile(ENV_NAME_PATTERN)
 
-_VARIANTS: dict[str, type[DropletServer | ExistingServer]] = {
-    get_args(variant.model_fields["mode"].annotation)[0]: variant for variant in get_args(get_args(Server)[0])
-}
-"""server.mode -> the variant of the discriminated union `Server`."""
-_MODE_OF_SECTION = {
-    field.alias or name: mode for mode, variant in _VARIANTS.items() for name, field in variant.model_fields.items() if name != "mode"
-}
-"""Each server section (droplet, dns, existingHost) -> the mode it belongs to."""
 _SERVER = TypeAdapter(Server)
 
 
@@ -193,14 +188,14 @@ def _server(
     mode: Any, sections: Mapping[str, dict[str, Any]], stack: str, problems: list[Problem]
 ) -> DropletServer | ExistingServer | None:
     """The server variant `server.mode` chooses, from its own sections; another mode's keys are refused."""
-    if mode not in _VARIANTS:
-        expected = " or ".join(f"'{m}'" for m in _VARIANTS)
+    if mode not in SERVER_VARIANTS:
+        expected = " or ".join(f"'{m}'" for m in SERVER_VARIANTS)
         problems.append(Problem(SERVER_MODE_KEY, f"Input should be {expected}; got {given(mode)}"))
         return None
     values: dict[str, Any] = {"mode": mode}
     complete = True
     for name, model in SERVER_SECTIONS.items():
-        owner = _MODE_OF_SECTION[name]
+        owner = MODE_OF_SECTION[name]
         if owner == mode:
             values[name] = _section(name, model, sections[name], stack, problems)
             complete = complete and values[name] is not None

@@ -14,7 +14,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic.fields import FieldInfo
 
 from dropship.config.flat_keys import SERVER_MODE_KEY, TOP_LEVEL_KEYS
-from dropship.config.sections import SECRET_KEYS, SECTIONS, SERVER_SECTIONS, DropletServer, ExistingServer, Section
+from dropship.config.sections import MODE_OF_SECTION, SECRET_KEYS, SECTIONS, SERVER_VARIANTS, Section
 
 INTRO = """\
 # Settings
@@ -38,13 +38,12 @@ TOP_LEVEL = {
 def render() -> str:
     lines = [INTRO, "## Stack", "", "| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{key}` | {TOP_LEVEL[key][0]} | {TOP_LEVEL[key][1]} |" for key in sorted(TOP_LEVEL_KEYS)]
-    modes = "; ".join(f"`{_mode(v)}`: {_doc(v)}" for v in (DropletServer, ExistingServer))
+    modes = "; ".join(f"`{mode}`: {_doc(variant)}" for mode, variant in SERVER_VARIANTS.items())
     lines.append(f"| `{SERVER_MODE_KEY}` | `droplet` | {modes} |")
     for name, model in SECTIONS.items():
         lines += ["", f"## `{name}.*`", ""]
-        if name in SERVER_SECTIONS:
-            owner = next(v for v in (DropletServer, ExistingServer) if any(f.alias == name for f in v.model_fields.values()))
-            lines += [f"Only with `{SERVER_MODE_KEY}: {_mode(owner)}`.", ""]
+        if name in MODE_OF_SECTION:
+            lines += [f"Only with `{SERVER_MODE_KEY}: {MODE_OF_SECTION[name]}`.", ""]
         if name == "registry":
             lines += ["Optional: without it, images are pulled without logging in.", ""]
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
@@ -59,10 +58,6 @@ def render() -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def _mode(variant: type[Section]) -> str:
-    return str(get_args(variant.model_fields["mode"].annotation)[0])
 
 
 def _doc(model: type[Section]) -> str:

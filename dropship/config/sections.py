@@ -6,7 +6,7 @@ this module (`python -m dropship.config.reference`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -187,12 +187,30 @@ class RegistrySettings(Section):
     """Its password or token."""
 
 
-SERVER_SECTIONS: dict[str, type[Section]] = {
-    "droplet": DropletSettings,
-    "dns": DnsSettings,
-    "existingHost": ExistingHostSettings,
+SERVER_VARIANTS: dict[str, type[DropletServer | ExistingServer]] = {
+    get_args(variant.model_fields["mode"].annotation)[0]: variant for variant in get_args(get_args(Server)[0])
 }
-"""Sections that belong to one server mode: the flat keys of `Server`'s variants."""
+"""server.mode -> its variant of the discriminated union `Server`."""
+
+MODE_OF_SECTION: dict[str, str] = {
+    field.alias or name: mode for mode, variant in SERVER_VARIANTS.items() for name, field in variant.model_fields.items() if name != "mode"
+}
+"""Each server section (droplet, dns, existingHost) -> the server.mode it belongs to."""
+
+
+def _section_model(annotation: object) -> type[Section]:
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation
+    raise TypeError(f"a server variant's fields are sections; got {annotation!r}")
+
+
+SERVER_SECTIONS: dict[str, type[Section]] = {
+    field.alias or name: _section_model(field.annotation)
+    for variant in SERVER_VARIANTS.values()
+    for name, field in variant.model_fields.items()
+    if name != "mode"
+}
+"""The sections of `Server`'s variants, by flat-key prefix."""
 
 SECTIONS: dict[str, type[Section]] = {
     **SERVER_SECTIONS,
