@@ -22,6 +22,13 @@
 #   TESTHOST_PORT           sshd port on 127.0.0.1, set in the container when
 #                           it is created (default: 2222); one image serves
 #                           every port
+#   TESTHOST_ADDRESS        own network: a loopback address such as 127.0.0.2; the
+#                           host then runs with --network none, connected by
+#                           pasta, and answers there on 22, 80 and 443 (sshd on
+#                           22, TESTHOST_PORT unused), Docker's defaults inside
+#   TESTHOST_FORWARD        with TESTHOST_ADDRESS: comma-separated ports whose
+#                           127.0.0.1:<port> inside reaches this machine's
+#                           loopback (default: 5000, the registry)
 #   TESTHOST_ROOT_PASSWORD  root password set at start (default: dropship-testhost)
 #   TESTHOST_START_TIMEOUT  seconds to wait for ssh (default: 120)
 #   DEBIAN_MIRROR           Debian mirror URL (default: the first .../debian
@@ -102,7 +109,7 @@ sshd_testhost_conf() {
   cat <<EOF
 # dropship test host: sshd shares the machine's network namespace.
 Port $PORT
-ListenAddress 127.0.0.1
+ListenAddress $LISTEN
 EOF
 }
 
@@ -172,7 +179,7 @@ ssh_opts() {
 ssh_works() {
   local opts
   mapfile -t opts < <(ssh_opts)
-  ssh "${opts[@]}" root@127.0.0.1 true </dev/null >/dev/null 2>&1
+  ssh "${opts[@]}" "root@$ADDRESS" true </dev/null >/dev/null 2>&1
 }
 
 root_login_disabled() {
@@ -181,7 +188,7 @@ root_login_disabled() {
 
 # sshd answers with its host key: enough once dropship has turned root logins off.
 sshd_answers() {
-  ssh-keyscan -T 2 -p "$PORT" 127.0.0.1 2>/dev/null | grep -q .
+  ssh-keyscan -T 2 -p "$PORT" "$ADDRESS" 2>/dev/null | grep -q .
 }
 
 container_state() { # prints running|exited|...|absent
@@ -197,6 +204,60 @@ port_in_use() {
   ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .
 }
 
+# --- own network: TESTHOST_ADDRESS=127.0.0.N ------------------------------------
+# The host gets a network namespace of its own (--network none), connected to
+# this machine by pasta: it answers on its own loopback address at ports 22, 80
+# and 443, like a droplet on its public address; inside, 127.0.0.1:<port> of
+# TESTHOST_FORWARD reaches this machine's loopback (the registry), and other
+# traffic (apt) leaves as ordinary connections of this machine. Nothing but
+# loopback addresses appears in this machine's namespace.
+
+own_network() { [[ -n $OWN_ADDRESS ]]; }
+
+netns_path() { printf '/run/netns/%s\n' "$NAME"; }
+
+pasta_pidfile() { printf '%s/testhost/%s.pasta.pid\n' "$CACHE" "$NAME"; }
+
+connect_network() {
+  command -v pasta >/dev/null 2>&1 || ensure_apt_pkg pasta passt
+  disconnect_network
+  local pid netns pidfile forwards=() port
+  pid=$(docker inspect -f '{{.State.Pid}}' "$NAME") || die "step 'docker inspect $NAME' failed"
+  netns=$(netns_path)
+  mkdir -p /run/netns "$(dirname "$(pasta_pidfile)")"
+  touch "$netns"
+  mount --bind "/proc/$pid/ns/net" "$netns" || die "step 'bind the network namespace of $NAME' failed"
+  for port in 22 80 443; do forwards+=(-t "$OWN_ADDRESS/$port:$port"); done
+  for port in ${FORWARD//,/ }; do forwards+=(-T "$port"); done
+  pidfile=$(pasta_pidfile)
+  log "connecting $NAME at $OWN_ADDRESS (22, 80, 443; inside, 127.0.0.1:{$FORWARD} reach this machine)"
+  pasta --runas 0:0 --config-net --netns "$netns" "${forwards[@]}" -u none -U none \
+    -P "$pidfile" -l "$CACHE/testhost/$NAME.pasta.log" || die "step 'pasta' failed (log: $CACHE/testhost/$NAME.pasta.log)"
+}
+
+disconnect_network() {
+  local pidfile netns
+  pidfile=$(pasta_pidfile)
+  if [[ -f $pidfile ]]; then
+    local pid waited=0
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    # pasta holds the namespace file open until it exits: unmounting before that fails
+    while kill -0 "$pid" 2>/dev/null && ((waited < 50)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    rm -f "$pidfile"
+  fi
+  netns=$(netns_path)
+  if [[ -e $netns ]]; then
+    if grep -q " $netns " /proc/self/mountinfo; then
+      umount "$netns" || die "step 'unmount $netns' failed"
+    fi
+    rm -f "$netns"
+  fi
+}
+
 cmd_start() {
   command -v ssh >/dev/null 2>&1 || ensure_apt_pkg ssh openssh-client
   cmd_build
@@ -209,11 +270,11 @@ cmd_start() {
       log "container $NAME already running"
       return 0 ;;
     absent)
-      if port_in_use; then
+      if ! own_network && port_in_use; then
         die "step 'start': port 127.0.0.1:$PORT is already taken by another process"
       fi
       log "starting container $NAME (systemd, sshd on 127.0.0.1:$PORT)"
-      docker create --name "$NAME" --hostname "$NAME" --network host \
+      docker create --name "$NAME" --hostname "$NAME" --network "$NETWORK" \
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         --security-opt systempaths=unconfined --cgroupns host \
@@ -232,6 +293,7 @@ cmd_start() {
       log "container $NAME is $state, starting it again"
       docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
   esac
+  own_network && connect_network
 
   log "injecting root key and password"
   docker exec -i "$NAME" sh -c \
@@ -240,7 +302,7 @@ cmd_start() {
   printf 'root:%s\n' "$PASSWORD" | docker exec -i "$NAME" chpasswd \
     || die "step 'set root password' failed"
 
-  log "waiting for ssh root@127.0.0.1 -p $PORT (up to ${TIMEOUT}s)"
+  log "waiting for ssh root@$ADDRESS -p $PORT (up to ${TIMEOUT}s)"
   local waited=0
   until ssh_works || { root_login_disabled && sshd_answers; }; do
     if [[ "$(container_state)" != running ]]; then
@@ -254,7 +316,7 @@ cmd_start() {
     sleep 1
     waited=$((waited + 1))
   done
-  log "ready: ssh -i $KEY -p $PORT root@127.0.0.1"
+  log "ready: ssh -i $KEY -p $PORT root@$ADDRESS"
 }
 
 # The test host shares the machine's network namespace. A Docker engine started
@@ -292,6 +354,7 @@ clean_bridge_leak() {
 }
 
 cmd_stop() {
+  disconnect_network
   if [[ "$(container_state)" != absent ]]; then
     log "removing container $NAME"
     docker rm -f "$NAME" >/dev/null || die "step 'docker rm $NAME' failed"
@@ -338,7 +401,15 @@ main() {
   [[ $# -eq 1 ]] || usage
   CACHE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}"
   NAME="${TESTHOST_NAME:-dropship-testhost}"
-  PORT="${TESTHOST_PORT:-2222}"
+  OWN_ADDRESS="${TESTHOST_ADDRESS:-}"
+  FORWARD="${TESTHOST_FORWARD:-5000}"
+  if [[ -n $OWN_ADDRESS ]]; then
+    [[ $OWN_ADDRESS =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ && $OWN_ADDRESS != 127.0.0.1 ]] ||
+      die "TESTHOST_ADDRESS must be a loopback address other than 127.0.0.1, such as 127.0.0.2; got '$OWN_ADDRESS'"
+    PORT=22 NETWORK=none ADDRESS=$OWN_ADDRESS LISTEN=0.0.0.0
+  else
+    PORT="${TESTHOST_PORT:-2222}" NETWORK=host ADDRESS=127.0.0.1 LISTEN=127.0.0.1
+  fi
   IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$SUITE-$IMAGE_REV}"
   PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
   TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"
