@@ -8,6 +8,7 @@
 set -euo pipefail
 
 STACK=local
+HOST_ADDRESS=127.0.0.2  # Pulumi.local.yaml's existingHost.address
 DEV=$(cd "$(dirname "$0")" && pwd -P)
 ROOT=$(dirname "$DEV")
 
@@ -33,8 +34,8 @@ bring_up_host() {
   bash "$DEV/registry.sh" start
   step "example images, tag $1"
   bash "$DEV/build-images.sh" "$1"
-  step "test host on 127.0.0.1:2222"
-  TESTHOST_KEY="$DEV/dev_ed25519" bash "$DEV/testhost.sh" start
+  step "test host at $HOST_ADDRESS (its own network)"
+  TESTHOST_KEY="$DEV/dev_ed25519" TESTHOST_ADDRESS="$HOST_ADDRESS" bash "$DEV/testhost.sh" start
 }
 
 deploy() {
@@ -64,7 +65,7 @@ cmd_release() {
 cmd_down() {
   step "Pulumi engine"
   pulumi_env
-  if bash "$DEV/testhost.sh" status >/dev/null 2>&1; then
+  if TESTHOST_ADDRESS="$HOST_ADDRESS" bash "$DEV/testhost.sh" status >/dev/null 2>&1; then
     step "pulumi destroy -s $STACK"
     pulumi destroy -s "$STACK" --yes --skip-preview --color never
   else
@@ -72,7 +73,7 @@ cmd_down() {
     pulumi stack rm -s "$STACK" --yes --force --preserve-config
   fi
   step "removing the test host"
-  bash "$DEV/testhost.sh" stop
+  TESTHOST_ADDRESS="$HOST_ADDRESS" bash "$DEV/testhost.sh" stop
   step "stopping the local registry"
   bash "$DEV/registry.sh" stop
 }
