@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dev.harness.engine import DEV, PASSPHRASE, ROOT, engine_env, sh, toolchain_bin
 from dev.harness.load import Load
-from dev.harness.ports import AppPorts, free_port, free_ports
+from dev.harness.ports import AppPorts, free_address, free_port, free_ports
 from dev.harness.project import PROJECT_FILES, Project
 from dev.harness.registry import REGISTRY, REGISTRY_LOG, build_images, example_registry
 from dev.harness.testhost import DEV_KEY, TestHost, host_name
@@ -30,6 +30,7 @@ __all__ = [
     "build_images",
     "engine_env",
     "example_registry",
+    "free_address",
     "free_port",
     "free_ports",
     "host_name",

@@ -76,3 +76,22 @@ class AppPorts:
             "env.WEB2_PORT": str(self.web2),
             "env.ADMIN_PORT": str(self.admin),
         }
+
+
+_addresses_handed_out: set[str] = set()
+
+
+def free_address() -> str:
+    """A loopback address 127.0.0.N (N >= 2) that no test host answers at yet: a host's own, like a droplet's public one."""
+    for _ in range(1000):
+        address = f"127.0.0.{random.randint(2, 254)}"
+        if address in _addresses_handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, 22))
+            except OSError:
+                continue
+        _addresses_handed_out.add(address)
+        return address
+    raise AssertionError("no free loopback address in 127.0.0.2-254")

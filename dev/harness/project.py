@@ -58,7 +58,7 @@ class Project:
 
     def configure(self, host: TestHost, settings: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> None:
         """Aims the selected stack at `host`, with extra settings and secrets (set on stdin)."""
-        self.set("existingHost.port", str(host.port))
+        self.set("existingHost.address", host.address)
         for key, value in (settings or {}).items():
             self.set(key, value)
         for key, value in (secrets or {}).items():

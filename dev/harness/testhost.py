@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dev.harness.engine import DEV, sh
-from dev.harness.ports import free_port
+from dev.harness.ports import free_address
 
 DEV_KEY = DEV / "dev_ed25519"
 """The `local` stack's development key (Pulumi.local.yaml's ssh.privateKey), authorized for root."""
@@ -26,18 +26,32 @@ class TestHost:
     __test__ = False  # a helper, not a test class
 
     name: str
-    port: int
+    address: str
+    """Its own loopback address: SSH on 22, HTTP on 80, HTTPS on 443, as a droplet's public address."""
+    forward: tuple[int, ...] = (5000,)
+    """Ports of this machine's loopback that 127.0.0.1:<port> reaches from inside (the registry)."""
+    port: int = 22
 
     @classmethod
-    def for_module(cls, module: str, suffix: str = "") -> TestHost:
-        """The host of one test module: a name derived from the module, a free sshd port."""
-        return cls(host_name(module, suffix), free_port())
+    def for_module(cls, module: str, suffix: str = "", forward: tuple[int, ...] = (5000,)) -> TestHost:
+        """The host of one test module: a name derived from the module, an address of its own."""
+        return cls(host_name(module, suffix), free_address(), forward)
+
+    def url(self, path: str = "/") -> str:
+        """The app through the host's published port 80, from this machine."""
+        return f"http://{self.address}{path}"
 
     def __post_init__(self) -> None:
         DEV_KEY.chmod(0o600)  # a git checkout leaves it world-readable, which ssh refuses
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "TESTHOST_NAME": self.name, "TESTHOST_PORT": str(self.port), "TESTHOST_KEY": str(DEV_KEY)}
+        return {
+            **os.environ,
+            "TESTHOST_NAME": self.name,
+            "TESTHOST_ADDRESS": self.address,
+            "TESTHOST_FORWARD": ",".join(str(p) for p in self.forward),
+            "TESTHOST_KEY": str(DEV_KEY),
+        }
 
     def start(self) -> None:
         sh("bash", str(DEV / "testhost.sh"), "start", env=self.env())
@@ -63,7 +77,7 @@ class TestHost:
         return sh(
             "ssh", "-i", str(DEV_KEY), "-p", str(self.port),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
-            "-o", "LogLevel=ERROR", *extra, f"{user}@127.0.0.1", command,
+            "-o", "LogLevel=ERROR", *extra, f"{user}@{self.address}", command,
             check=check,
         )  # fmt: skip
 

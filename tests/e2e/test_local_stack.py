@@ -13,21 +13,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from dev.harness import AppPorts, Project, TestHost, sh
+from dev.harness import Project, TestHost, sh
 from dropship.remote.commands import render_env
 
-PORTS = AppPorts.allocate()
 APP_DIR = "/srv/example"
 TRICKY = "sp ace 'single' \"double\" $HOME ${X} # not a comment = eq \\back\\slash ünïcødé €"
 SECRETS = {
     "env.APP_SECRET": "e2e-secret-1",
     "env.TRICKY": TRICKY,
-    **PORTS.secrets(),
 }
 
 
-def health() -> dict[str, str]:
-    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
+def health(host: TestHost) -> dict[str, str]:
+    with urllib.request.urlopen(host.url("/health"), timeout=5) as response:
         assert response.status == 200
         return dict(json.loads(response.read()))
 
@@ -42,8 +40,7 @@ def host(registry: None) -> Iterator[TestHost]:
 @pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("local-stack"), bin_dir)
-    # Its own health URL: the committed one is the port `make up` uses, which may be serving another copy.
-    project.init_local(host, {"app.healthUrl": PORTS.health_url}, SECRETS)
+    project.init_local(host, secrets=SECRETS)
     yield project
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 
@@ -56,13 +53,30 @@ def current_env(project: Project) -> dict[str, str]:
 def test_fresh_up_serves_the_app_through_the_proxy(project: Project, host: TestHost) -> None:
     result = project.up()
     assert "error" not in result.stdout.lower().split("resources:")[-1]
-    answer = health()
+    answer = health(host)
     assert answer["status"] == "ok"
     assert answer["release"] == "v1"
     assert answer["secret_sha256"] == hashlib.sha256(b"e2e-secret-1").hexdigest()
     outputs = project.outputs()
     assert outputs["release"] == "v1"
-    assert outputs["sshCommand"] == f"ssh -p {host.port} deploy@127.0.0.1"
+    assert outputs["sshCommand"] == f"ssh deploy@{host.address}"
+
+
+def machine_interfaces() -> list[str]:
+    """This machine's own interfaces and addresses: `ip -o addr`, one 'name address' per line."""
+    return sorted(" ".join(line.split()[1:4:2]) for line in sh("ip", "-o", "addr").stdout.splitlines())
+
+
+MACHINE_BEFORE = machine_interfaces()
+
+
+def test_docker_runs_with_its_defaults_inside_and_nothing_appears_on_this_machine(host: TestHost) -> None:
+    assert host.run("ip -o -4 addr show docker0").stdout.split()[3] == "172.17.0.1/16"
+    networks = host.ssh("deploy", "docker network ls --format '{{.Name}} {{.Driver}}'").stdout.split("\n")
+    assert "example_default bridge" in networks
+    assert host.ssh("deploy", "docker port example-edge-1 80").stdout.splitlines()[0] == "0.0.0.0:80"
+    assert machine_interfaces() == MACHINE_BEFORE
+    assert not [i for i in MACHINE_BEFORE if i.split()[0].startswith(("docker", "veth", "br-"))]
 
 
 def test_env_file_is_exact_private_and_owned_by_the_deploy_user(project: Project, host: TestHost) -> None:
@@ -108,7 +122,7 @@ def test_release_changes_only_the_app(project: Project, host: TestHost) -> None:
     project.set("app.imageTag", "v2")
     assert project.preview_steps() == {"app-release": "update"}
     project.up()
-    assert health()["release"] == "v2"
+    assert health(host)["release"] == "v2"
     assert project.outputs()["release"] == "v2"
 
 
@@ -118,7 +132,7 @@ def test_changed_secret_rewrites_env_and_restarts_the_app_only(project: Project,
     steps = project.preview_steps()
     assert set(steps) == {"env-write", "app-release"}
     project.up()
-    assert health()["secret_sha256"] == hashlib.sha256(b"e2e-secret-2").hexdigest()
+    assert health(host)["secret_sha256"] == hashlib.sha256(b"e2e-secret-2").hexdigest()
     assert host.run(f"cat {APP_DIR}/.env").stdout == render_env(current_env(project))
     assert host.ssh("deploy", "docker inspect -f '{{.State.StartedAt}}' example-web-1").stdout != started
 
@@ -127,10 +141,4 @@ def test_destroy_leaves_no_app_container(project: Project, host: TestHost) -> No
     project.pulumi("destroy", "--yes", "--skip-preview")
     assert host.run("docker ps -aq").stdout.strip() == ""
     assert host.run(f"ls -A {APP_DIR}").stdout.strip() == ""
-    assert sh("curl", "-s", "-o", "/dev/null", PORTS.health_url, check=False).returncode != 0
-
-
-def test_nothing_left_running_on_the_machine() -> None:
-    # The app's ports are free again (the host itself is removed by the fixture).
-    for port in PORTS.all():
-        assert sh("bash", "-c", f"ss -ltnH 'sport = :{port}'").stdout.strip() == "", port
+    assert sh("curl", "-s", "--max-time", "5", "-o", "/dev/null", host.url("/health"), check=False).returncode != 0
