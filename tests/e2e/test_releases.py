@@ -12,28 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import REGISTRY_LOG, AppPorts, Load, Project, TestHost, build_images
+from dev.harness import REGISTRY_LOG, Load, Project, TestHost, build_images
 
-PORTS = AppPorts.allocate()
-SECRETS = {"env.APP_SECRET": "release-tests", **PORTS.secrets()}
+SECRETS = {"env.APP_SECRET": "release-tests"}
 APP_DIR = "/srv/example"
+HOST = TestHost.for_module(__name__)
 
 
 def serving() -> str:
-    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
+    with urllib.request.urlopen(HOST.url("/health"), timeout=5) as response:
         return str(json.loads(response.read())["release"])
 
 
 def new_project(path: Path, host: TestHost, bin_dir: str) -> Project:
     project = Project(path, bin_dir)
-    project.init_local(host, {"app.healthUrl": PORTS.health_url, "app.healthTimeout": "20"}, SECRETS)
+    project.init_local(host, {"app.healthTimeout": "20"}, SECRETS)
     return project
 
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
     """This module's own test host, removed afterwards with its Docker volume."""
-    with TestHost.for_module(__name__).fresh() as test_host:
+    with HOST.fresh() as test_host:
         yield test_host
 
 
@@ -49,7 +49,7 @@ def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFacto
 
 def test_zero_failed_requests_across_a_release(project: Project) -> None:
     project.set("app.imageTag", "v2")
-    with Load(PORTS.health_url, rate=50) as load:
+    with Load(HOST.url("/health"), rate=50) as load:
         project.up()
     print(f"\nacross the release: {load}")
     assert serving() == "v2"
