@@ -22,25 +22,25 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import ROOT, AppPorts, Project, TestHost, engine_env
+from dev.harness import ROOT, Project, TestHost, engine_env
 
 SOURCE = "rehearsal-staging"
 PR = "7"
 STACK = f"pr-{PR}"
-PORTS = AppPorts.allocate()
-SECRETS = {"env.APP_SECRET": "preview-lifecycle", **PORTS.secrets()}
+SECRETS = {"env.APP_SECRET": "preview-lifecycle"}
 APP_DIR = "/srv/example"
+HOST = TestHost.for_module(__name__)
 
 
 def release_served() -> str:
-    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
+    with urllib.request.urlopen(HOST.url("/health"), timeout=5) as response:
         return str(json.loads(response.read())["release"])
 
 
 @pytest.fixture(scope="module")
 def ci_host(registry: None) -> Iterator[TestHost]:
     """This module's own test host, so that it never collides with another module's or another checkout's."""
-    with TestHost.for_module(__name__).fresh() as test_host:
+    with HOST.fresh() as test_host:
         yield test_host
 
 
@@ -74,9 +74,8 @@ def rehearsal(ci_host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPath
     shutil.copy2(project.dir / "Pulumi.local.yaml", project.dir / f"Pulumi.{SOURCE}.yaml")
     project.pulumi("stack", "init", SOURCE)
     project.set("environment", "staging")
-    project.set("existingHost.port", str(ci_host.port))
-    project.set("app.healthUrl", PORTS.health_url)
-    project.set("app.urls", f'["http://127.0.0.1:{PORTS.edge}/"]')
+    project.set("existingHost.address", ci_host.address)
+    project.set("app.urls", f'["{ci_host.url()}"]')
     project.set("app.healthTimeout", "30")
     for key, value in SECRETS.items():
         project.set(key, value, secret=True)
@@ -105,8 +104,8 @@ def test_up_creates_the_preview_from_the_source_config_and_deploys(rehearsal: Re
     assert "dropship@v1.0.0" in result.stdout, output_of(result)
     assert STACK in rehearsal.stacks()
     config = json.loads(rehearsal.project.pulumi("config", "--json", "-s", STACK).stdout)
-    # Copied: the host, its port, the secrets (still secret); dropped: `environment`, so pr-7 is a preview.
-    assert config["dropship:existingHost.port"]["value"] == str(ci_host.port)
+    # Copied: the host, the secrets (still secret); dropped: `environment`, so pr-7 is a preview.
+    assert config["dropship:existingHost.address"]["value"] == ci_host.address
     assert config["dropship:env.APP_SECRET"]["secret"] is True
     assert "dropship:environment" not in config
     assert config["dropship:app.imageTag"]["value"] == "v2"
@@ -129,7 +128,7 @@ def test_destroy_removes_the_app_and_the_stack(rehearsal: Rehearsal, ci_host: Te
     assert result.returncode == 0, output_of(result)
     assert STACK not in rehearsal.stacks()
     assert not (rehearsal.project.dir / f"Pulumi.{STACK}.yaml").exists()
-    # The app is gone from the host: no container, an empty app directory, nothing on its port.
+    # The app is gone from the host: no container, an empty app directory, nothing on port 80.
     assert ci_host.run("docker ps -aq").stdout.strip() == ""
     assert ci_host.run(f"ls -A {APP_DIR}").stdout.strip() == ""
     with pytest.raises(OSError):
