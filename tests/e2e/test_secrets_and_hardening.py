@@ -29,13 +29,13 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import DEV_KEY, REGISTRY, AppPorts, Project, TestHost, sh
+from dev.harness import DEV_KEY, REGISTRY, Project, TestHost, sh
 from dropship.remote import commands
 
 Record = Callable[[str, object], None]
 
-PORTS = AppPorts.allocate()
 APP_DIR = "/srv/example"
+HOST = TestHost.for_module(__name__)
 TOKEN = f"canary-{secrets.token_hex(5)}"
 STARTED = time.time()
 APP_SECRET_1 = f"{TOKEN}-app-one"
@@ -47,7 +47,6 @@ SECRETS = {
     "env.APP_SECRET": APP_SECRET_1,
     "env.DB_PASSWORD": DB_PASSWORD,
     "registry.password": REGISTRY_PASSWORD,
-    **PORTS.secrets(),
 }
 # The deploy key's private half: a secret too (never on the host, never in plain state). Its
 # first lines are the same in every ed25519 key file; the fourth holds the private seed.
@@ -146,7 +145,7 @@ def up(project: Project, evidence: Evidence) -> None:
 
 
 def health() -> dict[str, str]:
-    with urllib.request.urlopen(PORTS.health_url, timeout=5) as response:
+    with urllib.request.urlopen(HOST.url("/health"), timeout=5) as response:
         return dict(json.loads(response.read()))
 
 
@@ -171,7 +170,7 @@ def unexpected(found: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def host(registry: None) -> Iterator[TestHost]:
-    with TestHost.for_module(__name__).fresh() as test_host:
+    with HOST.fresh() as test_host:
         yield test_host
 
 
@@ -185,8 +184,7 @@ def evidence(host: TestHost) -> Iterator[Evidence]:
 def project(host: TestHost, evidence: Evidence, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("secrets"), bin_dir)
     run(project, evidence, "stack", "init", "local")
-    project.set("existingHost.port", str(host.port))
-    project.set("app.healthUrl", PORTS.health_url)
+    project.set("existingHost.address", host.address)
     project.set("app.requiredEnv", '["APP_SECRET", "DB_PASSWORD"]')
     project.set("registry.server", REGISTRY)
     project.set("registry.username", REGISTRY_USER)
