@@ -218,6 +218,17 @@ netns_path() { printf '/run/netns/%s\n' "$NAME"; }
 
 pasta_pidfile() { printf '%s/testhost/%s.pasta.pid\n' "$CACHE" "$NAME"; }
 
+network_connected() {
+  local pidfile netns pid
+  pidfile=$(pasta_pidfile)
+  netns=$(netns_path)
+  if [[ ! -f $pidfile || ! -e $netns ]] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    return 1
+  fi
+  pid=$(docker inspect -f '{{.State.Pid}}' "$NAME") || return 1
+  [[ $(stat -L -c %i "$netns") == "$(stat -L -c %i "/proc/$pid/ns/net")" ]]
+}
+
 connect_network() {
   command -v pasta >/dev/null 2>&1 || ensure_apt_pkg pasta passt
   disconnect_network
@@ -266,6 +277,12 @@ cmd_start() {
   state="$(container_state)"
   case "$state" in
     running)
+      # A restarted container has a new network namespace: connect that one (a droplet's
+      # network comes back with it after a reboot).
+      if own_network && ! network_connected; then
+        log "container $NAME runs without its network (restarted?): connecting it again"
+        connect_network
+      fi
       # Possibly hardened by dropship already: root may no longer log in.
       log "container $NAME already running"
       return 0 ;;
