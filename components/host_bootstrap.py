@@ -24,7 +24,6 @@ class HostBootstrapArgs:
     """`distro` or `docker-apt`."""
     log_max_size: str
     log_max_file: int
-    daemon_no_bridge: bool
     public_key: str
     app_dir: str
 
@@ -53,7 +52,7 @@ class HostBootstrap(pulumi.ComponentResource):
         waited = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
         docker = step(
             "docker",
-            commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, args.daemon_no_bridge, sudo=sudo),
+            commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, sudo=sudo),
             admin,
             [waited],
         )

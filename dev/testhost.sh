@@ -1,50 +1,60 @@
 #!/usr/bin/env bash
-# A local "fresh VPS" for tests: a Debian 13 (trixie) container running systemd
-# and sshd, on the machine's network (--network host), reachable as
-# root@127.0.0.1 port 2222 with a generated key. It has no Docker: installing
-# Docker is dropship's job.
+# A local "fresh droplet" for tests: a Debian 13 (trixie) container running
+# systemd, sshd and cloud-init, in a network namespace of its own (--network
+# none) that pasta connects to this machine. It answers at its own loopback
+# address (127.0.0.2, 127.0.0.3, ...) on 22, 80 and 443 like a droplet on its
+# public address, boots like one (cloud-init from a NoCloud seed puts the root
+# key in place and regenerates the SSH host keys; a first-boot unit keeps apt
+# busy as apt-daily does), and can be given a data volume that outlives it at
+# /dev/disk/by-id/scsi-0DO_Volume_<name>. It has no Docker: installing Docker
+# is dropship's job.
 #
-# Usage: dev/testhost.sh build|start|stop|status|ssh-config
+# Usage: dev/testhost.sh build|start|stop|status|volume-rm|ssh-config
 #   build       build the image once (debootstrap + docker import), cached by tag
-#   start       build if needed, start the container, inject the root key,
-#               wait until ssh works
-#   stop        remove the container and its /var/lib/docker volume
+#   start       build if needed, start the container with its first-boot seed,
+#               connect its network, wait until ssh works
+#   stop        remove the container, its /var/lib/docker volume and its network
+#               (the data volume stays)
 #   status      print whether it runs (exit 0 if it does, 1 if not)
+#   volume-rm   delete the data volume TESTHOST_VOLUME (the host must be stopped)
 #   ssh-config  print an ssh_config block for Host $TESTHOST_NAME
 #
 # Environment:
-#   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship); the key
-#                           pair is $DROPSHIP_CACHE/testhost/id_ed25519
-#   TESTHOST_KEY            root key pair, generated there if missing
-#                           (default: $DROPSHIP_CACHE/testhost/id_ed25519)
+#   TESTHOST_ADDRESS        its own loopback address, other than 127.0.0.1
+#                           (default: 127.0.0.2)
 #   TESTHOST_NAME           container name (default: dropship-testhost)
-#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-2)
-#   TESTHOST_PORT           sshd port on 127.0.0.1, set in the container when
-#                           it is created (default: 2222); one image serves
-#                           every port
-#   TESTHOST_ADDRESS        own network: a loopback address such as 127.0.0.2; the
-#                           host then runs with --network none, connected by
-#                           pasta, and answers there on 22, 80 and 443 (sshd on
-#                           22, TESTHOST_PORT unused), Docker's defaults inside
-#   TESTHOST_FORWARD        with TESTHOST_ADDRESS: comma-separated ports whose
-#                           127.0.0.1:<port> inside reaches this machine's
-#                           loopback (default: 5000, the registry)
-#   TESTHOST_ROOT_PASSWORD  root password set at start (default: dropship-testhost)
+#   TESTHOST_FORWARD        comma-separated ports whose 127.0.0.1:<port> inside
+#                           reaches this machine's loopback (default: 5000, the
+#                           registry)
+#   TESTHOST_VOLUME         a data volume's name: an ext4 image file
+#                           $DROPSHIP_CACHE/testhost/volumes/<name>.img, made on
+#                           first use and attached as a block device at
+#                           /dev/disk/by-id/scsi-0DO_Volume_<name>
+#   TESTHOST_VOLUME_SIZE    its size when it is made (default: 1G)
+#   TESTHOST_APT_BUSY       seconds the first-boot unit holds apt's package lists
+#                           lock, and then dpkg's locks, around its apt-get
+#                           update (default: 5)
+#   TESTHOST_KEY            root key pair, generated if missing (default:
+#                           $DROPSHIP_CACHE/testhost/id_ed25519)
+#   TESTHOST_ROOT_PASSWORD  root password, set by cloud-init (default: dropship-testhost)
+#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-3)
 #   TESTHOST_START_TIMEOUT  seconds to wait for ssh (default: 120)
+#   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship)
 #   DEBIAN_MIRROR           Debian mirror URL (default: the first .../debian
 #                           URI in this machine's apt sources)
 set -euo pipefail
 
 SUITE=trixie
 # Bump IMAGE_REV whenever the image recipe below changes.
-IMAGE_REV=2
-INCLUDE=openssh-server,sudo,ca-certificates,curl,iproute2,procps,systemd-sysv,dbus
+IMAGE_REV=3
+# debootstrap does not resolve virtual packages: cloud-init needs python3-cffi-backend named.
+INCLUDE=openssh-server,sudo,ca-certificates,curl,iproute2,procps,systemd-sysv,dbus,cloud-init,python3-cffi-backend
 
 log() { printf 'testhost: %s\n' "$*" >&2; }
 die() { printf 'testhost: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  printf 'usage: %s build|start|stop|status|ssh-config\n' "${0##*/}" >&2
+  printf 'usage: %s build|start|stop|status|volume-rm|ssh-config\n' "${0##*/}" >&2
   exit 2
 }
 
@@ -102,32 +112,78 @@ ensure_rootfs_tar() { # TAR
   rm -rf "$tmp" "$tmp.log"
 }
 
-# Test-host-only sshd settings (port, loopback address): a drop-in that sorts
-# first, so they survive whatever hardening dropship applies. Written into each
-# container when it is created (the image has no port of its own).
-sshd_testhost_conf() {
-  cat <<EOF
-# dropship test host: sshd shares the machine's network namespace.
-Port $PORT
-ListenAddress $LISTEN
-EOF
-}
-
 # Turn the pristine rootfs into a droplet-like host, like a fresh cloud VPS:
 # PermitRootLogin yes in sshd_config, PasswordAuthentication yes in a
-# cloud-init style drop-in.
+# cloud-init style drop-in, cloud-init reading a NoCloud seed (written per
+# host at start), and a first-boot unit that keeps apt busy.
 configure_rootfs() { # DIR
   local root="$1"
   install -d -m 755 "$root/etc/ssh/sshd_config.d"
-  cat >"$root/etc/ssh/sshd_config.d/50-cloud-init.conf" <<'EOF'
+  cat >"$root/etc/ssh/sshd_config.d/50-cloud-init.conf" <<'CONF'
 PasswordAuthentication yes
-EOF
+CONF
   sed -i -E 's/^#?PermitRootLogin .*/PermitRootLogin yes/' "$root/etc/ssh/sshd_config"
   grep -q '^PermitRootLogin yes' "$root/etc/ssh/sshd_config" \
     || echo 'PermitRootLogin yes' >>"$root/etc/ssh/sshd_config"
   # No kernel modules can be loaded from a container; this unit would leave
   # systemd "degraded".
   ln -sf /dev/null "$root/etc/systemd/system/systemd-modules-load.service"
+  # cloud-init: only the NoCloud seed (no probing for clouds that are not
+  # there); the network is pasta's, not cloud-init's to configure.
+  cat >"$root/etc/cloud/cloud.cfg.d/90-dropship-testhost.cfg" <<'CONF'
+datasource_list: [NoCloud, None]
+network:
+  config: disabled
+CONF
+  install -d -m 700 "$root/var/lib/cloud/seed/nocloud"
+  install -m 755 /dev/stdin "$root/usr/local/sbin/testhost-first-boot-apt" <<'PY'
+#!/usr/bin/python3
+"""A fresh droplet's first minutes: apt-daily refreshes the package lists and
+unattended-upgrades installs updates, holding apt's locks while anyone else's
+apt-get fails or waits. Here: the lists lock for APT_BUSY seconds, a real
+apt-get update, then dpkg's locks for APT_BUSY seconds."""
+import fcntl
+import os
+import subprocess
+import time
+
+BUSY = float(os.environ.get("APT_BUSY", "5"))
+
+
+def hold(paths: list[str], seconds: float) -> None:
+    fds = [os.open(path, os.O_RDWR | os.O_CREAT, 0o640) for path in paths]
+    for fd in fds:
+        fcntl.lockf(fd, fcntl.LOCK_EX)  # apt and dpkg lock with fcntl(2), as lockf does
+    print(f"holding {' '.join(paths)} for {seconds:g} s", flush=True)
+    time.sleep(seconds)
+    for fd in fds:
+        os.close(fd)
+
+
+hold(["/var/lib/apt/lists/lock"], BUSY)
+for _ in range(60):  # pasta connects the network a moment after boot
+    if subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout.strip():
+        break
+    time.sleep(0.5)
+subprocess.run(["apt-get", "update", "-q"], check=False)
+hold(["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"], BUSY)
+print("apt is idle", flush=True)
+PY
+  cat >"$root/etc/systemd/system/testhost-first-boot-apt.service" <<'UNIT'
+[Unit]
+Description=Test host: apt busy at first boot, like a fresh droplet's apt-daily
+ConditionPathExists=!/var/lib/testhost-first-boot-apt.done
+
+[Service]
+Type=oneshot
+EnvironmentFile=-/etc/default/testhost-first-boot-apt
+ExecStart=/usr/local/sbin/testhost-first-boot-apt
+ExecStartPost=/usr/bin/touch /var/lib/testhost-first-boot-apt.done
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  ln -sf ../testhost-first-boot-apt.service "$root/etc/systemd/system/multi-user.target.wants/testhost-first-boot-apt.service"
   # Like a fresh VPS: no stale package lists, no downloaded packages.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
   install -d -m 755 "$root/var/lib/apt/lists/partial"
@@ -145,12 +201,12 @@ cmd_build() {
   tmp="$(mktemp -d "$CACHE/rootfs/build.XXXXXX")"
   # shellcheck disable=SC2064 # expand $tmp now
   trap "rm -rf '$tmp'" EXIT
-  log "building image $IMAGE (configure sshd, docker import)"
+  log "building image $IMAGE (sshd, cloud-init, first-boot apt; docker import)"
   tar -C "$tmp" --numeric-owner -xf "$tar" || die "step 'unpack rootfs' failed"
   configure_rootfs "$tmp"
   tar -C "$tmp" --numeric-owner -c . | docker import \
     -c 'CMD ["/sbin/init"]' -c 'ENV container=docker' \
-    -m "dropship test host: Debian $SUITE minbase, sshd on 127.0.0.1 (port set per container)" \
+    -m "dropship test host: Debian $SUITE minbase, sshd, cloud-init (NoCloud seed per container)" \
     - "$IMAGE" >/dev/null || die "step 'docker import $IMAGE' failed"
   rm -rf "$tmp"
   trap - EXIT
@@ -170,16 +226,10 @@ ensure_key() {
     || die "step 'ssh-keygen' failed"
 }
 
-ssh_opts() {
-  printf '%s\n' -i "$KEY" -p "$PORT" -o BatchMode=yes -o IdentitiesOnly=yes \
-    -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ConnectTimeout=3
-}
-
 ssh_works() {
-  local opts
-  mapfile -t opts < <(ssh_opts)
-  ssh "${opts[@]}" "root@$ADDRESS" true </dev/null >/dev/null 2>&1
+  ssh -i "$KEY" -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+    -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=3 \
+    "root@$ADDRESS" true </dev/null >/dev/null 2>&1
 }
 
 root_login_disabled() {
@@ -188,7 +238,7 @@ root_login_disabled() {
 
 # sshd answers with its host key: enough once dropship has turned root logins off.
 sshd_answers() {
-  ssh-keyscan -T 2 -p "$PORT" "$ADDRESS" 2>/dev/null | grep -q .
+  ssh-keyscan -T 2 "$ADDRESS" 2>/dev/null | grep -q .
 }
 
 container_state() { # prints running|exited|...|absent
@@ -200,19 +250,93 @@ container_state() { # prints running|exited|...|absent
   fi
 }
 
-port_in_use() {
-  ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .
+# --- first boot: the NoCloud seed -----------------------------------------------
+# What DigitalOcean's metadata service gives a new droplet: an instance id, a
+# hostname, the root key (and root logins allowed), a root password.
+seed_meta_data() {
+  printf 'instance-id: %s-%s\nlocal-hostname: %s\n' "$NAME" "$(date +%s%N)" "$NAME"
 }
 
-# --- own network: TESTHOST_ADDRESS=127.0.0.N ------------------------------------
-# The host gets a network namespace of its own (--network none), connected to
+seed_user_data() {
+  cat <<USERDATA
+#cloud-config
+users: []
+disable_root: false
+ssh_pwauth: true
+ssh_authorized_keys:
+  - $(cat "$KEY.pub")
+chpasswd:
+  expire: false
+  users:
+    - {name: root, password: "$PASSWORD", type: text}
+USERDATA
+}
+
+write_seed() {
+  local dir
+  dir=$(mktemp -d)
+  mkdir "$dir/seed"
+  seed_meta_data >"$dir/seed/meta-data"
+  seed_user_data >"$dir/seed/user-data"
+  chmod 600 "$dir/seed/user-data"
+  printf 'APT_BUSY=%s\n' "$APT_BUSY" >"$dir/first-boot-apt"
+  if ! { docker cp "$dir/seed/." "$NAME:/var/lib/cloud/seed/nocloud/" >/dev/null &&
+    docker cp "$dir/first-boot-apt" "$NAME:/etc/default/testhost-first-boot-apt" >/dev/null; }; then
+    rm -rf "$dir"
+    die "step 'write the NoCloud seed into $NAME' failed"
+  fi
+  rm -rf "$dir"
+}
+
+# --- the data volume ------------------------------------------------------------
+# An ext4 image file on this machine (DigitalOcean formats a volume created with
+# initial_filesystem_type ext4), attached through a loop device as the block
+# device a droplet sees at /dev/disk/by-id/scsi-0DO_Volume_<name>.
+
+volume_file() { printf '%s/testhost/volumes/%s.img\n' "$CACHE" "$VOLUME"; }
+
+volume_loop() { losetup -j "$(volume_file)" -O NAME -n 2>/dev/null | head -n 1; }
+
+attach_volume() { # prints the loop device
+  local file loop
+  file=$(volume_file)
+  if [[ ! -f $file ]]; then
+    log "making data volume $VOLUME ($VOLUME_SIZE, ext4) at $file"
+    mkdir -p "${file%/*}"
+    if ! { truncate -s "$VOLUME_SIZE" "$file.part" && mkfs.ext4 -q -L "$VOLUME" "$file.part"; }; then
+      rm -f "$file.part"
+      die "step 'mkfs.ext4 $file' failed"
+    fi
+    mv "$file.part" "$file"
+  fi
+  loop=$(volume_loop)
+  [[ -n $loop ]] || loop=$(losetup --find --show "$file") || die "step 'losetup $file' failed"
+  printf '%s\n' "$loop"
+}
+
+detach_volume() {
+  [[ -n $VOLUME && -f $(volume_file) ]] || return 0
+  local loop
+  while loop=$(volume_loop) && [[ -n $loop ]]; do
+    losetup -d "$loop" || die "step 'losetup -d $loop' failed"
+  done
+}
+
+cmd_volume_rm() {
+  [[ -n $VOLUME ]] || die "volume-rm: set TESTHOST_VOLUME to the volume's name"
+  [[ "$(container_state)" == absent ]] || die "volume-rm: host $NAME still exists; stop it first"
+  detach_volume
+  rm -f "$(volume_file)"
+  log "data volume $VOLUME removed"
+}
+
+# --- the network ----------------------------------------------------------------
+# The host has a network namespace of its own (--network none), connected to
 # this machine by pasta: it answers on its own loopback address at ports 22, 80
 # and 443, like a droplet on its public address; inside, 127.0.0.1:<port> of
 # TESTHOST_FORWARD reaches this machine's loopback (the registry), and other
 # traffic (apt) leaves as ordinary connections of this machine. Nothing but
 # loopback addresses appears in this machine's namespace.
-
-own_network() { [[ -n $OWN_ADDRESS ]]; }
 
 netns_path() { printf '/run/netns/%s\n' "$NAME"; }
 
@@ -238,11 +362,11 @@ connect_network() {
   mkdir -p /run/netns "$(dirname "$(pasta_pidfile)")"
   touch "$netns"
   mount --bind "/proc/$pid/ns/net" "$netns" || die "step 'bind the network namespace of $NAME' failed"
-  for port in 22 80 443; do forwards+=(-t "$OWN_ADDRESS/$port:$port"); done
+  for port in 22 80 443; do forwards+=(-t "$ADDRESS/$port:$port"); done
   for port in ${FORWARD//,/ }; do forwards+=(-T "$port"); done
   pidfile=$(pasta_pidfile)
-  log "connecting $NAME at $OWN_ADDRESS (22, 80, 443; inside, 127.0.0.1:{$FORWARD} reach this machine)"
-  pasta --runas 0:0 --config-net --netns "$netns" "${forwards[@]}" -u none -U none \
+  log "connecting $NAME at $ADDRESS (22, 80, 443; inside, 127.0.0.1:{$FORWARD} reach this machine)"
+  pasta --quiet --runas 0:0 --config-net --netns "$netns" "${forwards[@]}" -u none -U none \
     -P "$pidfile" -l "$CACHE/testhost/$NAME.pasta.log" || die "step 'pasta' failed (log: $CACHE/testhost/$NAME.pasta.log)"
 }
 
@@ -269,17 +393,21 @@ disconnect_network() {
   fi
 }
 
+address_taken() {
+  ss -Hltn "src $ADDRESS" 2>/dev/null | grep -q .
+}
+
 cmd_start() {
   command -v ssh >/dev/null 2>&1 || ensure_apt_pkg ssh openssh-client
   cmd_build
   ensure_key
-  local state
+  local state devices=()
   state="$(container_state)"
   case "$state" in
     running)
-      # A restarted container has a new network namespace: connect that one (a droplet's
-      # network comes back with it after a reboot).
-      if own_network && ! network_connected; then
+      # A restarted container has a new network namespace: connect that one (a
+      # droplet's network comes back with it after a reboot).
+      if ! network_connected; then
         log "container $NAME runs without its network (restarted?): connecting it again"
         connect_network
       fi
@@ -287,87 +415,42 @@ cmd_start() {
       log "container $NAME already running"
       return 0 ;;
     absent)
-      if ! own_network && port_in_use; then
-        die "step 'start': port 127.0.0.1:$PORT is already taken by another process"
+      address_taken && die "step 'start': $ADDRESS already has listeners (another test host?); pick another TESTHOST_ADDRESS"
+      if [[ -n $VOLUME ]]; then
+        devices=(--device "$(attach_volume):/dev/disk/by-id/scsi-0DO_Volume_$VOLUME")
       fi
-      log "starting container $NAME (systemd, sshd on 127.0.0.1:$PORT)"
-      docker create --name "$NAME" --hostname "$NAME" --network "$NETWORK" \
+      log "starting container $NAME (systemd, sshd, cloud-init first boot)"
+      docker create --name "$NAME" --hostname "$NAME" --network none \
         --cap-add ALL --cap-drop SYS_RESOURCE \
         --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
         --security-opt systempaths=unconfined --cgroupns host \
         -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
-        -v "$NAME-docker:/var/lib/docker" "$IMAGE" /sbin/init >/dev/null \
+        -v "$NAME-docker:/var/lib/docker" "${devices[@]}" "$IMAGE" /sbin/init >/dev/null \
         || die "step 'docker create $NAME' failed"
-      local conf
-      conf="$(mktemp)"
-      sshd_testhost_conf >"$conf"
-      chmod 644 "$conf"
-      docker cp "$conf" "$NAME:/etc/ssh/sshd_config.d/00-testhost.conf" >/dev/null \
-        || { rm -f "$conf"; die "step 'docker cp 00-testhost.conf' failed"; }
-      rm -f "$conf"
+      write_seed
       docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
     *)
       log "container $NAME is $state, starting it again"
+      if [[ -n $VOLUME ]]; then attach_volume >/dev/null; fi
       docker start "$NAME" >/dev/null || die "step 'docker start $NAME' failed" ;;
   esac
-  own_network && connect_network
+  connect_network
 
-  log "injecting root key and password"
-  docker exec -i "$NAME" sh -c \
-    'install -d -m 700 /root/.ssh && cat >/root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' \
-    <"$KEY.pub" || die "step 'inject root key' failed"
-  printf 'root:%s\n' "$PASSWORD" | docker exec -i "$NAME" chpasswd \
-    || die "step 'set root password' failed"
-
-  log "waiting for ssh root@$ADDRESS -p $PORT (up to ${TIMEOUT}s)"
+  log "waiting for ssh root@$ADDRESS (up to ${TIMEOUT}s)"
   local waited=0
   until ssh_works || { root_login_disabled && sshd_answers; }; do
     if [[ "$(container_state)" != running ]]; then
       docker logs --tail 30 "$NAME" >&2 || true
       die "step 'wait for ssh': container $NAME stopped"
     fi
-    if ((waited >= TIMEOUT)); then
-      docker exec "$NAME" systemctl --no-pager status ssh >&2 || true
+    if ((waited >= TIMEOUT * 2)); then
+      docker exec "$NAME" systemctl --no-pager status ssh cloud-init-network >&2 || true
       die "step 'wait for ssh' timed out after ${TIMEOUT}s"
     fi
-    sleep 1
+    sleep 0.5
     waited=$((waited + 1))
   done
-  log "ready: ssh -i $KEY -p $PORT root@$ADDRESS"
-}
-
-# The test host shares the machine's network namespace. A Docker engine started
-# inside it before /etc/docker/daemon.json turns the bridge and iptables off
-# (e.g. by apt's postinst) creates docker0 (172.17.0.1/16) and NAT rules on the
-# machine itself. The outer engine runs with --bridge=none, so such a docker0
-# is always a leak from a test host.
-bridge_leaked() {
-  ip link show docker0 >/dev/null 2>&1 && ! docker network inspect bridge >/dev/null 2>&1
-}
-
-clean_bridge_leak() {
-  bridge_leaked || return 0
-  log "WARNING: docker0 exists on this machine: an engine in the test host ran without daemon.json {\"bridge\":\"none\",\"iptables\":false,\"ip-masq\":false}; removing it and Docker's iptables rules"
-  ip link delete docker0 || log "could not delete docker0"
-  command -v iptables >/dev/null 2>&1 || return 0
-  iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null || true
-  iptables -t nat -D OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER 2>/dev/null || true
-  iptables -t nat -D POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE 2>/dev/null || true
-  iptables -t nat -F DOCKER 2>/dev/null || true
-  iptables -t nat -X DOCKER 2>/dev/null || true
-  iptables -D FORWARD -j DOCKER-USER 2>/dev/null || true
-  iptables -D FORWARD -j DOCKER-ISOLATION-STAGE-1 2>/dev/null || true
-  iptables -D FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT 2>/dev/null || true
-  iptables -D FORWARD -o docker0 -j DOCKER 2>/dev/null || true
-  iptables -D FORWARD -i docker0 ! -o docker0 -j ACCEPT 2>/dev/null || true
-  iptables -D FORWARD -i docker0 -o docker0 -j ACCEPT 2>/dev/null || true
-  local c
-  for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
-    iptables -F "$c" 2>/dev/null || true
-  done
-  for c in DOCKER DOCKER-ISOLATION-STAGE-1 DOCKER-ISOLATION-STAGE-2 DOCKER-USER; do
-    iptables -X "$c" 2>/dev/null || true
-  done
+  log "ready: ssh -i $KEY root@$ADDRESS"
 }
 
 cmd_stop() {
@@ -380,19 +463,18 @@ cmd_stop() {
     log "removing volume $NAME-docker"
     docker volume rm "$NAME-docker" >/dev/null || die "step 'docker volume rm $NAME-docker' failed"
   fi
-  clean_bridge_leak
+  detach_volume
   log "stopped"
 }
 
 cmd_status() {
   local state
-  bridge_leaked && log "WARNING: docker0 exists on this machine (leaked by an engine in the test host; 'stop' removes it)"
   state="$(container_state)"
   if [[ "$state" == running ]]; then
     if ssh_works; then
-      echo "running: ssh root@127.0.0.1 -p $PORT answers"
+      echo "running: ssh root@$ADDRESS answers"
     else
-      echo "running: container up, ssh on 127.0.0.1:$PORT not answering (yet)"
+      echo "running: container up, ssh at $ADDRESS not answering (yet, or root logins are off)"
     fi
     return 0
   fi
@@ -401,32 +483,33 @@ cmd_status() {
 }
 
 cmd_ssh_config() {
-  cat <<EOF
+  cat <<SSHCONFIG
 Host $NAME
-  HostName 127.0.0.1
-  Port $PORT
+  HostName $ADDRESS
   User root
   IdentityFile $KEY
   IdentitiesOnly yes
   StrictHostKeyChecking no
   UserKnownHostsFile /dev/null
   LogLevel ERROR
-EOF
+SSHCONFIG
 }
 
 main() {
   [[ $# -eq 1 ]] || usage
   CACHE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}"
   NAME="${TESTHOST_NAME:-dropship-testhost}"
-  OWN_ADDRESS="${TESTHOST_ADDRESS:-}"
+  ADDRESS="${TESTHOST_ADDRESS:-127.0.0.2}"
+  [[ $ADDRESS =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ && $ADDRESS != 127.0.0.1 ]] ||
+    die "TESTHOST_ADDRESS must be a loopback address other than 127.0.0.1, such as 127.0.0.2; got '$ADDRESS'"
   FORWARD="${TESTHOST_FORWARD:-5000}"
-  if [[ -n $OWN_ADDRESS ]]; then
-    [[ $OWN_ADDRESS =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ && $OWN_ADDRESS != 127.0.0.1 ]] ||
-      die "TESTHOST_ADDRESS must be a loopback address other than 127.0.0.1, such as 127.0.0.2; got '$OWN_ADDRESS'"
-    PORT=22 NETWORK=none ADDRESS=$OWN_ADDRESS LISTEN=0.0.0.0
-  else
-    PORT="${TESTHOST_PORT:-2222}" NETWORK=host ADDRESS=127.0.0.1 LISTEN=127.0.0.1
-  fi
+  [[ $FORWARD =~ ^[0-9]+(,[0-9]+)*$ ]] || die "TESTHOST_FORWARD must be comma-separated ports such as 5000,5001; got '$FORWARD'"
+  VOLUME="${TESTHOST_VOLUME:-}"
+  [[ -z $VOLUME || $VOLUME =~ ^[a-z0-9][a-z0-9-]*$ ]] ||
+    die "TESTHOST_VOLUME must be lowercase letters, digits and dashes (a DigitalOcean volume name); got '$VOLUME'"
+  VOLUME_SIZE="${TESTHOST_VOLUME_SIZE:-1G}"
+  APT_BUSY="${TESTHOST_APT_BUSY:-5}"
+  [[ $APT_BUSY =~ ^[0-9]+$ ]] || die "TESTHOST_APT_BUSY must be whole seconds; got '$APT_BUSY'"
   IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$SUITE-$IMAGE_REV}"
   PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
   TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"
@@ -439,6 +522,7 @@ main() {
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    volume-rm) cmd_volume_rm ;;
     ssh-config) cmd_ssh_config ;;
     *) usage ;;
   esac

@@ -55,7 +55,6 @@ def build(settings: Settings, *, project_dir: Path) -> None:
                 docker_install=settings.docker.install,
                 log_max_size=settings.docker.log_max_size,
                 log_max_file=settings.docker.log_max_file,
-                daemon_no_bridge=settings.docker.daemon_no_bridge,
                 public_key=settings.ssh.public_key,
                 app_dir=settings.app_directory,
             ),

@@ -141,8 +141,6 @@ class DockerSettings(Section):
     """Docker's json-file log rotation: size of one file."""
     log_max_file: Annotated[int, Field(ge=1, le=100)] = 3
     """Docker's json-file log rotation: files kept per container."""
-    daemon_no_bridge: bool = False
-    """Start the engine with no bridge network and no iptables rules (test hosts that share the machine's network)."""
 
 
 class AppSettings(Section):

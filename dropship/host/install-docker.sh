@@ -3,12 +3,41 @@
 # log rotation. Probes first: an engine that already works is left in place.
 # Safe to run again after it was cut off half-way (a dropped SSH connection, a
 # reboot): an interrupted dpkg run is finished before anything else.
-# Usage: install-docker.sh SOURCE LOG_MAX_SIZE LOG_MAX_FILE NO_BRIDGE
+# On a fresh droplet apt is busy at first (apt-daily, unattended-upgrades):
+# every apt step waits for apt's locks rather than failing.
+# Usage: install-docker.sh SOURCE LOG_MAX_SIZE LOG_MAX_FILE
 #   SOURCE: distro (the distribution's packages) or docker-apt (Docker's apt repository)
 set -eu
 
+# A first unattended upgrade on a 1-vCPU droplet can hold apt for several minutes.
+LOCK_WAIT=900
+APT_OPTIONS="-o DPkg::Lock::Timeout=$LOCK_WAIT -o Acquire::Retries=5"
+
 apt_install() {
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "$@"
+  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
+  DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -q --no-install-recommends "$@"
+}
+
+# DPkg::Lock::Timeout covers dpkg's lock only: `apt-get update` fails at once
+# while another apt holds the package lists lock, so wait for it here.
+apt_update() {
+  local waited=0 out
+  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
+  until out=$(apt-get $APT_OPTIONS update -q 2>&1); do
+    case "$out" in
+      *"Could not get lock /var/lib/apt/lists/lock"*) ;;
+      *) printf '%s\n' "$out" >&2; return 1 ;;
+    esac
+    if [ "$waited" -ge "$LOCK_WAIT" ]; then
+      printf '%s\n' "$out" >&2
+      echo "apt's package lists lock was still held after ${LOCK_WAIT}s" >&2
+      return 1
+    fi
+    [ "$waited" -gt 0 ] || echo "waiting for apt's package lists lock ($(printf '%s\n' "$out" | grep -o 'held by process [0-9]* ([^)]*)' | head -n 1 || true))"
+    sleep 3
+    waited=$((waited + 3))
+  done
+  printf '%s\n' "$out"
 }
 
 dpkg_interrupted() {
@@ -17,14 +46,14 @@ dpkg_interrupted() {
 
 # apt refuses to run after an interrupted dpkg ("you must manually run 'dpkg
 # --configure -a'"). The interrupted run's own processes may still hold the
-# lock for a moment: wait for it like apt does, up to 300 s.
+# lock for a moment: wait for it like apt does.
 finish_interrupted_dpkg() {
   dpkg_interrupted || return 0
   echo "finishing an interrupted package installation (dpkg --configure -a)"
   local waited=0 out
   until out=$(DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a 2>&1); do
     case "$out" in
-      *"lock"*) [ "$waited" -lt 300 ] || { printf '%s\n' "$out" >&2; return 1; } ;;
+      *"lock"*) [ "$waited" -lt "$LOCK_WAIT" ] || { printf '%s\n' "$out" >&2; return 1; } ;;
       *) printf '%s\n' "$out" >&2; return 1 ;;
     esac
     sleep 2
@@ -32,7 +61,8 @@ finish_interrupted_dpkg() {
   done
   [ -z "$out" ] || printf '%s\n' "$out"
   # Packages cut off while being unpacked are reinstalled.
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --fix-broken
+  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
+  DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -q --fix-broken
 }
 
 has_package() { apt-cache show "$1" >/dev/null 2>&1; }
@@ -55,26 +85,22 @@ install_from_docker_apt() {
   chmod a+r /etc/apt/keyrings/docker.asc
   echo "deb [arch=$(dpkg --print-architecture) signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/${ID} ${VERSION_CODENAME} stable" \
     >/etc/apt/sources.list.d/docker.list
-  apt-get -o DPkg::Lock::Timeout=300 update -q
+  apt_update
   apt_install docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
 }
 
 daemon_json() {
-  local max_size=$1 max_file=$2 no_bridge=$3
-  printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}' "$max_size" "$max_file"
-  if [ "$no_bridge" = "true" ]; then
-    printf ',\n  "bridge": "none",\n  "iptables": false,\n  "ip-masq": false'
-  fi
-  printf '\n}\n'
+  local max_size=$1 max_file=$2
+  printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
 }
 
 main() {
-  local source=$1 max_size=$2 max_file=$3 no_bridge=$4 wanted changed=false
+  local source=$1 max_size=$2 max_file=$3 wanted changed=false
   finish_interrupted_dpkg
   # The engine reads daemon.json on its first start, which the package
-  # install triggers: written first, no bridge network ever appears.
+  # install triggers: written first, it applies from the start.
   mkdir -p /etc/docker
-  wanted=$(daemon_json "$max_size" "$max_file" "$no_bridge")
+  wanted=$(daemon_json "$max_size" "$max_file")
   if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
     printf '%s\n' "$wanted" >/etc/docker/daemon.json
     echo "wrote /etc/docker/daemon.json"
@@ -89,7 +115,7 @@ main() {
     fi
   else
     echo "installing docker (${source})"
-    apt-get -o DPkg::Lock::Timeout=300 update -q
+    apt_update
     case "$source" in
       distro) install_from_distro ;;
       docker-apt) install_from_docker_apt ;;

@@ -35,8 +35,8 @@ def wait_for_host(*, sudo: bool = False) -> str:
     return run_script("wait-for-host.sh", as_root_via_sudo=sudo)
 
 
-def install_docker(source: str, log_max_size: str, log_max_file: int, no_bridge: bool, *, sudo: bool = False) -> str:
-    return run_script("install-docker.sh", source, log_max_size, str(log_max_file), _flag(no_bridge), as_root_via_sudo=sudo)
+def install_docker(source: str, log_max_size: str, log_max_file: int, *, sudo: bool = False) -> str:
+    return run_script("install-docker.sh", source, log_max_size, str(log_max_file), as_root_via_sudo=sudo)
 
 
 def enable_security_upgrades(*, sudo: bool = False) -> str:

@@ -31,8 +31,8 @@ def test_admin_user_other_than_root_runs_scripts_with_sudo() -> None:
 
 
 def test_install_docker_arguments() -> None:
-    words = shlex.split(commands.install_docker("distro", "20m", 5, True))
-    assert words[3:] == ["install-docker.sh", "distro", "20m", "5", "true"]
+    words = shlex.split(commands.install_docker("distro", "20m", 5))
+    assert words[3:] == ["install-docker.sh", "distro", "20m", "5"]
 
 
 def test_deploy_arguments_in_order() -> None:

@@ -296,7 +296,7 @@ def test_a_mode_switch_reports_the_other_modes_keys_and_the_missing_ones_togethe
     with pytest.raises(SettingsError) as err:
         load_stack("local", config, frozenset({"ssh.privateKey", "env.APP_SECRET"}))
     message = str(err.value)
-    for key in ("existingHost.address", "existingHost.port", "existingHost.user"):
+    for key in ("existingHost.address", "existingHost.user"):
         assert f"dropship:{key}: only applies when server.mode is existing (it is droplet); remove it" in message
     assert "dropship:droplet.region: required but not set" in message
     assert "dropship:droplet.size: required but not set" in message

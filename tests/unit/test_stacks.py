@@ -108,7 +108,7 @@ def test_staging_dns(staging: Run) -> None:
 def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
     expected = {
         "host-wait": ("root", commands.wait_for_host()),
-        "host-docker": ("root", commands.install_docker("docker-apt", "10m", 3, False)),
+        "host-docker": ("root", commands.install_docker("docker-apt", "10m", 3)),
         "host-security-upgrades": ("root", commands.enable_security_upgrades()),
         "host-deploy-user": ("root", commands.create_deploy_user("deploy", PUBLIC_KEY, "/srv/shop", False)),
         "host-deploy-user-check": ("deploy", commands.check_deploy_user()),
