@@ -1,7 +1,7 @@
 """`make bench`: times `pulumi up` of the local stack on a warm machine and counts remote commands.
 
-Prints numbers; asserts nothing. Uses its own test host, app ports (free loopback
-ports, dev.harness) and state, so it neither needs nor disturbs what `make up` deployed.
+Prints numbers; asserts nothing. Uses its own test host (at an address of its own,
+dev.harness) and state, so it neither needs nor disturbs what `make up` deployed.
 Run from the repository root: `venv/bin/python dev/bench.py` (or `make bench`).
 """
 
@@ -14,10 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dev.harness import AppPorts, Load, Project, TestHost, example_registry, free_port, toolchain_bin
-
-PORTS = AppPorts.allocate()
-URL = PORTS.health_url
+from dev.harness import Load, Project, TestHost, example_registry, free_address, toolchain_bin
 
 
 def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
@@ -27,18 +24,29 @@ def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
     return label, time.monotonic() - start, host.logins() - logins
 
 
+def host_ready(host: TestHost) -> tuple[str, float, int]:
+    """A new test host (warm image cache) from `docker create` until root's SSH login works."""
+    host.stop()
+    start = time.monotonic()
+    host.start()
+    return "new test host ready for SSH (first boot, cloud-init)", time.monotonic() - start, host.logins()
+
+
 def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
     rows = []
-    with TestHost("dropship-bench", free_port()).fresh() as host, tempfile.TemporaryDirectory() as workdir:
+    host = TestHost("dropship-bench", free_address())
+    with host.fresh(), tempfile.TemporaryDirectory() as workdir:
+        rows.append(host_ready(host))
+        url = host.url("/health")
         project = Project(Path(workdir), toolchain_bin())
-        project.init_local(host, {"app.healthUrl": URL}, PORTS.secrets())
+        project.init_local(host)
         rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
         rows.append(timed("no-op up", host, project.up))
         project.set("app.imageTag", "v2")
-        with Load(URL, rate=50) as dropship_load:
+        with Load(url, rate=50) as dropship_load:
             rows.append(timed("release up (v1 -> v2)", host, project.up))
         # What the seeds do: plain `docker compose up -d` with a new tag, on the host.
-        with Load(URL, rate=50) as compose_load:
+        with Load(url, rate=50) as compose_load:
             host.ssh("deploy", "cd /srv/example && IMAGE_TAG=v1 docker compose up -d --quiet-pull 2>&1")
             time.sleep(5)
         project.pulumi("destroy", "--yes", "--skip-preview")
@@ -48,7 +56,7 @@ def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
 def main() -> None:
     with example_registry():
         rows, dropship_load, compose_load = measure()
-    targets = ("< 180 s", "< 15 s, 0 commands", "< 30 s")
+    targets = ("< 15 s", "< 180 s", "< 15 s, 0 commands", "< 30 s")
     print(f"\n{'case':58} {'seconds':>8} {'remote commands':>16}   target")
     for (label, seconds, commands), target in zip(rows, targets, strict=True):
         print(f"{label:58} {seconds:8.1f} {commands:16d}   {target}")

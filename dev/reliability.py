@@ -1,8 +1,8 @@
 """`make reliability`: bad input, faults and secret leaks against the real engine; prints a table.
 
-Runs the three end-to-end modules below with pytest (each has its own test hosts and puts
-the app on free loopback ports of its own, dev.harness, so it runs beside `make up` and the
-other e2e tests), then summarises what every test recorded with pytest's
+Runs the three end-to-end modules below with pytest (each has its own test hosts, at
+loopback addresses of their own, dev.harness, so it runs beside `make up` and the other
+e2e tests), then summarises what every test recorded with pytest's
 record_property (read back from a JUnit XML report): the cases tried, the faults
 survived, the leaks found, with times. Extra arguments go to pytest (e.g. `-k faults`).
 Exits non-zero when a test failed.

@@ -2,15 +2,16 @@
 
 The real Pulumi engine (`engine`), test hosts (`testhost`), copies of the project with a file
 backend of their own (`project`), the local registry with the example images (`registry`),
-free loopback ports (`ports`) and a steady stream of requests (`load`). Import it from the
+free loopback addresses and ports (`ports`) and a steady stream of requests (`load`). Import it from the
 repository root (tests/conftest.py and the drivers put the root on sys.path).
 """
 
 from __future__ import annotations
 
+from dev.harness import machine
 from dev.harness.engine import DEV, PASSPHRASE, ROOT, engine_env, sh, toolchain_bin
 from dev.harness.load import Load
-from dev.harness.ports import AppPorts, free_address, free_port, free_ports
+from dev.harness.ports import free_address, free_port
 from dev.harness.project import PROJECT_FILES, Project
 from dev.harness.registry import REGISTRY, REGISTRY_LOG, build_images, example_registry
 from dev.harness.testhost import DEV_KEY, TestHost, host_name
@@ -23,7 +24,6 @@ __all__ = [
     "REGISTRY",
     "REGISTRY_LOG",
     "ROOT",
-    "AppPorts",
     "Load",
     "Project",
     "TestHost",
@@ -32,8 +32,8 @@ __all__ = [
     "example_registry",
     "free_address",
     "free_port",
-    "free_ports",
     "host_name",
+    "machine",
     "sh",
     "toolchain_bin",
 ]

@@ -1,16 +1,17 @@
-"""Free loopback ports, so that no two test modules (or a test and `make up`) share one.
+"""Free loopback addresses and ports, so that no two test modules (or a test and `make up`) share one.
 
-Test hosts and the example app share the machine's network namespace (`--network host`), so
-every sshd and every app listener needs a port of its own. Ports come from below the kernel's
-ephemeral range (outgoing connections never take them), are checked free by binding
-127.0.0.1, and are never handed out twice in one process.
+Every test host has a loopback address of its own (127.0.0.N, like a droplet's public
+address), where pasta forwards 22, 80 and 443 into the host's own network namespace. A
+free port on 127.0.0.1 is for what the suite itself runs on this machine (a relay, a
+stand-in service); ports come from below the kernel's ephemeral range (outgoing
+connections never take them), are checked free by binding, and are never handed out
+twice in one process.
 """
 
 from __future__ import annotations
 
 import random
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 _handed_out: set[int] = set()
@@ -42,40 +43,6 @@ def free_port() -> int:
             _handed_out.add(port)
             return port
     raise AssertionError(f"no free port on 127.0.0.1 in {low}-{high}")
-
-
-def free_ports(count: int) -> list[int]:
-    return [free_port() for _ in range(count)]
-
-
-@dataclass(frozen=True)
-class AppPorts:
-    """The example app's ports (examples/local/compose.yaml reads them from its .env)."""
-
-    edge: int
-    web: int
-    web2: int
-    admin: int
-
-    @classmethod
-    def allocate(cls) -> AppPorts:
-        return cls(*free_ports(4))
-
-    @property
-    def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.edge}/health"
-
-    def all(self) -> tuple[int, int, int, int]:
-        return (self.edge, self.web, self.web2, self.admin)
-
-    def secrets(self) -> dict[str, str]:
-        """The env.* settings that move the app onto these ports."""
-        return {
-            "env.EDGE_PORT": str(self.edge),
-            "env.WEB_PORT": str(self.web),
-            "env.WEB2_PORT": str(self.web2),
-            "env.ADMIN_PORT": str(self.admin),
-        }
 
 
 _addresses_handed_out: set[str] = set()

@@ -1,4 +1,4 @@
-"""Test hosts: dev/testhost.sh's Debian 13 containers with systemd and sshd on 127.0.0.1."""
+"""Test hosts: dev/testhost.sh's Debian 13 containers that behave like fresh droplets, each at its own address."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ class TestHost:
     forward: tuple[int, ...] = (5000,)
     """Ports of this machine's loopback that 127.0.0.1:<port> reaches from inside (the registry)."""
     port: int = 22
+    apt_busy: int = 5
+    """Seconds the first-boot unit holds apt's lists lock, and then dpkg's, as apt-daily does on a new droplet."""
+    volume: str | None = None
+    """A data volume's name: attached at /dev/disk/by-id/scsi-0DO_Volume_<name>, kept when the host goes."""
 
     @classmethod
     def for_module(cls, module: str, suffix: str = "", forward: tuple[int, ...] = (5000,)) -> TestHost:
@@ -51,6 +55,8 @@ class TestHost:
             "TESTHOST_ADDRESS": self.address,
             "TESTHOST_FORWARD": ",".join(str(p) for p in self.forward),
             "TESTHOST_KEY": str(DEV_KEY),
+            "TESTHOST_APT_BUSY": str(self.apt_busy),
+            **({"TESTHOST_VOLUME": self.volume} if self.volume else {}),
         }
 
     def start(self) -> None:
@@ -68,6 +74,10 @@ class TestHost:
 
     def stop(self) -> None:
         sh("bash", str(DEV / "testhost.sh"), "stop", env=self.env(), check=False)
+
+    def remove_volume(self) -> None:
+        """Deletes the data volume for good (the host must be stopped)."""
+        sh("bash", str(DEV / "testhost.sh"), "volume-rm", env=self.env())
 
     def run(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A command inside the host, as root, without SSH (so that it is not counted as a login)."""

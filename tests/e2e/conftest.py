@@ -2,7 +2,8 @@
 
 The session shares only the engine (`bin_dir`) and the local registry with the example
 images (`registry`). Each module owns its deployment: its own test host (a module-scoped
-`host` fixture with a name derived from the module and free loopback ports, dev.harness),
+`host` fixture with a name derived from the module and a loopback address of its own,
+dev.harness),
 its own project copy and backend, so any module runs alone (`pytest tests/e2e/test_x.py`,
 `pytest -k name`) or beside the others.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import example_registry, toolchain_bin
+from dev.harness import example_registry, machine, toolchain_bin
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -22,6 +23,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_network_untouched() -> Iterator[None]:
+    """Before and after the tier: this machine's namespace has only its own interfaces, unchanged."""
+    before = machine.network()
+    assert machine.foreign_links(before) == [], f"a container network is already on this machine: {before}"
+    yield
+    after = machine.network()
+    assert after == before, f"the e2e tier changed this machine's network:\nbefore: {before}\nafter:  {after}"
 
 
 @pytest.fixture(scope="session")

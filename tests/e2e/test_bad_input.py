@@ -4,8 +4,7 @@ Each case is run as `pulumi preview` and as `pulumi up`: both must exit non-zero
 message that names the key, register no resource, change nothing in `pulumi stack export`
 (decrypted: secrets are encrypted again, with a fresh nonce, at every checkpoint write; and
 but the checkpoint's own write time) and show no secret value. The stack is deployed once
-first (own test host and app ports, free loopback ports of this module's), so that "nothing
-changed" means something: a mistyped setting of a running stack must not touch it, and no
+first, on a test host of its own, so that "nothing changed" means something: a mistyped setting of a running stack must not touch it, and no
 remote command may run (the host counts SSH logins).
 
 One temp project copy, cases in sequence; each case restores the good Pulumi.local.yaml
@@ -24,12 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
-from dev.harness import AppPorts, Project, TestHost
+from dev.harness import Project, TestHost
 
 Record = Callable[[str, object], None]
 
-PORTS = AppPorts.allocate()
-SECRETS = {"env.APP_SECRET": "bad-input", **PORTS.secrets()}
+SECRETS = {"env.APP_SECRET": "bad-input"}
 CANARY = "canary-bad-input-5c1e"
 KEY_TEXT = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{CANARY}-key\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -130,7 +128,7 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
     ("docker-install-bad", {"docker.install": "snap"}, {}, "docker.install", "Input should be 'distro' or 'docker-apt'; got 'snap'"),
     ("log-size-bad", {"docker.logMaxSize": "lots"}, {}, "docker.logMaxSize", "expected a size such as 10m; got 'lots'"),
     ("log-files-zero", {"docker.logMaxFile": "0"}, {}, "docker.logMaxFile", "Input should be greater than or equal to 1; got '0'"),
-    ("no-bridge-bad", {"docker.daemonNoBridge": "sometimes"}, {}, "docker.daemonNoBridge", "Input should be a valid boolean"),
+    ("log-files-too-many", {"docker.logMaxFile": "101"}, {}, "docker.logMaxFile", "Input should be less than or equal to 100; got '101'"),
     ("app-name-bad", {"app.name": "My Shop"}, {}, "app.name", "expected a compose project name such as shop; got 'My Shop'"),
     (
         "app-directory-relative",
@@ -283,7 +281,7 @@ def host(registry: None) -> Iterator[TestHost]:
 def deployed(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any], int]]:
     """The deployed stack: project, its good Pulumi.local.yaml, its state, and the host's SSH logins."""
     project = Project(tmp_path_factory.mktemp("bad-input"), bin_dir)
-    project.init_local(host, {"app.healthUrl": PORTS.health_url}, SECRETS)
+    project.init_local(host, {}, SECRETS)
     project.up()
     good = (project.dir / "Pulumi.local.yaml").read_text()
     yield project, good, stack_state(project), host.logins()

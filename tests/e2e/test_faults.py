@@ -1,8 +1,8 @@
 """Faults against the real engine and a real test host, each followed by a plain `pulumi up` that converges with nothing lost.
 
-Own test hosts (the deployment the tests share, in file order, and a throwaway one), the
-app on free loopback ports of its own, and the app's images pulled through a TCP relay on
-another free port to the shared registry on 127.0.0.1:5000: stopping the relay makes "the
+Own test hosts at addresses of their own (the deployment the tests share, in file order,
+and a throwaway one), and the app's images pulled through a TCP relay on a free port of
+this machine's loopback (forwarded into the hosts) to the shared registry on 127.0.0.1:5000: stopping the relay makes "the
 registry" unreachable for this test host only, without touching the registry that other
 test runs use, and starting it again is the recovery (no configuration changes between the
 failed `up` and the one that converges).
@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -243,6 +244,31 @@ def test_install_killed_mid_dpkg_by_a_cut_then_up_finishes_it(relay: Relay, bin_
         project.pulumi("destroy", "--yes", "--skip-preview")
     finally:
         throwaway.stop()
+
+
+def test_apt_busy_at_first_boot_then_a_fresh_up_waits_for_it(relay: Relay, bin_dir: str, tmp_path: Path, record_property: Record) -> None:
+    """A new droplet's first minutes: apt-daily holds the package lists lock, then unattended-upgrades
+    holds dpkg's (the test host's first-boot unit, 30 s each). `apt-get update` fails at once on a
+    held lists lock whatever DPkg::Lock::Timeout says; the Docker install waits for both locks."""
+    record_property("fault", "apt busy at first boot")
+    busy = replace(THROWAWAY_HOST, apt_busy=30)
+    busy.stop()
+    busy.start()
+    try:
+        plain = busy.run("apt-get -o DPkg::Lock::Timeout=5 update", check=False)
+        assert plain.returncode != 0 and "Could not get lock /var/lib/apt/lists/lock" in plain.stderr, plain.stderr
+        project = new_project(tmp_path / "project", busy, bin_dir)
+        converged, seconds = timed_up(project)
+        assert "waiting for apt's package lists lock (held by process" in converged.stdout
+        assert "Could not get lock /var/lib/dpkg/lock-frontend" in converged.stdout  # apt's own wait (DPkg::Lock::Timeout)
+        assert "apt is idle" in busy.run("journalctl -u testhost-first-boot-apt -o cat --no-pager").stdout
+        assert serving(busy)["release"] == "v1"
+        record_property("outcome", "first up waited for apt's lists lock, then dpkg's")
+        record_property("converged_in", round(seconds, 1))
+        record_property("kept", "fresh host deployed")
+        project.pulumi("destroy", "--yes", "--skip-preview")
+    finally:
+        busy.stop()
 
 
 def test_ssh_cut_during_docker_install_then_up_converges(project: Project, host: TestHost, record_property: Record) -> None:

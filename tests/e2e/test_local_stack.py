@@ -1,7 +1,7 @@
 """`pulumi up` of the local stack with the real engine against a real test host, step by step.
 
 The tests run in file order and share this module's deployment (its own test host,
-ports and project copy): fresh up, then no-op, release, secret rotation and destroy.
+address and project copy): fresh up, then no-op, release, secret rotation and destroy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dev.harness import Project, TestHost, sh
+from dev.harness import Project, TestHost, machine, sh
 from dropship.remote.commands import render_env
 
 APP_DIR = "/srv/example"
@@ -62,12 +62,7 @@ def test_fresh_up_serves_the_app_through_the_proxy(project: Project, host: TestH
     assert outputs["sshCommand"] == f"ssh deploy@{host.address}"
 
 
-def machine_interfaces() -> list[str]:
-    """This machine's own interfaces and addresses: `ip -o addr`, one 'name address' per line."""
-    return sorted(" ".join(line.split()[1:4:2]) for line in sh("ip", "-o", "addr").stdout.splitlines())
-
-
-MACHINE_BEFORE = machine_interfaces()
+MACHINE_BEFORE = machine.network()
 
 
 def test_docker_runs_with_its_defaults_inside_and_nothing_appears_on_this_machine(host: TestHost) -> None:
@@ -75,8 +70,8 @@ def test_docker_runs_with_its_defaults_inside_and_nothing_appears_on_this_machin
     networks = host.ssh("deploy", "docker network ls --format '{{.Name}} {{.Driver}}'").stdout.split("\n")
     assert "example_default bridge" in networks
     assert host.ssh("deploy", "docker port example-edge-1 80").stdout.splitlines()[0] == "0.0.0.0:80"
-    assert machine_interfaces() == MACHINE_BEFORE
-    assert not [i for i in MACHINE_BEFORE if i.split()[0].startswith(("docker", "veth", "br-"))]
+    assert machine.network() == MACHINE_BEFORE
+    assert machine.foreign_links(MACHINE_BEFORE) == []
 
 
 def test_env_file_is_exact_private_and_owned_by_the_deploy_user(project: Project, host: TestHost) -> None:
