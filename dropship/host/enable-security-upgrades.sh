@@ -2,6 +2,7 @@
 # Turns on unattended security upgrades: the unattended-upgrades package, run
 # daily by APT's timers with the distribution's default origins (its security
 # archive among them). Safe to run again; an existing install is kept.
+# apt_install and apt_update come from apt.sh.
 # Usage: enable-security-upgrades.sh
 set -eu
 
@@ -20,8 +21,8 @@ installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q ' installe
 main() {
   if ! installed unattended-upgrades; then
     echo "installing unattended-upgrades"
-    apt-cache show unattended-upgrades >/dev/null 2>&1 || apt-get -o DPkg::Lock::Timeout=300 update -q
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends unattended-upgrades
+    apt-cache show unattended-upgrades >/dev/null 2>&1 || apt_update
+    apt_install unattended-upgrades
   fi
   if [ "$(cat "$CONF" 2>/dev/null || true)" != "$(periodic_conf)" ]; then
     periodic_conf >"${CONF}.new"

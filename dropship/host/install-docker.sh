@@ -3,42 +3,11 @@
 # log rotation. Probes first: an engine that already works is left in place.
 # Safe to run again after it was cut off half-way (a dropped SSH connection, a
 # reboot): an interrupted dpkg run is finished before anything else.
-# On a fresh droplet apt is busy at first (apt-daily, unattended-upgrades):
-# every apt step waits for apt's locks rather than failing.
+# apt_install and apt_update come from apt.sh: they wait while apt is busy, as
+# it is on a fresh droplet.
 # Usage: install-docker.sh SOURCE LOG_MAX_SIZE LOG_MAX_FILE
 #   SOURCE: distro (the distribution's packages) or docker-apt (Docker's apt repository)
 set -eu
-
-# A first unattended upgrade on a 1-vCPU droplet can hold apt for several minutes.
-LOCK_WAIT=900
-APT_OPTIONS="-o DPkg::Lock::Timeout=$LOCK_WAIT -o Acquire::Retries=5"
-
-apt_install() {
-  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
-  DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -q --no-install-recommends "$@"
-}
-
-# DPkg::Lock::Timeout covers dpkg's lock only: `apt-get update` fails at once
-# while another apt holds the package lists lock, so wait for it here.
-apt_update() {
-  local waited=0 out
-  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
-  until out=$(apt-get $APT_OPTIONS update -q 2>&1); do
-    case "$out" in
-      *"Could not get lock /var/lib/apt/lists/lock"*) ;;
-      *) printf '%s\n' "$out" >&2; return 1 ;;
-    esac
-    if [ "$waited" -ge "$LOCK_WAIT" ]; then
-      printf '%s\n' "$out" >&2
-      echo "apt's package lists lock was still held after ${LOCK_WAIT}s" >&2
-      return 1
-    fi
-    [ "$waited" -gt 0 ] || echo "waiting for apt's package lists lock ($(printf '%s\n' "$out" | grep -o 'held by process [0-9]* ([^)]*)' | head -n 1 || true))"
-    sleep 3
-    waited=$((waited + 3))
-  done
-  printf '%s\n' "$out"
-}
 
 dpkg_interrupted() {
   [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]
@@ -53,7 +22,7 @@ finish_interrupted_dpkg() {
   local waited=0 out
   until out=$(DEBIAN_FRONTEND=noninteractive dpkg --force-confold --configure -a 2>&1); do
     case "$out" in
-      *"lock"*) [ "$waited" -lt "$LOCK_WAIT" ] || { printf '%s\n' "$out" >&2; return 1; } ;;
+      *"lock"*) [ "$waited" -lt "$(apt_lock_wait)" ] || { printf '%s\n' "$out" >&2; return 1; } ;;
       *) printf '%s\n' "$out" >&2; return 1 ;;
     esac
     sleep 2
@@ -61,8 +30,7 @@ finish_interrupted_dpkg() {
   done
   [ -z "$out" ] || printf '%s\n' "$out"
   # Packages cut off while being unpacked are reinstalled.
-  # shellcheck disable=SC2086 # APT_OPTIONS is a list of words
-  DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTIONS install -y -q --fix-broken
+  apt_install --fix-broken
 }
 
 has_package() { apt-cache show "$1" >/dev/null 2>&1; }

@@ -19,9 +19,13 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parents[1] / "host"
 
 
+LIBRARIES = {"install-docker.sh": ("apt.sh",), "enable-security-upgrades.sh": ("apt.sh",)}
+"""Function libraries in dropship/host whose text goes before a script's own."""
+
+
 @cache
 def script_text(name: str) -> str:
-    return (SCRIPTS / name).read_text()
+    return "".join((SCRIPTS / part).read_text() for part in (*LIBRARIES.get(name, ()), name))
 
 
 def run_script(name: str, *args: str, as_root_via_sudo: bool = False) -> str:

@@ -118,9 +118,25 @@ def test_every_remote_script_is_used_by_a_builder() -> None:
         assert f'"{script.name}"' in source, f"{script.name} is not run by any builder"
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "dropship" / "host").glob("*.sh")), ids=lambda p: p.name)
+LIBRARY_NAMES = sorted({name for names in commands.LIBRARIES.values() for name in names})
+
+
+@pytest.mark.parametrize(
+    "script", sorted(p for p in (ROOT / "dropship" / "host").glob("*.sh") if p.name not in LIBRARY_NAMES), ids=lambda p: p.name
+)
 def test_remote_scripts_follow_the_house_shape(script: Path) -> None:
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash\n")
     assert "\nset -eu\n" in text
     assert text.rstrip().endswith('main "$@"')
+
+
+@pytest.mark.parametrize("library", LIBRARY_NAMES)
+def test_libraries_only_define_functions_and_go_before_their_scripts(library: str) -> None:
+    text = (ROOT / "dropship" / "host" / library).read_text()
+    assert text.startswith("# shellcheck shell=bash\n")
+    assert "main " not in text and "set -" not in text
+    for script, libraries in commands.LIBRARIES.items():
+        if library in libraries:
+            assert commands.script_text(script).startswith(text)
+            assert commands.script_text(script).endswith((ROOT / "dropship" / "host" / script).read_text())
