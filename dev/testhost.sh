@@ -174,8 +174,10 @@ PY
 Description=Test host: apt busy at first boot, like a fresh droplet's apt-daily
 ConditionPathExists=!/var/lib/testhost-first-boot-apt.done
 
+# Started, not waited for, as apt-daily's timer starts it: boot (and cloud-init's
+# final stage) goes on while apt is busy.
 [Service]
-Type=oneshot
+Type=exec
 EnvironmentFile=-/etc/default/testhost-first-boot-apt
 ExecStart=/usr/local/sbin/testhost-first-boot-apt
 ExecStartPost=/usr/bin/touch /var/lib/testhost-first-boot-apt.done
