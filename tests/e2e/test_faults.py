@@ -317,7 +317,7 @@ def test_sshd_down_when_up_starts_fails_clearly_then_up_converges(project: Proje
     _, seconds = timed_up(project)
     assert serving()["release"] == "v1"
     assert data_in_volume(host) == DATA
-    record_property("outcome", f"up failed ({failed_after:.0f} s): {DIAL_ERROR_LIMIT} dials refused")
+    record_property("outcome", f"up failed ({failed_after:.0f} s): {DIAL_ERROR_LIMIT} dials failed")
     record_property("converged_in", round(seconds, 1))
     record_property("kept", "old release served; data kept")
 
