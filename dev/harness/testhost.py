@@ -30,7 +30,6 @@ class TestHost:
     """Its own loopback address: SSH on 22, HTTP on 80, HTTPS on 443, as a droplet's public address."""
     forward: tuple[int, ...] = (5000,)
     """Ports of this machine's loopback that 127.0.0.1:<port> reaches from inside (the registry)."""
-    port: int = 22
     apt_busy: int = 5
     """Seconds the first-boot unit holds apt's lists lock, and then dpkg's, as apt-daily does on a new droplet."""
     volume: str | None = None
@@ -85,7 +84,7 @@ class TestHost:
 
     def ssh(self, user: str, command: str, check: bool = True, *extra: str) -> subprocess.CompletedProcess[str]:
         return sh(
-            "ssh", "-i", str(DEV_KEY), "-p", str(self.port),
+            "ssh", "-i", str(DEV_KEY),
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "LogLevel=ERROR", *extra, f"{user}@{self.address}", command,
             check=check,
