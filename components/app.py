@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pulumi
 from pulumi_command import remote
 
+from dropship import uploads
 from dropship.remote import commands
 from dropship.remote.target import SshTarget
 
@@ -83,21 +84,12 @@ class App(pulumi.ComponentResource):
             self.register_outputs({})
             return
 
-        uploads: list[pulumi.Resource] = []
+        uploaded: list[pulumi.Resource] = []
         contents: dict[str, bytes] = {}
-        for relative in (*args.compose_files, *args.files):
-            source = args.project_dir / relative
-            contents[source.name] = source.read_bytes()
-            uploads.append(
-                remote.CopyToRemote(
-                    f"{name}-file-{source.name}",
-                    connection=connection,
-                    source=pulumi.FileAsset(str(source)),
-                    remote_path=f"{incoming}/{source.name}",
-                    triggers=[args.target.host_id],
-                    opts=args.target.options(self, [directory]),
-                )
-            )
+        planned = uploads.plan(args.project_dir, args.compose_files, args.files)
+        for upload in planned:
+            contents.update(upload.files)
+            uploaded.append(self._upload(name, upload, incoming, connection, args.target, directory))
 
         registry = args.registry
         release = remote.Command(
@@ -108,7 +100,7 @@ class App(pulumi.ComponentResource):
                 app_dir=args.app_dir,
                 project=args.project,
                 image_tag=args.image_tag,
-                compose_files=[Path(f).name for f in args.compose_files],
+                compose_files=[u.host_path for u in planned[: len(args.compose_files)]],
                 health_url=args.health_url,
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,
@@ -124,9 +116,48 @@ class App(pulumi.ComponentResource):
             stdin=pulumi.Output.secret(registry.password) if registry is not None else None,
             triggers=[args.target.host_id, args.env_content],
             opts=pulumi.ResourceOptions.merge(
-                args.target.options(self, [directory, args.env_file, *uploads]),
+                args.target.options(self, [directory, args.env_file, *uploaded]),
                 pulumi.ResourceOptions(additional_secret_outputs=["stdin"]),
             ),
         )
         self.release = release.create.apply(lambda _: args.image_tag)
         self.register_outputs({"release": self.release})
+
+    def _upload(
+        self,
+        name: str,
+        upload: uploads.Upload,
+        incoming: str,
+        connection: remote.ConnectionArgs,
+        target: SshTarget,
+        directory: pulumi.Resource,
+    ) -> pulumi.Resource:
+        """One file, or one directory: emptied on the host first whenever its content changes, so that
+        a file deleted here is gone there too (copying only adds and overwrites)."""
+        if not upload.is_directory:
+            return remote.CopyToRemote(
+                f"{name}-file-{upload.host_path}",
+                connection=connection,
+                source=pulumi.FileAsset(str(upload.source)),
+                remote_path=f"{incoming}/{upload.host_path}",
+                triggers=[target.host_id],
+                opts=target.options(self, [directory]),
+            )
+        destination = f"{incoming}/{upload.host_path}"
+        emptied = remote.Command(
+            f"{name}-dir-{upload.host_path}-empty",
+            add_previous_output_in_env=False,
+            connection=connection,
+            create=commands.empty_directory(destination),
+            triggers=[target.host_id, upload.digest],
+            opts=target.options(self, [directory]),
+        )
+        # A directory source without a trailing slash lands at <remote_path>/<its name>.
+        return remote.CopyToRemote(
+            f"{name}-dir-{upload.host_path}",
+            connection=connection,
+            source=pulumi.FileArchive(str(upload.source)),
+            remote_path=str(PurePosixPath(destination).parent),
+            triggers=[target.host_id, upload.digest],
+            opts=target.options(self, [emptied]),
+        )

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
+from dropship import uploads
 from dropship.config.errors import NAMESPACE, Problem, SettingsError, flat_key, given, set_secret_command
 from dropship.config.sections import (
     MODE_OF_SECTION,
@@ -248,20 +249,56 @@ def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list
 
 
 def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir: Path, problems: list[Problem]) -> None:
-    for kind, names in (("composeFiles", app.compose_files), ("files", app.files)):
-        for i, name in enumerate(names):
-            if not (project_dir / name).is_file():
-                problems.append(
-                    Problem(flat_key("app", kind, i), f"expected an existing file relative to {project_dir}; got {given(name)}")
-                )
-    if not app.compose_files:
-        problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
-    basenames = [Path(n).name for n in (*app.compose_files, *app.files)]
-    for dup in sorted({b for b in basenames if basenames.count(b) > 1}):
-        problems.append(Problem("app.files", f"two files share the name {dup}; they would overwrite each other on the host"))
-    if ".env" in basenames:
-        problems.append(Problem("app.files", "'.env' is written from env.* secrets; do not upload one"))
+    missing = set()  # reported already: no further problems for these
+    for i, name in enumerate(app.compose_files):
+        if not (project_dir / name).is_file():
+            missing.add(name)
+            problems.append(
+                Problem(flat_key("app", "composeFiles", i), f"expected an existing file relative to {project_dir}; got {given(name)}")
+            )
+    for i, name in enumerate(app.files):
+        if Path(name).name == ".env":
+            missing.add(name)
+            problems.append(Problem(flat_key("app", "files", i), "'.env' is written from env.* secrets; do not upload one"))
+        elif not (project_dir / name).exists():
+            missing.add(name)
+            problems.append(
+                Problem(flat_key("app", "files", i), f"expected an existing file or directory relative to {project_dir}; got {given(name)}")
+            )
     for name in app.required_env:
         if name not in env:
             key = f"env.{name}"
             problems.append(Problem(key, f"missing secret named in app.requiredEnv; set it with: {set_secret_command(stack, key)}"))
+    if not app.compose_files:
+        problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
+    else:
+        _check_host_paths(app, missing, problems)
+
+
+def _check_host_paths(app: AppSettings, missing: set[str], problems: list[Problem]) -> None:
+    """Every upload keeps its path relative to the compose project directory: inside it, each path once."""
+    root = uploads.compose_root(app.compose_files)
+    placed: list[tuple[str, str]] = []  # (host path, key)
+    for kind, names in (("composeFiles", app.compose_files), ("files", app.files)):
+        for i, name in enumerate(names):
+            if name in missing:
+                continue
+            key = flat_key("app", kind, i)
+            target = uploads.host_path(name, root)
+            if target is None:
+                problems.append(
+                    Problem(
+                        key,
+                        f"{given(name)} is outside {root}/, the directory of the first compose file, which becomes "
+                        f"the app's directory on the host; move it under {root}/",
+                    )
+                )
+            elif target == ".":
+                problems.append(Problem(key, f"{given(name)} is the app's directory itself; list the files or directories in it"))
+            else:
+                for other, other_key in placed:
+                    if target == other:
+                        problems.append(Problem(key, f"{given(name)} is uploaded already by {other_key}"))
+                    elif target.startswith(other + "/") or other.startswith(target + "/"):
+                        problems.append(Problem(key, f"{given(name)} overlaps {other_key}; list either the directory or the files in it"))
+                placed.append((target, key))

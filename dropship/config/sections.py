@@ -149,9 +149,11 @@ class AppSettings(Section):
     directory: AbsolutePath | None = None
     """The app's directory on the host; default `/srv/<app.name>`."""
     compose_files: tuple[ProjectFile, ...]
-    """Compose files, relative to the project directory."""
+    """Compose files, relative to the project directory. The first one's directory becomes the app's directory on the host."""
     files: tuple[ProjectFile, ...] = ()
-    """Extra files placed beside the compose files (Caddyfile, ...)."""
+    """Extra files or whole directories (a Caddyfile, `nginx/default.conf`, a built `web/dist`), relative to the
+    project directory and inside the first compose file's directory; each keeps its path relative to that
+    directory on the host, as compose sees it in the repository."""
     image_tag: ImageTag
     """The release: compose files reference it as `${IMAGE_TAG}`."""
     health_url: HttpUrl | None = None

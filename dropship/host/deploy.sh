@@ -3,7 +3,8 @@
 # previous release when the new one fails.
 #
 # Layout under DIR:
-#   incoming/         what `pulumi up` uploaded: compose files, extra files, .env
+#   incoming/         what `pulumi up` uploaded, each at its path: compose files,
+#                     extra files and directories, .env
 #   releases/ID/      one immutable snapshot per release (files + .env + TAG)
 #   releases/current  -> the release that serves
 #   ./                the live copy compose runs from (a stable path, so that
@@ -53,29 +54,35 @@ compose() { compose_in "$DIR" "$@"; }
 
 release_images() { IMAGE_TAG=$(cat "${DIR}/releases/$1/TAG") compose_in "${DIR}/releases/$1" config --images | sort -u; }
 
-# Copies a release's files into the live directory. Files are rewritten in
-# place (same inode) so that running bind mounts see them; .env is replaced
-# atomically and stays mode 600.
+# Copies a release's files into the live directory, each at its path, and
+# removes the files the previous one had and this one has not (listed in
+# .live-files). Files are rewritten in place (same inode) so that running bind
+# mounts see them; .env is replaced atomically and stays mode 600.
 make_live() {
   local release=$1 file name
-  for file in "$release"/* "$release"/.env; do
-    [ -f "$file" ] || continue
-    name=${file##*/}
-    [ "$name" != TAG ] || continue
-    if [ "$name" = .env ]; then
-      install -m 600 "$file" "${DIR}/.env.new"
-      mv -f "${DIR}/.env.new" "${DIR}/.env"
-    else
-      cat "$file" >"${DIR}/${name}"
-    fi
-  done
+  (cd "$release" && find . -type f ! -path ./TAG ! -path ./.env | sed 's|^\./||' | sort) >"${DIR}/.live-files.new"
+  if [ -f "${DIR}/.live-files" ]; then
+    comm -23 "${DIR}/.live-files" "${DIR}/.live-files.new" | while IFS= read -r name; do
+      rm -f "${DIR:?}/${name}"
+    done
+  fi
+  while IFS= read -r name; do
+    file="${release}/${name}"
+    [ "${name%/*}" = "$name" ] || mkdir -p "${DIR}/${name%/*}"
+    cat "$file" >"${DIR}/${name}"
+  done <"${DIR}/.live-files.new"
+  mv -f "${DIR}/.live-files.new" "${DIR}/.live-files"
+  if [ -f "$release/.env" ]; then
+    install -m 600 "$release/.env" "${DIR}/.env.new"
+    mv -f "${DIR}/.env.new" "${DIR}/.env"
+  fi
 }
 
 snapshot() {
   local id=$1 release="${DIR}/releases/$1"
   mkdir -m 700 "$release"
-  cp -p "${DIR}"/incoming/* "$release"/
-  if [ -f "${DIR}/incoming/.env" ]; then cp -p "${DIR}/incoming/.env" "$release/.env"; fi
+  cp -pR "${DIR}/incoming/." "$release"/
+  chmod 700 "$release"
   printf '%s\n' "$TAG" >"$release/TAG"
   printf '%s\n' "$release"
 }

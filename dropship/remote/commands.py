@@ -110,6 +110,11 @@ def deploy(
     return run_script("deploy.sh", *args)
 
 
+def empty_directory(path: str) -> str:
+    """An upload directory made empty (and present), for a fresh copy of a local directory."""
+    return f"rm -rf {shlex.quote(path)} && mkdir -p {shlex.quote(path)}"
+
+
 def files_digest(files: Mapping[str, bytes]) -> str:
     """sha256 over the uploaded files' names and contents, in name order."""
     digest = hashlib.sha256()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -22,6 +23,14 @@ SECRETS = {
     "env.APP_SECRET": "e2e-secret-1",
     "env.TRICKY": TRICKY,
 }
+
+
+def page(host: TestHost, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(host.url(path), timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
 
 
 def health(host: TestHost) -> dict[str, str]:
@@ -119,6 +128,28 @@ def test_release_changes_only_the_app(project: Project, host: TestHost) -> None:
     project.up()
     assert health(host)["release"] == "v2"
     assert project.outputs()["release"] == "v2"
+
+
+def test_a_directory_uploads_with_its_paths(project: Project, host: TestHost) -> None:
+    assert page(host, "/site/")[1] == (project.dir / "examples/local/site/index.html").read_text()
+    assert page(host, "/site/about/")[1] == (project.dir / "examples/local/site/about/index.html").read_text()
+    assert host.run(f"test -f {APP_DIR}/site/about/index.html").returncode == 0
+
+
+def test_a_changed_directory_reuploads_and_redeploys_nothing_else(project: Project, host: TestHost) -> None:
+    site = project.dir / "examples/local/site"
+    (site / "index.html").write_text("<h1>changed</h1>\n")
+    (site / "about/index.html").unlink()
+    (site / "new.html").write_text("<p>new</p>\n")
+    steps = project.preview_steps()
+    assert set(steps) == {"app-dir-site-empty", "app-dir-site", "app-release"}, steps
+    assert steps["app-release"] == "update"
+    project.up()
+    assert page(host, "/site/") == (200, "<h1>changed</h1>\n")
+    assert page(host, "/site/new.html") == (200, "<p>new</p>\n")
+    assert page(host, "/site/about/")[0] == 404  # deleted here, gone there
+    assert health(host)["release"] == "v2"
+    assert project.preview_steps() == {}
 
 
 def test_changed_secret_rewrites_env_and_restarts_the_app_only(project: Project, host: TestHost) -> None:

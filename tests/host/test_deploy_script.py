@@ -83,3 +83,38 @@ def test_an_unknown_option_is_refused_before_anything_happens(host: Host) -> Non
     assert result.returncode == 2
     assert result.stderr.strip() == "deploy.sh: unknown option --colour"
     assert not (host.app_dir / "releases").exists()
+
+
+def test_files_keep_their_paths_in_the_snapshot_and_the_live_directory(host: Host) -> None:
+    incoming = host.app_dir / "incoming"
+    (incoming / "deploy").mkdir()
+    (incoming / "deploy" / "compose.prod.yaml").write_text("services: {}\n")
+    (incoming / "site" / "css").mkdir(parents=True)
+    (incoming / "site" / "index.html").write_text("<h1>shop</h1>\n")
+    (incoming / "site" / "css" / "app.css").write_text("h1 {}\n")
+    result = host.run(deploy(host, compose_files=["compose.yaml", "deploy/compose.prod.yaml"]))
+    assert result.returncode == 0, result.stderr
+    release = (host.app_dir / "releases" / "current").resolve()
+    for where in (release, host.app_dir):
+        assert (where / "site" / "css" / "app.css").read_text() == "h1 {}\n"
+        assert (where / "site" / "index.html").read_text() == "<h1>shop</h1>\n"
+        assert (where / "deploy" / "compose.prod.yaml").exists()
+    assert oct(release.stat().st_mode & 0o777) == "0o700"
+    live = f"--project-directory {host.app_dir} --file {host.app_dir}/compose.yaml --file {host.app_dir}/deploy/compose.prod.yaml up"
+    assert any(live in call for call in host.docker_calls()), host.docker_calls()
+
+
+def test_a_file_gone_from_the_upload_is_gone_from_the_live_directory(host: Host) -> None:
+    site = host.app_dir / "incoming" / "site"
+    site.mkdir()
+    (site / "old.html").write_text("old\n")
+    (site / "index.html").write_text("v1\n")
+    assert host.run(deploy(host)).returncode == 0
+    (site / "old.html").unlink()
+    (site / "index.html").write_text("v2\n")
+    result = host.run(deploy(host, image_tag="v8"))
+    assert result.returncode == 0, result.stderr
+    assert (host.app_dir / "site" / "index.html").read_text() == "v2\n"
+    assert not (host.app_dir / "site" / "old.html").exists()
+    assert (host.app_dir / "compose.yaml").exists()
+    assert (host.app_dir / ".env").read_text() == "SECRET='x'\n"

@@ -166,7 +166,17 @@ BAD = [
     ("staging", {"app.keepReleases": "100"}, "app.keepReleases", "less than or equal to 50; got '100'"),
     ("staging", {"app.lockTimeout": "soon"}, "app.lockTimeout", "Input should be a valid integer"),
     ("staging", {"app.rollingServices": '["web 1"]'}, "app.rollingServices[0]", "expected a compose service name; got 'web 1'"),
-    ("staging", {"app.files": '["examples/shop/Caddyfile", "other/Caddyfile"]'}, "app.files", "two files share the name Caddyfile"),
+    (
+        "staging",
+        {"app.files": '["examples/shop/Caddyfile", "examples/shop/./Caddyfile"]'},
+        "app.files[1]",
+        "is uploaded already by app.files[0]",
+    ),
+    ("staging", {"app.files": '["README.md"]'}, "app.files[0]", "is outside examples/shop/, the directory of the first compose file"),
+    ("staging", {"app.files": '["examples/shop/web/dist"]'}, "app.files[0]", "expected an existing file or directory relative to"),
+    ("staging", {"app.files": '["examples/shop"]'}, "app.files[0]", "is the app's directory itself"),
+    ("staging", {"app.files": '["examples/shop/.env"]'}, "app.files[0]", "'.env' is written from env.* secrets; do not upload one"),
+    ("local", {"app.files": '["examples/local/site", "examples/local/site/about"]'}, "app.files[1]", "overlaps app.files[0]"),
     (
         "staging",
         {"app.requiredEnv": '["STRIPE_KEY"]'},
