@@ -169,10 +169,10 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
     ),
     (
         "files-outside-the-compose-directory",
-        {"app.files": '["README.md"]'},
+        {"app.files": '["Pulumi.yaml"]'},
         {},
         "app.files[0]",
-        "'README.md' is outside examples/local/, the directory of the first compose file",
+        "'Pulumi.yaml' is outside examples/local/, the directory of the first compose file",
     ),
     (
         "files-directory-missing",
