@@ -101,6 +101,7 @@ class App(pulumi.ComponentResource):
                 project=args.project,
                 image_tag=args.image_tag,
                 compose_files=[u.host_path for u in planned[: len(args.compose_files)]],
+                uploads=[u.host_path for u in planned[len(args.compose_files) :]],
                 health_url=args.health_url,
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,

@@ -13,6 +13,7 @@
 #
 # Usage: deploy.sh --dir DIR --project NAME --tag TAG --compose-file F [...]
 #          [--health-url URL] [--health-timeout SECONDS] [--health-retries N]
+#          [--upload PATH ...]   (uploaded files and directories, at their paths)
 #          [--rolling SERVICE ...]   (recreated one at a time, each healthy before the next)
 #          [--pre-deploy CMD ...] [--post-deploy CMD ...]
 #          [--registry SERVER --registry-user USER]   (password on stdin)
@@ -81,8 +82,13 @@ make_live() {
 snapshot() {
   local id=$1 release="${DIR}/releases/$1"
   mkdir -m 700 "$release"
-  cp -pR "${DIR}/incoming/." "$release"/
-  chmod 700 "$release"
+  # What this release uploads, and nothing an earlier one left in incoming/.
+  local path
+  for path in "${COMPOSE_FILES[@]}" "${UPLOADS[@]}" .env; do
+    [ -e "${DIR}/incoming/${path}" ] || continue
+    [ "${path%/*}" = "$path" ] || mkdir -p "${release}/${path%/*}"
+    cp -pR "${DIR}/incoming/${path}" "${release}/${path}"
+  done
   printf '%s\n' "$TAG" >"$release/TAG"
   printf '%s\n' "$release"
 }
@@ -223,13 +229,14 @@ prune() { # keeps the newest KEEP releases and their images
 main() {
   DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
   local registry="" registry_user="" lock_timeout=600 pre=() post=()
-  ROLLING=() COMPOSE_FILES=()
+  ROLLING=() COMPOSE_FILES=() UPLOADS=()
   while [ "$#" -gt 0 ]; do
     case "$1" in
       --dir) DIR=$2 ;;
       --project) PROJECT=$2 ;;
       --tag) TAG=$2 ;;
       --compose-file) COMPOSE_FILES+=("$2") ;;
+      --upload) UPLOADS+=("$2") ;;
       --health-url) HEALTH_URL=$2 ;;
       --health-timeout) HEALTH_TIMEOUT=$2 ;;
       --health-retries) HEALTH_RETRIES=$2 ;;

@@ -89,10 +89,14 @@ def deploy(
     registry: str | None = None,
     registry_user: str | None = None,
     files_digest: str = "",
+    uploads: Iterable[str] = (),
 ) -> str:
+    """`uploads`: the host paths of the uploaded files and directories besides the compose files."""
     args = ["--dir", app_dir, "--project", project, "--tag", image_tag]
     for name in compose_files:
         args += ["--compose-file", name]
+    for path in uploads:
+        args += ["--upload", path]
     if health_url:
         args += ["--health-url", health_url]
     args += ["--health-timeout", str(health_timeout), "--health-retries", str(health_retries)]

@@ -92,7 +92,7 @@ def test_files_keep_their_paths_in_the_snapshot_and_the_live_directory(host: Hos
     (incoming / "site" / "css").mkdir(parents=True)
     (incoming / "site" / "index.html").write_text("<h1>shop</h1>\n")
     (incoming / "site" / "css" / "app.css").write_text("h1 {}\n")
-    result = host.run(deploy(host, compose_files=["compose.yaml", "deploy/compose.prod.yaml"]))
+    result = host.run(deploy(host, compose_files=["compose.yaml", "deploy/compose.prod.yaml"], uploads=["site"]))
     assert result.returncode == 0, result.stderr
     release = (host.app_dir / "releases" / "current").resolve()
     for where in (release, host.app_dir):
@@ -109,12 +109,16 @@ def test_a_file_gone_from_the_upload_is_gone_from_the_live_directory(host: Host)
     site.mkdir()
     (site / "old.html").write_text("old\n")
     (site / "index.html").write_text("v1\n")
-    assert host.run(deploy(host)).returncode == 0
+    (host.app_dir / "incoming" / "stale.conf").write_text("left by an earlier upload\n")
+    assert host.run(deploy(host, uploads=["site", "stale.conf"])).returncode == 0
+    assert (host.app_dir / "stale.conf").exists()
     (site / "old.html").unlink()
     (site / "index.html").write_text("v2\n")
-    result = host.run(deploy(host, image_tag="v8"))
+    result = host.run(deploy(host, image_tag="v8", uploads=["site"]))  # stale.conf left app.files
     assert result.returncode == 0, result.stderr
     assert (host.app_dir / "site" / "index.html").read_text() == "v2\n"
     assert not (host.app_dir / "site" / "old.html").exists()
+    assert not (host.app_dir / "stale.conf").exists()  # still in incoming/, but no longer uploaded
+    assert not ((host.app_dir / "releases" / "current").resolve() / "stale.conf").exists()
     assert (host.app_dir / "compose.yaml").exists()
     assert (host.app_dir / ".env").read_text() == "SECRET='x'\n"

@@ -174,6 +174,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
             registry="registry.example.com",
             registry_user="ci",
             files_digest=digest,
+            uploads=["Caddyfile"],
         ),
         "stdin": f"{CANARY}-registry",
         "triggers": [DROPLET_ID, env_stdin(staging)],

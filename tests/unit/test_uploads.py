@@ -79,3 +79,4 @@ def test_files_and_directories_upload_at_their_paths_under_mocks(tmp_path: Path)
     assert any(d.endswith("::app-dir-web/dist") for d in release.depends_on)
     every_file = {p: c for u in uploads.plan(root, ("examples/shop/compose.yaml",), FILES) for p, c in u.files}
     assert f"--files-digest {commands.files_digest(every_file)}" in release.inputs["create"]
+    assert "--compose-file compose.yaml --upload Caddyfile --upload nginx/default.conf --upload web/dist" in release.inputs["create"]
