@@ -34,6 +34,10 @@ class AppArgs:
     compose_files: tuple[str, ...]
     files: tuple[str, ...]
     image_tag: str
+    hostnames: tuple[str, ...]
+    """The stack's hostnames: compose sees them as DROPSHIP_HOSTNAMES."""
+    data_dir: str | None
+    """The data volume's mount path: compose sees it as DROPSHIP_DATA_DIR."""
     health_url: str | None
     health_timeout: int
     health_retries: int
@@ -102,6 +106,8 @@ class App(pulumi.ComponentResource):
                 image_tag=args.image_tag,
                 compose_files=[u.host_path for u in planned[: len(args.compose_files)]],
                 uploads=[u.host_path for u in planned[len(args.compose_files) :]],
+                hostnames=args.hostnames,
+                data_dir=args.data_dir,
                 health_url=args.health_url,
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,

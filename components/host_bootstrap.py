@@ -1,4 +1,4 @@
-"""Prepares a fresh server: waits for it, installs Docker, turns on unattended
+"""Prepares a fresh server: waits for it, mounts its data volume (if any), installs Docker, turns on unattended
 security upgrades, creates the deploy user, proves that user can log in and use
 docker, then hardens sshd."""
 
@@ -14,6 +14,15 @@ from dropship.remote.target import SshTarget
 
 
 @dataclass(frozen=True, kw_only=True)
+class DataVolume:
+    device: str
+    """Its block device, by a stable path."""
+    mount_path: str
+    attached: pulumi.Resource | None = None
+    """The step that attaches it (a droplet's VolumeAttachment)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class HostBootstrapArgs:
     target: SshTarget
     admin_user: str
@@ -26,6 +35,8 @@ class HostBootstrapArgs:
     log_max_file: int
     public_key: str
     app_dir: str
+    volume: DataVolume | None = None
+    """Mounted before Docker is installed, so that Docker's named volumes live on it."""
 
 
 class HostBootstrap(pulumi.ComponentResource):
@@ -49,12 +60,16 @@ class HostBootstrap(pulumi.ComponentResource):
                 opts=args.target.options(self, after),
             )
 
-        waited = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
+        before_docker = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
+        if (volume := args.volume) is not None:
+            attached = [volume.attached] if volume.attached is not None else []
+            mount = commands.mount_volume(volume.device, volume.mount_path, sudo=sudo)
+            before_docker = step("volume", mount, admin, [before_docker, *attached])
         docker = step(
             "docker",
             commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, sudo=sudo),
             admin,
-            [waited],
+            [before_docker],
         )
         upgrades = step("security-upgrades", commands.enable_security_upgrades(sudo=sudo), admin, [docker])
         user = step(

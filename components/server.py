@@ -21,6 +21,7 @@ class ServerArgs:
     reserved_ip: bool
     """Keep a reserved IP: DNS points at it and survives a droplet replacement."""
     volume_size_gb: int | None
+    volume_name: str
     public_key: str
     tags: tuple[str, ...]
     protect: bool
@@ -33,6 +34,8 @@ class Server(pulumi.ComponentResource):
     """The address to reach it at: the reserved IP if there is one."""
     ipv6: pulumi.Output[str] | None
     droplet: digitalocean.Droplet
+    volume_attachment: digitalocean.VolumeAttachment | None
+    """Done once the data volume is attached; none without a volume."""
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:Server", name, None, opts)
@@ -65,17 +68,18 @@ class Server(pulumi.ComponentResource):
             )
             self.ipv4 = reserved.ip_address
         self.ipv6 = self.droplet.ipv6_address if args.ipv6 else None
+        self.volume_attachment = None
         if args.volume_size_gb is not None:
             volume = digitalocean.Volume(
                 f"{name}-data",
-                name=f"{args.resource_name}-data",
+                name=args.volume_name,
                 region=args.region,
                 size=args.volume_size_gb,
                 initial_filesystem_type="ext4",
                 description=f"data of {args.resource_name}, outlives the droplet",
                 opts=protected,
             )
-            digitalocean.VolumeAttachment(
+            self.volume_attachment = digitalocean.VolumeAttachment(
                 f"{name}-data-attachment",
                 droplet_id=self.droplet.id.apply(int),
                 volume_id=volume.id,

@@ -11,7 +11,7 @@ from components.app import App, AppArgs, Registry
 from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
 from components.firewall import Firewall, FirewallArgs
-from components.host_bootstrap import HostBootstrap, HostBootstrapArgs
+from components.host_bootstrap import DataVolume, HostBootstrap, HostBootstrapArgs
 from components.server import Server, ServerArgs
 from dropship.config import DropletServer, ExistingServer, Settings
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
@@ -28,6 +28,7 @@ DROPLET_ADMIN = "root"
 class _Host:
     target: SshTarget
     admin_user: str
+    volume_attached: pulumi.Resource | None = None
 
 
 def build(settings: Settings, *, project_dir: Path) -> None:
@@ -40,6 +41,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             host = _existing(settings, existing=existing, private_key=private_key)
 
     env_content = pulumi.Output.secret(render_env(settings.env))
+    volume = settings.volume
     after: tuple[pulumi.Resource, ...] = ()
     env_file: EnvFile | None = None
     if settings.host_gone:
@@ -57,6 +59,9 @@ def build(settings: Settings, *, project_dir: Path) -> None:
                 log_max_file=settings.docker.log_max_file,
                 public_key=settings.ssh.public_key,
                 app_dir=settings.app_directory,
+                volume=None
+                if volume is None
+                else DataVolume(device=volume.device, mount_path=volume.mount_path, attached=host.volume_attached),
             ),
         )
         after = (bootstrap.ready,)
@@ -78,6 +83,8 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             compose_files=app.compose_files,
             files=app.files,
             image_tag=app.image_tag,
+            hostnames=settings.hostnames,
+            data_dir=volume.mount_path if volume is not None else None,
             health_url=app.health_url,
             health_timeout=app.health_timeout,
             health_retries=app.health_retries,
@@ -116,6 +123,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             ipv6=droplet.ipv6,
             reserved_ip=droplet.reserved_ip,
             volume_size_gb=droplet.volume_size_gb,
+            volume_name=settings.volume_name,
             public_key=settings.ssh.public_key,
             tags=settings.tags,
             protect=settings.protect,
@@ -155,7 +163,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         host=server.droplet,
         host_id=server.id,
     )
-    return _Host(target=target, admin_user=DROPLET_ADMIN)
+    return _Host(target=target, admin_user=DROPLET_ADMIN, volume_attached=server.volume_attachment)
 
 
 def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:
@@ -166,5 +174,6 @@ def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key
         private_key=private_key,
         dial_error_limit=settings.ssh.dial_error_limit,
         host_key=settings.ssh.host_key,
+        host_id=existing.id,
     )
     return _Host(target=target, admin_user=existing.user)

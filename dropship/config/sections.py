@@ -61,7 +61,7 @@ class DropletSettings(Section):
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] | None = None
     """Size in GB of a block-storage volume (ext4) for data that must outlive the droplet; none without it."""
     volume_mount_path: AbsolutePath = "/mnt/data"
-    """Where the volume is mounted on the droplet."""
+    """Where the volume is mounted on the droplet (before Docker starts, so that Docker's named volumes live on it)."""
     tags: tuple[DropletTag, ...] = ()
     """Extra droplet tags, beside `dropship` and `dropship-<stack>`."""
 
@@ -86,6 +86,16 @@ class ExistingHostSettings(Section):
     """Its SSH port."""
     user: UnixUser = "root"
     """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo (`sudo -n`)."""
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,128}$")] = ""
+    """What identifies the machine at the address (its provider's instance id, say). Change it when the
+    machine is replaced: every step runs again, as for a new droplet."""
+    hostnames: tuple[Hostname, ...] = ()
+    """Names whose DNS (yours to manage) points at the host; the app receives them as `DROPSHIP_HOSTNAMES`."""
+    volume_device: AbsolutePath | None = None
+    """A block device (ext4) for data that must outlive the host, e.g. /dev/disk/by-id/scsi-0DO_Volume_shop-data;
+    none without one."""
+    volume_mount_path: AbsolutePath = "/mnt/data"
+    """Where `existingHost.volumeDevice` is mounted (before Docker starts, so that Docker's named volumes live on it)."""
     gone: bool = False
     """The host is gone for good (deleted, or never coming back at this address). dropship then
     connects to it no more: the program registers no step on it but the app's directory, with

@@ -28,6 +28,16 @@ class Environment(StrEnum):
     LOCAL = "local"
 
 
+DO_VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_{name}"
+"""Where a DigitalOcean volume appears on its droplet."""
+
+
+@dataclass(frozen=True)
+class Volume:
+    device: str
+    mount_path: str
+
+
 @dataclass(frozen=True)
 class Settings:
     project: str
@@ -61,14 +71,35 @@ class Settings:
         return self.app.directory or f"/srv/{self.app.name}"
 
     @property
-    def urls(self) -> tuple[str, ...]:
-        if self.app.urls:
-            return self.app.urls
+    def hostnames(self) -> tuple[str, ...]:
+        """The names the app answers to: `dns.hostnames`, or `existingHost.hostnames`."""
         match self.server:
             case DropletServer(dns=dns):
-                return tuple(f"https://{h}" for h in dns.hostnames)
-            case ExistingServer():
-                return ()
+                return dns.hostnames
+            case ExistingServer(existing_host=host):
+                return host.hostnames
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.app.urls or tuple(f"https://{h}" for h in self.hostnames)
+
+    @property
+    def volume(self) -> Volume | None:
+        """The data volume, when the stack has one."""
+        match self.server:
+            case DropletServer(droplet=droplet):
+                if droplet.volume_size_gb is None:
+                    return None
+                return Volume(device=DO_VOLUME_DEVICE.format(name=self.volume_name), mount_path=droplet.volume_mount_path)
+            case ExistingServer(existing_host=host):
+                if host.volume_device is None:
+                    return None
+                return Volume(device=host.volume_device, mount_path=host.volume_mount_path)
+
+    @property
+    def volume_name(self) -> str:
+        """The DigitalOcean volume's name."""
+        return f"{self.resource_name}-data"
 
     @property
     def tags(self) -> tuple[str, ...]:

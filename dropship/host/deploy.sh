@@ -18,6 +18,11 @@
 #          [--pre-deploy CMD ...] [--post-deploy CMD ...]
 #          [--registry SERVER --registry-user USER]   (password on stdin)
 #          [--keep N] [--lock-timeout SECONDS] [--files-digest SHA]
+#          [--hostnames "NAME ..."] [--data-dir PATH]
+#
+# Compose (and the hooks) see IMAGE_TAG, DROPSHIP_HOSTNAMES (the stack's
+# hostnames, space-separated, as a Caddyfile site address takes them) and
+# DROPSHIP_DATA_DIR (the data volume's mount path; empty without a volume).
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
@@ -228,6 +233,7 @@ prune() { # keeps the newest KEEP releases and their images
 
 main() {
   DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
+  DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR=""
   local registry="" registry_user="" lock_timeout=600 pre=() post=()
   ROLLING=() COMPOSE_FILES=() UPLOADS=()
   while [ "$#" -gt 0 ]; do
@@ -248,6 +254,8 @@ main() {
       --keep) KEEP=$2 ;;
       --lock-timeout) lock_timeout=$2 ;;
       --files-digest) ;;
+      --hostnames) DROPSHIP_HOSTNAMES=$2 ;;
+      --data-dir) DROPSHIP_DATA_DIR=$2 ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -256,7 +264,7 @@ main() {
   COMPOSE_PROJECT_NAME=$PROJECT
   COMPOSE_FILE=$(IFS=:; echo "${COMPOSE_FILES[*]}")
   IMAGE_TAG=$TAG
-  export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG
+  export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG DROPSHIP_HOSTNAMES DROPSHIP_DATA_DIR
 
   take_lock "$DIR" "$lock_timeout"
   mkdir -p "${DIR}/releases"

@@ -59,6 +59,10 @@ def harden_ssh(deploy_user: str, *, sudo: bool = False) -> str:
     return run_script("harden-ssh.sh", deploy_user, as_root_via_sudo=sudo)
 
 
+def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> str:
+    return run_script("mount-volume.sh", device, mount_path, as_root_via_sudo=sudo)
+
+
 def upload_directory(app_dir: str) -> str:
     """Where `pulumi up` places the app's files and .env; deploy.sh snapshots them into a release."""
     return f"{app_dir}/incoming"
@@ -90,8 +94,11 @@ def deploy(
     registry_user: str | None = None,
     files_digest: str = "",
     uploads: Iterable[str] = (),
+    hostnames: Iterable[str] = (),
+    data_dir: str | None = None,
 ) -> str:
-    """`uploads`: the host paths of the uploaded files and directories besides the compose files."""
+    """`uploads`: the host paths of the uploaded files and directories besides the compose files;
+    `hostnames` and `data_dir` reach compose as DROPSHIP_HOSTNAMES and DROPSHIP_DATA_DIR."""
     args = ["--dir", app_dir, "--project", project, "--tag", image_tag]
     for name in compose_files:
         args += ["--compose-file", name]
@@ -111,6 +118,11 @@ def deploy(
         args += ["--registry", registry, "--registry-user", registry_user or ""]
     if files_digest:
         args += ["--files-digest", files_digest]
+    names = " ".join(hostnames)
+    if names:
+        args += ["--hostnames", names]
+    if data_dir:
+        args += ["--data-dir", data_dir]
     return run_script("deploy.sh", *args)
 
 

@@ -122,3 +122,15 @@ def test_a_file_gone_from_the_upload_is_gone_from_the_live_directory(host: Host)
     assert not ((host.app_dir / "releases" / "current").resolve() / "stale.conf").exists()
     assert (host.app_dir / "compose.yaml").exists()
     assert (host.app_dir / ".env").read_text() == "SECRET='x'\n"
+
+
+def test_compose_and_hooks_see_the_stacks_hostnames_and_data_directory(host: Host) -> None:
+    hook = 'printf "%s|%s|%s\\n" "$IMAGE_TAG" "$DROPSHIP_HOSTNAMES" "$DROPSHIP_DATA_DIR" > ../../seen; false'
+    host.run(deploy(host, pre_deploy=[hook], hostnames=["app.example.com", "www.example.com"], data_dir="/mnt/data"))
+    assert (host.app_dir / "seen").read_text() == "v7|app.example.com www.example.com|/mnt/data\n"
+
+
+def test_without_hostnames_or_a_volume_the_variables_are_set_and_empty(host: Host) -> None:
+    hook = 'printf "%s|%s\\n" "${DROPSHIP_HOSTNAMES-unset}" "${DROPSHIP_DATA_DIR-unset}" > ../../seen; false'
+    host.run(deploy(host, pre_deploy=[hook]))
+    assert (host.app_dir / "seen").read_text() == "|\n"

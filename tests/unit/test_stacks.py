@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shlex
 from typing import Any
 
 import pulumi
@@ -175,6 +176,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
             registry_user="ci",
             files_digest=digest,
             uploads=["Caddyfile"],
+            hostnames=["staging.example.com"],
         ),
         "stdin": f"{CANARY}-registry",
         "triggers": [DROPLET_ID, env_stdin(staging)],
@@ -183,6 +185,38 @@ def test_app_uploads_and_release(staging: Run) -> None:
     assert without_secrets(release.wire)["stdin"] == "[secret]"
     for dep in ("app-directory", "env-write", "app-file-compose.yaml", "app-file-Caddyfile"):
         assert any(d.endswith(f"::{dep}") for d in release.depends_on), dep
+
+
+def test_staging_has_no_volume_step(staging: Run) -> None:
+    assert "host-volume" not in {r.name for r in staging.commands}
+    assert "--data-dir" not in release_args(staging)
+
+
+def test_production_mounts_its_volume_after_it_is_attached_and_before_docker(production: Run) -> None:
+    volume = production.named("host-volume")
+    assert volume.inputs == {
+        "connection": connection("root", RESERVED_IPV4),
+        "create": commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_dropship-production-data", "/mnt/data"),
+        "triggers": [DROPLET_ID],
+        "addPreviousOutputInEnv": False,
+    }
+    assert {"host-wait", "server-data-attachment"} <= {d.rsplit("::", 1)[-1] for d in volume.depends_on}
+    assert "host-volume" in {d.rsplit("::", 1)[-1] for d in production.named("host-docker").depends_on}
+
+
+def test_production_release_gets_its_hostnames_and_data_directory(production: Run) -> None:
+    assert release_args(production)[-4:] == ["--hostnames", "app.example.com www.example.com", "--data-dir", "/mnt/data"]
+
+
+def test_preview_release_gets_its_derived_hostname(preview: Run) -> None:
+    assert release_args(preview)[-2:] == ["--hostnames", "pr-42.staging.example.com"]
+
+
+def release_args(run: Run) -> list[str]:
+    """deploy.sh's arguments in the release step's `bash -c <script> deploy.sh ARGS...`."""
+    words = shlex.split(str(run.named("app-release").inputs["create"]))
+    assert words[:2] == ["bash", "-c"] and words[3] == "deploy.sh"
+    return words[4:]
 
 
 def env_stdin(run: Run) -> str:
@@ -305,6 +339,28 @@ def test_local_stack_runs_every_host_step() -> None:
     run = run_program("local", local_config(), LOCAL_SECRETS)
     names = {r.name for r in run.commands}
     assert {"host-docker", "host-security-upgrades", "host-harden-ssh", "env-write", "app-directory", "app-release"} <= names
+
+
+def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
+    run = run_program(
+        "local",
+        local_config(
+            **{
+                "existingHost.hostnames": '["shop.test","www.shop.test"]',
+                "existingHost.volumeDevice": "/dev/disk/by-id/scsi-0DO_Volume_shop-data",
+                "existingHost.volumeMountPath": "/mnt/shop",
+                "existingHost.id": "host-2",
+                "app.urls": "[]",
+            }
+        ),
+        LOCAL_SECRETS,
+    )
+    volume = run.named("host-volume")
+    assert volume.inputs["create"] == commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_shop-data", "/mnt/shop")
+    assert "host-wait" in {d.rsplit("::", 1)[-1] for d in volume.depends_on}
+    assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands)
+    assert release_args(run)[-4:] == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
+    assert run.outputs["urls"] == ["https://shop.test", "https://www.shop.test"]
 
 
 def test_host_gone_registers_only_the_retained_app_directory(monkeypatch: pytest.MonkeyPatch) -> None:
