@@ -38,6 +38,9 @@ class AppArgs:
     """The stack's hostnames: compose sees them as DROPSHIP_HOSTNAMES."""
     data_dir: str | None
     """The data volume's mount path: compose sees it as DROPSHIP_DATA_DIR."""
+    acme_ca: str | None
+    acme_ca_root: str | None
+    """Compose sees them as DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT (a path on the host)."""
     health_url: str | None
     health_timeout: int
     health_retries: int
@@ -108,6 +111,8 @@ class App(pulumi.ComponentResource):
                 uploads=[u.host_path for u in planned[len(args.compose_files) :]],
                 hostnames=args.hostnames,
                 data_dir=args.data_dir,
+                acme_ca=args.acme_ca,
+                acme_ca_root=args.acme_ca_root,
                 health_url=args.health_url,
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,

@@ -85,6 +85,8 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             image_tag=app.image_tag,
             hostnames=settings.hostnames,
             data_dir=volume.mount_path if volume is not None else None,
+            acme_ca=settings.tls.acme_ca,
+            acme_ca_root=settings.acme_ca_root_on_host,
             health_url=app.health_url,
             health_timeout=app.health_timeout,
             health_retries=app.health_retries,

@@ -8,11 +8,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dev.harness.engine import ROOT, engine_env
 from dev.harness.testhost import TestHost
 
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "components", "dropship", "examples")
 """What `pulumi up -s local` needs of the repository."""
+
+SMALL_APP = ROOT / "examples" / "local" / "stack.yaml"
+"""The small example app's settings, in place of the shop's (see that file)."""
+SMALL_APP_SECRET = "local-development-secret"
+SHOP_KEYS = ("dropship:app.", "dropship:tls.", "dropship:env.", "dropship:existingHost.hostnames")
 
 
 class Project:
@@ -27,7 +34,9 @@ class Project:
         source: Path | None = ROOT,
         files: tuple[str, ...] = PROJECT_FILES,
         state: Path | None = None,
+        app: str = "small",
     ) -> None:
+        """`app`: "small" (examples/local, the default) or "shop" (examples/shop, as Pulumi.local.yaml has it)."""
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         if source is not None:
@@ -37,6 +46,9 @@ class Project:
                     shutil.copytree(path, workdir / name, ignore=shutil.ignore_patterns("__pycache__"))
                 else:
                     shutil.copy2(path, workdir / name)
+        self.app = app
+        if app == "small" and source is not None:
+            _use_small_app(workdir / "Pulumi.local.yaml")
         if not (workdir / "venv").exists():
             (workdir / "venv").symlink_to(ROOT / "venv")
         self.state = state or workdir / ".pulumi-state"
@@ -54,6 +66,8 @@ class Project:
     def init_local(self, host: TestHost, settings: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> None:
         """The `local` stack of this copy, aimed at `host`, with extra settings and secrets (set on stdin)."""
         self.pulumi("stack", "init", "local")
+        if self.app == "small":
+            secrets = {"env.APP_SECRET": SMALL_APP_SECRET, **(secrets or {})}
         self.configure(host, settings, secrets)
 
     def configure(self, host: TestHost, settings: dict[str, str] | None = None, secrets: dict[str, str] | None = None) -> None:
@@ -83,3 +97,12 @@ class Project:
 
     def outputs(self) -> dict[str, Any]:
         return dict(json.loads(self.pulumi("stack", "output", "--json").stdout))
+
+
+def _use_small_app(stack_file: Path) -> None:
+    """Pulumi.local.yaml with the small app's settings in place of the shop's (comments are dropped)."""
+    document = yaml.safe_load(stack_file.read_text())
+    config = {k: v for k, v in document["config"].items() if not k.startswith(SHOP_KEYS)}
+    config.update(yaml.safe_load(SMALL_APP.read_text()))
+    document["config"] = config
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))

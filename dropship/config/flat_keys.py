@@ -9,6 +9,7 @@ reported together, before any resource is registered.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from dropship.config.sections import (
     Section,
     Server,
     SshSettings,
+    TlsSettings,
 )
 from dropship.config.settings import PREVIEW_STACK, Environment, Settings
 from dropship.config.types import ENV_NAME_PATTERN
@@ -89,6 +91,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     docker = _section("docker", DockerSettings, sections["docker"], stack, problems)
     app = _section("app", AppSettings, sections["app"], stack, problems)
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
+    tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
 
     if environment is Environment.PREVIEW and isinstance(server, DropletServer):
         server = _derive_preview(stack, server)
@@ -97,7 +100,9 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     _check_server(environment, server, ssh, problems)
     if app is not None:
         _check_app(stack, app, env, project_dir, problems)
-    if problems or server is None or ssh is None or deploy is None or docker is None or app is None:
+        if tls is not None and tls.acme_ca_root is not None:
+            _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
+    if problems or server is None or ssh is None or deploy is None or docker is None or app is None or tls is None:
         raise SettingsError(stack, problems)
 
     return Settings(
@@ -110,6 +115,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         docker=docker,
         app=app,
         registry=registry,
+        tls=tls,
         env=env,
         protect=protect,
     )
@@ -273,6 +279,16 @@ def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir
         problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
     else:
         _check_host_paths(app, missing, problems)
+
+
+def _check_uploaded(key: str, entry: str, app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:
+    """`entry` must be a file that app.files brings to the host (listed, or inside a listed directory)."""
+    if not (project_dir / entry).is_file():
+        problems.append(Problem(key, f"expected an existing file relative to {project_dir}; got {given(entry)}"))
+        return
+    target = os.path.normpath(entry)
+    if not any(target == os.path.normpath(f) or target.startswith(os.path.normpath(f) + "/") for f in app.files):
+        problems.append(Problem(key, f"{given(entry)} is not uploaded; add it (or its directory) to app.files"))
 
 
 def _check_host_paths(app: AppSettings, missing: set[str], problems: list[Problem]) -> None:

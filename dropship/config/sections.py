@@ -188,6 +188,16 @@ class AppSettings(Section):
     """Public URLs reported as outputs; default `https://<hostname>` for each of `dns.hostnames`."""
 
 
+class TlsSettings(Section):
+    acme_ca: HttpUrl | None = None
+    """The ACME directory the app's edge gets certificates from; none: the edge's default (Let's Encrypt).
+    The app receives it as `DROPSHIP_ACME_CA`."""
+    acme_ca_root: ProjectFile | None = None
+    """A file of `app.files` (or in one of its directories) with the root that the ACME server's own HTTPS
+    is checked against, for a private CA such as Pebble. The app receives its path on the host as
+    `DROPSHIP_ACME_CA_ROOT`."""
+
+
 class RegistrySettings(Section):
     server: RegistryHost
     """The image registry to log in to before pulling."""
@@ -229,6 +239,7 @@ SECTIONS: dict[str, type[Section]] = {
     "docker": DockerSettings,
     "app": AppSettings,
     "registry": RegistrySettings,
+    "tls": TlsSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 

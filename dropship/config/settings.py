@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dropship import uploads
 from dropship.config.errors import NAMESPACE
 from dropship.config.sections import (
     AppSettings,
@@ -16,6 +17,7 @@ from dropship.config.sections import (
     ExistingServer,
     RegistrySettings,
     SshSettings,
+    TlsSettings,
 )
 
 PREVIEW_STACK = re.compile(r"^pr-([1-9][0-9]{0,8})$")
@@ -49,6 +51,7 @@ class Settings:
     docker: DockerSettings
     app: AppSettings
     registry: RegistrySettings | None
+    tls: TlsSettings
     env: Mapping[str, str] = field(repr=False)  # secret values: never print
     protect: bool
 
@@ -95,6 +98,14 @@ class Settings:
                 if host.volume_device is None:
                     return None
                 return Volume(device=host.volume_device, mount_path=host.volume_mount_path)
+
+    @property
+    def acme_ca_root_on_host(self) -> str | None:
+        """Where tls.acmeCaRoot is on the host: in the app's directory, at its path relative to the compose project."""
+        if self.tls.acme_ca_root is None:
+            return None
+        relative = uploads.host_path(self.tls.acme_ca_root, uploads.compose_root(self.app.compose_files))
+        return f"{self.app_directory}/{relative}"
 
     @property
     def volume_name(self) -> str:

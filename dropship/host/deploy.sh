@@ -18,11 +18,13 @@
 #          [--pre-deploy CMD ...] [--post-deploy CMD ...]
 #          [--registry SERVER --registry-user USER]   (password on stdin)
 #          [--keep N] [--lock-timeout SECONDS] [--files-digest SHA]
-#          [--hostnames "NAME ..."] [--data-dir PATH]
+#          [--hostnames "NAME ..."] [--data-dir PATH] [--acme-ca URL] [--acme-ca-root PATH]
 #
 # Compose (and the hooks) see IMAGE_TAG, DROPSHIP_HOSTNAMES (the stack's
-# hostnames, space-separated, as a Caddyfile site address takes them) and
-# DROPSHIP_DATA_DIR (the data volume's mount path; empty without a volume).
+# hostnames, space-separated, as a Caddyfile site address takes them),
+# DROPSHIP_DATA_DIR (the data volume's mount path), DROPSHIP_REGISTRY (the
+# registry server), DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT (the ACME
+# directory and the file with its root); each is empty when not set.
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
@@ -233,7 +235,7 @@ prune() { # keeps the newest KEEP releases and their images
 
 main() {
   DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
-  DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR=""
+  DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR="" DROPSHIP_ACME_CA="" DROPSHIP_ACME_CA_ROOT=""
   local registry="" registry_user="" lock_timeout=600 pre=() post=()
   ROLLING=() COMPOSE_FILES=() UPLOADS=()
   while [ "$#" -gt 0 ]; do
@@ -256,6 +258,8 @@ main() {
       --files-digest) ;;
       --hostnames) DROPSHIP_HOSTNAMES=$2 ;;
       --data-dir) DROPSHIP_DATA_DIR=$2 ;;
+      --acme-ca) DROPSHIP_ACME_CA=$2 ;;
+      --acme-ca-root) DROPSHIP_ACME_CA_ROOT=$2 ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -264,7 +268,9 @@ main() {
   COMPOSE_PROJECT_NAME=$PROJECT
   COMPOSE_FILE=$(IFS=:; echo "${COMPOSE_FILES[*]}")
   IMAGE_TAG=$TAG
-  export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG DROPSHIP_HOSTNAMES DROPSHIP_DATA_DIR
+  DROPSHIP_REGISTRY=$registry
+  export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG DROPSHIP_HOSTNAMES DROPSHIP_DATA_DIR DROPSHIP_REGISTRY \
+    DROPSHIP_ACME_CA DROPSHIP_ACME_CA_ROOT
 
   take_lock "$DIR" "$lock_timeout"
   mkdir -p "${DIR}/releases"

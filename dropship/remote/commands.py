@@ -96,9 +96,12 @@ def deploy(
     uploads: Iterable[str] = (),
     hostnames: Iterable[str] = (),
     data_dir: str | None = None,
+    acme_ca: str | None = None,
+    acme_ca_root: str | None = None,
 ) -> str:
     """`uploads`: the host paths of the uploaded files and directories besides the compose files;
-    `hostnames` and `data_dir` reach compose as DROPSHIP_HOSTNAMES and DROPSHIP_DATA_DIR."""
+    `hostnames`, `data_dir`, `acme_ca` and `acme_ca_root` reach compose as DROPSHIP_HOSTNAMES,
+    DROPSHIP_DATA_DIR, DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT."""
     args = ["--dir", app_dir, "--project", project, "--tag", image_tag]
     for name in compose_files:
         args += ["--compose-file", name]
@@ -123,6 +126,10 @@ def deploy(
         args += ["--hostnames", names]
     if data_dir:
         args += ["--data-dir", data_dir]
+    if acme_ca:
+        args += ["--acme-ca", acme_ca]
+    if acme_ca_root:
+        args += ["--acme-ca-root", acme_ca_root]
     return run_script("deploy.sh", *args)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -145,23 +146,34 @@ def test_env_file_goes_through_stdin_only(staging: Run) -> None:
 
 
 def test_app_uploads_and_release(staging: Run) -> None:
+    shop = ROOT / "examples" / "shop"
     uploads = {r.name: r.inputs for r in staging.of_type("command:remote:CopyToRemote")}
+    signature = "4dabf18193072939515e22adb298388d"  # Pulumi's signature key; its value says asset or archive
     assert uploads == {
-        f"app-file-{name}": {
+        **{
+            f"app-file-{name}": {
+                "connection": connection("deploy"),
+                "source": {signature: "c44067f5952c0a294b673a41bacd8c17", "path": str(shop / name)},
+                "remotePath": f"/srv/shop/incoming/{name}",
+                "triggers": [DROPLET_ID],
+            }
+            for name in ("compose.yaml", "Caddyfile")
+        },
+        "app-dir-web/dist": {
             "connection": connection("deploy"),
-            "source": {
-                "4dabf18193072939515e22adb298388d": "c44067f5952c0a294b673a41bacd8c17",
-                "path": str(ROOT / "examples" / "shop" / name),
-            },
-            "remotePath": f"/srv/shop/incoming/{name}",
-            "triggers": [DROPLET_ID],
-        }
-        for name in ("compose.yaml", "Caddyfile")
+            "source": {signature: "0def7320c3a5731c473e5ecbe6d01bc7", "path": str(shop / "web" / "dist")},
+            "remotePath": "/srv/shop/incoming/web",
+            "triggers": [DROPLET_ID, uploads_digest(shop, "web/dist")],
+        },
     }
     directory = staging.named("app-directory")
     assert directory.inputs["delete"] == commands.remove_app("/srv/shop", "shop")
     release = staging.named("app-release")
-    digest = commands.files_digest({n: (ROOT / "examples" / "shop" / n).read_bytes() for n in ("compose.yaml", "Caddyfile")})
+    files = {
+        p.relative_to(shop).as_posix(): p.read_bytes()
+        for p in [shop / "compose.yaml", shop / "Caddyfile", *sorted((shop / "web" / "dist").rglob("*"))]
+        if p.is_file()
+    }
     assert release.inputs == {
         "connection": connection("deploy"),
         "create": commands.deploy(
@@ -169,13 +181,13 @@ def test_app_uploads_and_release(staging: Run) -> None:
             project="shop",
             image_tag="main",
             compose_files=["compose.yaml"],
-            health_url="http://127.0.0.1:8000/health",
+            health_url="http://127.0.0.1:8000/api/health",
             health_timeout=60,
-            post_deploy=["docker compose run --rm api alembic upgrade head"],
+            pre_deploy=["docker compose run --rm api python3 -m alembic upgrade head"],
             registry="registry.example.com",
             registry_user="ci",
-            files_digest=digest,
-            uploads=["Caddyfile"],
+            files_digest=commands.files_digest(files),
+            uploads=["Caddyfile", "web/dist"],
             hostnames=["staging.example.com"],
         ),
         "stdin": f"{CANARY}-registry",
@@ -183,8 +195,12 @@ def test_app_uploads_and_release(staging: Run) -> None:
         "addPreviousOutputInEnv": False,
     }
     assert without_secrets(release.wire)["stdin"] == "[secret]"
-    for dep in ("app-directory", "env-write", "app-file-compose.yaml", "app-file-Caddyfile"):
+    for dep in ("app-directory", "env-write", "app-file-compose.yaml", "app-file-Caddyfile", "app-dir-web/dist"):
         assert any(d.endswith(f"::{dep}") for d in release.depends_on), dep
+
+
+def uploads_digest(shop: Path, directory: str) -> str:
+    return commands.files_digest({p.relative_to(shop).as_posix(): p.read_bytes() for p in (shop / directory).rglob("*") if p.is_file()})
 
 
 def test_staging_has_no_volume_step(staging: Run) -> None:
@@ -332,13 +348,27 @@ def local_config(**changes: str) -> dict[str, str]:
     return config
 
 
-LOCAL_SECRETS = {"ssh.privateKey": PRIVATE_KEY, "env.APP_SECRET": f"{CANARY}-app"}
+LOCAL_SECRETS = {
+    "ssh.privateKey": PRIVATE_KEY,
+    "env.DATABASE_URL": f"postgresql://shop:{CANARY}-pg@db/shop",
+    "env.POSTGRES_PASSWORD": f"{CANARY}-pg",
+    "env.SECRET_KEY": f"{CANARY}-sk",
+}
 
 
 def test_local_stack_runs_every_host_step() -> None:
     run = run_program("local", local_config(), LOCAL_SECRETS)
     names = {r.name for r in run.commands}
     assert {"host-docker", "host-security-upgrades", "host-harden-ssh", "env-write", "app-directory", "app-release"} <= names
+    assert release_args(run)[-6:] == [
+        "--hostnames",
+        "shop.test www.shop.test",
+        "--acme-ca",
+        "https://192.0.2.1:14000/dir",
+        "--acme-ca-root",
+        "/srv/shop/local/acme-ca-root.pem",
+    ]
+    assert run.outputs["urls"] == ["https://shop.test", "https://www.shop.test"]
 
 
 def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
@@ -350,7 +380,6 @@ def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
                 "existingHost.volumeDevice": "/dev/disk/by-id/scsi-0DO_Volume_shop-data",
                 "existingHost.volumeMountPath": "/mnt/shop",
                 "existingHost.id": "host-2",
-                "app.urls": "[]",
             }
         ),
         LOCAL_SECRETS,
@@ -359,7 +388,7 @@ def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
     assert volume.inputs["create"] == commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_shop-data", "/mnt/shop")
     assert "host-wait" in {d.rsplit("::", 1)[-1] for d in volume.depends_on}
     assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands)
-    assert release_args(run)[-4:] == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
+    assert release_args(run)[-8:-4] == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
     assert run.outputs["urls"] == ["https://shop.test", "https://www.shop.test"]
 
 

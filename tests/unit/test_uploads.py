@@ -19,6 +19,7 @@ def project(tmp_path: Path) -> Path:
     shop = tmp_path / "examples" / "shop"
     (shop / "nginx").mkdir()
     (shop / "nginx" / "default.conf").write_text("server {}\n")
+    shutil.rmtree(shop / "web" / "dist")  # replaced by a small one of known content
     (shop / "web" / "dist" / "assets").mkdir(parents=True)
     (shop / "web" / "dist" / "index.html").write_text("<h1>shop</h1>\n")
     (shop / "web" / "dist" / "assets" / "app.js").write_text("console.log(1)\n")

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Pebble, Let's Encrypt's ACME test server (Debian's pebble package), as the
+# local stack's certificate authority, with pebble-challtestsrv as its DNS:
+# the local hostnames resolve to the test host's own address, so Pebble's
+# HTTP-01 validation reaches Caddy on the host's port 80, as Let's Encrypt
+# reaches a droplet's.
+#
+# Usage: dev/pebble.sh start | stop | status | root | resolve NAME ADDRESS
+#   start    Pebble on 127.0.0.1:14000 (ACME directory https://<address>:14000/dir),
+#            its management API on 127.0.0.1:15000, the DNS on 127.0.0.1:8053
+#   root     print the root that signs the certificates Pebble issues (PEM);
+#            Pebble makes a new one at every start
+#   resolve  make NAME resolve to ADDRESS (an A record) for Pebble's validation
+#
+# Pebble's own HTTPS listener has a certificate signed by the test-only CA in
+# examples/shop/local/acme-ca-root.pem (key: dev/pebble/acme-ca-key.pem), for
+# 127.0.0.1, localhost and PEBBLE_ADDRESSES (comma-separated IPs: the address a
+# test host reaches this machine's loopback at, its gateway).
+#
+# Environment:
+#   DROPSHIP_CACHE    state dir (default: $HOME/.cache/dropship); files go to pebble/
+#   PEBBLE_ADDRESSES  extra IP addresses for the listener's certificate
+set -euo pipefail
+
+DEV=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+ROOT=$(dirname "$DEV")
+STATE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}/pebble"
+CA_CERT="$ROOT/examples/shop/local/acme-ca-root.pem"
+CA_KEY="$DEV/pebble/acme-ca-key.pem"
+ACME=127.0.0.1:14000
+MANAGEMENT=127.0.0.1:15000
+DNS=127.0.0.1:8053
+DNS_MANAGEMENT=127.0.0.1:8055
+
+log() { printf 'pebble: %s\n' "$*" >&2; }
+die() { printf 'pebble: ERROR: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  printf 'usage: %s start | stop | status | root | resolve NAME ADDRESS\n' "${0##*/}" >&2
+  exit 2
+}
+
+ensure_installed() {
+  command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 && return 0
+  log "installing Debian's pebble package"
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "step 'apt-get update' failed"
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends pebble >&2 \
+    || die "step 'apt-get install pebble' failed"
+}
+
+running() { # NAME: prints the pid of our process NAME
+  local pid
+  [[ -s "$STATE/$1.pid" ]] || return 1
+  pid=$(cat "$STATE/$1.pid")
+  kill -0 "$pid" 2>/dev/null || return 1
+  printf '%s\n' "$pid"
+}
+
+answers() { curl -fsS -o /dev/null --max-time 2 --cacert "$CA_CERT" "https://$ACME/dir" 2>/dev/null; }
+
+listener_cert() {
+  local sans="DNS:localhost,IP:127.0.0.1" address
+  IFS=, read -r -a extra <<<"${PEBBLE_ADDRESSES:-}"
+  for address in ${extra[@]+"${extra[@]}"}; do sans+=",IP:$address"; done
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=pebble" \
+    -keyout "$STATE/listener-key.pem" -out "$STATE/listener.csr" 2>/dev/null
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" >"$STATE/listener.ext"
+  openssl x509 -req -in "$STATE/listener.csr" -CA "$CA_CERT" -CAkey "$CA_KEY" -CAcreateserial \
+    -days 30 -extfile "$STATE/listener.ext" -out "$STATE/listener.pem" 2>/dev/null \
+    || die "step 'sign the listener certificate' failed"
+  chmod 600 "$STATE/listener-key.pem"
+}
+
+write_config() {
+  cat >"$STATE/pebble.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "$ACME",
+    "managementListenAddress": "$MANAGEMENT",
+    "certificate": "$STATE/listener.pem",
+    "privateKey": "$STATE/listener-key.pem",
+    "httpPort": 80,
+    "tlsPort": 443,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+EOF
+}
+
+cmd_start() {
+  ensure_installed
+  mkdir -p "$STATE"
+  chmod 600 "$CA_KEY"
+  if ! running challtestsrv >/dev/null; then
+    log "starting pebble-challtestsrv (DNS on $DNS)"
+    setsid pebble-challtestsrv -dns01 "$DNS" -http01 "" -https01 "" -tlsalpn01 "" \
+      -management "$DNS_MANAGEMENT" -defaultIPv4 "" -defaultIPv6 "" \
+      >"$STATE/challtestsrv.log" 2>&1 </dev/null &
+    echo $! >"$STATE/challtestsrv.pid"
+  fi
+  local i
+  for i in $(seq 1 50); do
+    curl -s -o /dev/null --max-time 1 "http://$DNS_MANAGEMENT/" 2>/dev/null && break  # any answer (404) will do
+    [[ $i -lt 50 ]] || { cat "$STATE/challtestsrv.log" >&2; die "step 'start pebble-challtestsrv': nothing answers on $DNS_MANAGEMENT"; }
+    sleep 0.2
+  done
+  if running pebble >/dev/null && answers; then
+    log "already running"
+    return 0
+  fi
+  listener_cert
+  write_config
+  log "starting pebble (ACME directory https://$ACME/dir)"
+  # No random sleeps before validations and no rejected nonces: tests stay fast and deterministic.
+  PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=100 \
+    setsid pebble -config "$STATE/pebble.json" -dnsserver "$DNS" >"$STATE/pebble.log" 2>&1 </dev/null &
+  echo $! >"$STATE/pebble.pid"
+  for i in $(seq 1 50); do
+    answers && { log "ready"; return 0; }
+    sleep 0.2
+  done
+  tail -n 20 "$STATE/pebble.log" >&2 || true
+  die "step 'start pebble': nothing answers on https://$ACME/dir"
+}
+
+cmd_stop() {
+  local name pid
+  for name in pebble challtestsrv; do
+    if pid=$(running "$name"); then
+      kill "$pid"
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      log "stopped $name"
+    fi
+    rm -f "$STATE/$name.pid"
+  done
+}
+
+cmd_status() {
+  if ! running pebble >/dev/null || ! answers; then echo "pebble: not running"; return 1; fi
+  echo "pebble: running, ACME directory https://$ACME/dir"
+}
+
+cmd_root() {
+  curl -fsS --max-time 5 --cacert "$CA_CERT" "https://$MANAGEMENT/roots/0" \
+    || die "step 'fetch the root': Pebble's management API does not answer (dev/pebble.sh start)"
+}
+
+cmd_resolve() { # NAME ADDRESS
+  local name=$1 address=$2
+  curl -fsS --max-time 5 -o /dev/null -d "{\"host\":\"${name%.}.\",\"addresses\":[\"$address\"]}" \
+    "http://$DNS_MANAGEMENT/add-a" || die "step 'resolve $name': pebble-challtestsrv does not answer (dev/pebble.sh start)"
+}
+
+main() {
+  case "${1:-}" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    root) cmd_root ;;
+    resolve) [[ $# -eq 3 ]] || usage; cmd_resolve "$2" "$3" ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

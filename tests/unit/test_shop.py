@@ -1,0 +1,40 @@
+"""The shop example: its built front end is the build of its sources, its compose file uses what dropship passes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from tests.unit.program import ROOT
+
+SHOP = ROOT / "examples" / "shop"
+
+
+def test_web_dist_is_the_build_of_web_src(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("shop_web_build", SHOP / "web" / "build.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.build(SHOP / "web" / "src", tmp_path / "dist")
+    built = {p.relative_to(tmp_path / "dist"): p.read_bytes() for p in (tmp_path / "dist").rglob("*") if p.is_file()}
+    committed = {p.relative_to(SHOP / "web" / "dist"): p.read_bytes() for p in (SHOP / "web" / "dist").rglob("*") if p.is_file()}
+    assert built == committed, "run: python3 examples/shop/web/build.py"
+
+
+def test_every_stack_deploys_the_shop_with_its_front_end_and_migrations() -> None:
+    for stack in ("local", "staging", "production"):
+        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert config["dropship:app.composeFiles"] == ["examples/shop/compose.yaml"], stack
+        assert {"examples/shop/Caddyfile", "examples/shop/web/dist"} <= set(config["dropship:app.files"]), stack
+        assert config["dropship:app.preDeploy"] == ["docker compose run --rm api python3 -m alembic upgrade head"], stack
+
+
+def test_one_service_per_role_on_dockers_default_network() -> None:
+    compose = yaml.safe_load((SHOP / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"caddy", "api", "worker", "db", "redis"}
+    assert "networks" not in compose
+    assert all("network_mode" not in s and "networks" not in s for s in compose["services"].values())
+    assert compose["services"]["caddy"]["ports"] == ["80:80", "443:443"]
+    assert set(compose["volumes"]) == {"caddy-data", "caddy-config", "db-data", "redis-data"}
