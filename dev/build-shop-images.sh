@@ -14,7 +14,7 @@
 # (default 127.0.0.1:5000), DEBIAN_MIRROR (default: this machine's).
 set -euo pipefail
 
-BASE_REV=trixie-1
+BASE_REV=trixie-2
 SUITE=trixie
 INCLUDE=python3,postgresql-17,redis-server,caddy,ca-certificates,curl
 PYTHON_VERSION=3.13  # trixie's python3
@@ -40,13 +40,20 @@ push() { # REF LOG
 }
 
 ensure_base() {
-  local ref="$REGISTRY/shop/base:$BASE_REV" tar="$CACHE/shop/rootfs-$BASE_REV.tar"
+  local ref="$REGISTRY/shop/base:$BASE_REV" tar="$CACHE/shop/rootfs-$SUITE-$(printf %s "$INCLUDE" | sha256sum | cut -c1-12).tar"
   pushed "$ref" && return 0
   if ! docker image inspect "$ref" >/dev/null 2>&1; then
     ensure_rootfs_tar "$tar" "$SUITE" "$INCLUDE"
-    log "importing $ref"
-    docker import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENV LANG=C.UTF-8' "$tar" "$ref" >/dev/null \
+    log "importing $ref (without apt's caches and lists, docs and translations)"
+    local rootfs="$WORK/rootfs"
+    mkdir -p "$rootfs"
+    tar -C "$rootfs" --numeric-owner -xf "$tar"
+    rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* \
+      "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/* "$rootfs"/usr/share/info/*
+    tar -C "$rootfs" --numeric-owner -c . \
+      | docker import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENV LANG=C.UTF-8' - "$ref" >/dev/null \
       || die "step 'docker import $tar' failed"
+    rm -rf "$rootfs"
   fi
   log "pushing $ref"
   push "$ref" "$WORK/base.log"

@@ -27,13 +27,27 @@ config_tag() {
   pulumi config get -s "$STACK" app.imageTag
 }
 
+# The address a test host reaches this machine's loopback at: the gateway its
+# namespace copies from this machine (pasta maps it to the host's loopback).
+gateway() { ip -4 route show default | awk '{print $3; exit}'; }
+
+hostnames() { pulumi config get -s "$STACK" existingHost.hostnames | "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))'; }
+
 bring_up_host() {
   step "outer Docker engine"
   bash "$DEV/docker-engine.sh"
   step "local registry on 127.0.0.1:5000"
   bash "$DEV/registry.sh" start
-  step "example images, tag $1"
-  bash "$DEV/build-images.sh" "$1"
+  step "the shop's images, tag $1"
+  bash "$DEV/build-shop-images.sh" "$1"
+  step "Pebble, the local ACME CA"
+  local gw name
+  gw=$(gateway)
+  PEBBLE_ADDRESSES=$gw bash "$DEV/pebble.sh" start
+  if [ "$(pulumi config get -s "$STACK" tls.acmeCa)" != "https://$gw:14000/dir" ]; then
+    pulumi config set -s "$STACK" tls.acmeCa "https://$gw:14000/dir"
+  fi
+  for name in $(hostnames); do bash "$DEV/pebble.sh" resolve "$name" "$HOST_ADDRESS"; done
   step "test host at $HOST_ADDRESS (its own network)"
   TESTHOST_KEY="$DEV/dev_ed25519" TESTHOST_ADDRESS="$HOST_ADDRESS" bash "$DEV/testhost.sh" start
 }
@@ -42,7 +56,16 @@ deploy() {
   step "pulumi up -s $STACK"
   pulumi up -s "$STACK" --yes --skip-preview --color never
   step "done"
+  bash "$DEV/pebble.sh" root >"$ROOT/.pebble-root.pem"
+  local first
+  first=$(hostnames | cut -d' ' -f1)
   printf 'The app answers at: %s\n' "$(pulumi stack output -s "$STACK" urls --json | "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))')"
+  cat <<EOF
+Its certificates are issued by Pebble, the local ACME CA; its root is in .pebble-root.pem
+(a new one each time Pebble starts). To try it:
+  curl --cacert .pebble-root.pem --resolve $first:443:$HOST_ADDRESS https://$first/api/health
+In a browser: add "$HOST_ADDRESS $(hostnames)" to /etc/hosts and import .pebble-root.pem as a trusted authority.
+EOF
 }
 
 cmd_up() {
@@ -74,8 +97,9 @@ cmd_down() {
   fi
   step "removing the test host"
   TESTHOST_ADDRESS="$HOST_ADDRESS" bash "$DEV/testhost.sh" stop
-  step "stopping the local registry"
+  step "stopping the local registry and Pebble"
   bash "$DEV/registry.sh" stop
+  bash "$DEV/pebble.sh" stop
 }
 
 main() {
