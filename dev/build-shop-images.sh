@@ -40,7 +40,9 @@ push() { # REF LOG
 }
 
 ensure_base() {
-  local ref="$REGISTRY/shop/base:$BASE_REV" tar="$CACHE/shop/rootfs-$SUITE-$(printf %s "$INCLUDE" | sha256sum | cut -c1-12).tar"
+  local ref="$REGISTRY/shop/base:$BASE_REV" tar sum
+  sum=$(printf %s "$INCLUDE" | sha256sum | cut -c1-12)
+  tar="$CACHE/shop/rootfs-$SUITE-$sum.tar"
   pushed "$ref" && return 0
   if ! docker image inspect "$ref" >/dev/null 2>&1; then
     ensure_rootfs_tar "$tar" "$SUITE" "$INCLUDE"

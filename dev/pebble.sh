@@ -148,9 +148,11 @@ cmd_root() {
 
 cmd_resolve() { # NAME ADDRESS: replaces what NAME resolved to before
   local name=$1 address=$2
-  curl -fsS --max-time 5 -o /dev/null -d "{\"host\":\"${name%.}.\"}" "http://$DNS_MANAGEMENT/clear-a" \
-    && curl -fsS --max-time 5 -o /dev/null -d "{\"host\":\"${name%.}.\",\"addresses\":[\"$address\"]}" \
-      "http://$DNS_MANAGEMENT/add-a" || die "step 'resolve $name': pebble-challtestsrv does not answer (dev/pebble.sh start)"
+  if ! curl -fsS --max-time 5 -o /dev/null -d "{\"host\":\"${name%.}.\"}" "http://$DNS_MANAGEMENT/clear-a" \
+    || ! curl -fsS --max-time 5 -o /dev/null -d "{\"host\":\"${name%.}.\",\"addresses\":[\"$address\"]}" \
+      "http://$DNS_MANAGEMENT/add-a"; then
+    die "step 'resolve $name': pebble-challtestsrv does not answer (dev/pebble.sh start)"
+  fi
 }
 
 main() {

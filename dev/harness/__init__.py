@@ -8,12 +8,12 @@ repository root (tests/conftest.py and the drivers put the root on sys.path).
 
 from __future__ import annotations
 
-from dev.harness import machine
+from dev.harness import machine, pebble
 from dev.harness.engine import DEV, PASSPHRASE, ROOT, engine_env, sh, toolchain_bin
 from dev.harness.load import Load
 from dev.harness.ports import free_address, free_port
 from dev.harness.project import PROJECT_FILES, Project
-from dev.harness.registry import REGISTRY, REGISTRY_LOG, build_images, example_registry
+from dev.harness.registry import REGISTRY, REGISTRY_LOG, build_images, build_shop_images, example_registry
 from dev.harness.testhost import DEV_KEY, TestHost, host_name
 
 __all__ = [
@@ -28,12 +28,14 @@ __all__ = [
     "Project",
     "TestHost",
     "build_images",
+    "build_shop_images",
     "engine_env",
     "example_registry",
     "free_address",
     "free_port",
     "host_name",
     "machine",
+    "pebble",
     "sh",
     "toolchain_bin",
 ]

@@ -21,6 +21,11 @@ def build_images(tag: str) -> None:
     sh("bash", str(DEV / "build-images.sh"), tag)
 
 
+def build_shop_images(tag: str) -> None:
+    """Builds examples/shop's images (the API as `tag`) and pushes them to the local registry."""
+    sh("bash", str(DEV / "build-shop-images.sh"), tag)
+
+
 @contextmanager
 def example_registry(tags: tuple[str, ...] = ("v1", "v2")) -> Iterator[None]:
     """The outer Docker engine and the local registry with the example images; the registry stops

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import example_registry, machine, toolchain_bin
+from dev.harness import build_shop_images, example_registry, machine, pebble, toolchain_bin
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,3 +45,15 @@ def registry() -> Iterator[None]:
     """The local registry with the example images v1 and v2, for the whole session."""
     with example_registry():
         yield
+
+
+@pytest.fixture(scope="session")
+def shop_registry(registry: None) -> Iterator[None]:
+    """The shop's images in the local registry (the API as v1 and v2), and Pebble, the local ACME CA
+    (stopped again if this started it)."""
+    for tag in ("v1", "v2"):
+        build_shop_images(tag)
+    started = pebble.start()
+    yield
+    if started:
+        pebble.stop()

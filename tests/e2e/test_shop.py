@@ -1,0 +1,201 @@
+"""The shop (examples/shop), as `make up` deploys it: HTTPS for the stack's hostnames with certificates
+from Pebble by HTTP-01, the API and the worker on Postgres and Redis, migrations before traffic, and
+the data (rows and certificates) on the stack's volume, still there on a new host that gets it.
+
+The tests run in file order and share this module's deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from dev.harness import Project, TestHost, pebble
+
+HOSTNAMES = ("shop-e2e.test", "www.shop-e2e.test")
+VOLUME = "dropship-e2e-shop-data"
+DEVICE = f"/dev/disk/by-id/scsi-0DO_Volume_{VOLUME}"
+HOST = replace(TestHost.for_module(__name__), volume=VOLUME)
+UP: dict[str, str] = {}  # the first `pulumi up`'s output
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    certificate: dict[str, Any]
+    """The server's certificate, as ssl's getpeercert() gives it: verified against Pebble's root."""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def https(host: TestHost, name: str, path: str = "/", method: str = "GET", body: bytes = b"", wait: float = 60) -> Answer:
+    """A request to `name` at the host's address, verified against Pebble's root for that name (no -k).
+    Retries while Caddy is still obtaining the certificate."""
+    deadline = time.monotonic() + wait
+    while True:
+        context = ssl.create_default_context(cadata=pebble.root())
+        try:
+            with (
+                socket.create_connection((host.address, 443), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=name) as tls,
+            ):
+                request = f"{method} {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                tls.sendall(request.encode() + body)
+                response = _read_all(tls)
+                certificate = tls.getpeercert()
+                assert certificate is not None
+                return _answer(response, certificate)
+        except (ssl.SSLError, ConnectionError) as error:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"https://{name}{path} did not answer with a Pebble certificate: {error}") from error
+            time.sleep(2)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(response: bytes, certificate: dict[str, Any]) -> Answer:
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        body = _unchunk(body)
+    return Answer(status=int(lines[0].split()[1]), headers=headers, body=body, certificate=certificate)
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2 :]
+    return out
+
+
+def serial(host: TestHost, name: str) -> str:
+    return str(https(host, name).certificate["serialNumber"])
+
+
+def orders(host: TestHost) -> list[str]:
+    return [o["item"] for o in https(host, HOSTNAMES[0], "/api/orders").json()["orders"]]
+
+
+def wait_for_orders(host: TestHost, items: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    while orders(host) != items:
+        assert time.monotonic() < deadline, f"the worker did not write {items}: {orders(host)}"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def host(shop_registry: None) -> Iterator[TestHost]:
+    HOST.stop()
+    HOST.remove_volume()
+    for name in HOSTNAMES:
+        pebble.resolve(name, HOST.address)
+    with HOST.fresh() as test_host:
+        yield test_host
+    HOST.remove_volume()
+
+
+@pytest.fixture(scope="module")
+def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("shop"), bin_dir, app="shop")
+    settings = {
+        "existingHost.hostnames": json.dumps(HOSTNAMES),
+        "existingHost.volumeDevice": DEVICE,
+        "existingHost.id": "first",
+        "tls.acmeCa": pebble.directory(),
+    }
+    project.init_local(host, settings)
+    yield project
+    project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def test_fresh_up_serves_every_hostname_over_https_with_a_certificate_from_pebble(project: Project, host: TestHost) -> None:
+    UP["output"] = project.up().stdout
+    assert project.outputs()["urls"] == [f"https://{name}" for name in HOSTNAMES]
+    for name in HOSTNAMES:
+        answer = https(host, name)
+        assert answer.status == 200
+        assert b"<h1>Shop</h1>" in answer.body
+        assert ("DNS", name) in answer.certificate["subjectAltName"]
+        issuer = dict(item for rdn in answer.certificate["issuer"] for item in rdn)
+        assert issuer["commonName"].startswith("Pebble Intermediate CA"), issuer
+
+
+def test_http_redirects_to_https(host: TestHost) -> None:
+    with socket.create_connection((host.address, 80), timeout=10) as sock:
+        sock.sendall(f"GET /api/health HTTP/1.1\r\nHost: {HOSTNAMES[0]}\r\nConnection: close\r\n\r\n".encode())
+        head = _read_all(sock).split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert head[0].split()[1] == "308"
+    assert f"Location: https://{HOSTNAMES[0]}/api/health" in head
+
+
+def test_health_checks_postgres_and_redis_after_the_migrations(host: TestHost) -> None:
+    health = https(host, HOSTNAMES[0], "/api/health").json()
+    assert health == {"status": "ok", "release": "v1", "postgres": "ok", "schema": "0001", "redis": "ok"}
+    output = UP["output"]
+    migrated = output.index("Running upgrade  -> 0001")
+    assert output.index("pre-deploy hook: docker compose run --rm api python3 -m alembic upgrade head") < migrated
+    assert migrated < output.index("dropship: release v1: starting")
+
+
+def test_the_worker_writes_the_orders_the_api_queued(host: TestHost) -> None:
+    for item in ("teapot", "kettle"):
+        answer = https(host, HOSTNAMES[1], "/api/orders", method="POST", body=json.dumps({"item": item}).encode())
+        assert answer.status == 202
+    wait_for_orders(host, ["teapot", "kettle"])
+
+
+def test_the_data_lives_on_the_volume(host: TestHost) -> None:
+    real = host.run(f"readlink -f {DEVICE}").stdout.strip()
+    assert host.run("findmnt -n -o SOURCE,FSTYPE /mnt/data").stdout.split() == [real, "ext4"]
+    fstab = host.run("grep 'dropship data volume' /etc/fstab").stdout.splitlines()
+    assert fstab[0].split()[:4] == [DEVICE, "/mnt/data", "ext4", "defaults,nofail,discard,noatime"]
+    assert host.run("findmnt -n -o TARGET /var/lib/docker/volumes").stdout.strip() == "/var/lib/docker/volumes"
+    for volume in ("shop_db-data", "shop_redis-data", "shop_caddy-data"):
+        assert host.run(f"test -d /mnt/data/docker-volumes/{volume}/_data").returncode == 0, volume
+    assert "/var/lib/docker/volumes" in host.run("systemctl show -p RequiresMountsFor docker.service").stdout
+
+
+def test_a_release_keeps_the_certificates(project: Project, host: TestHost) -> None:
+    before = {name: serial(host, name) for name in HOSTNAMES}
+    project.set("app.imageTag", "v2")
+    project.up()
+    assert https(host, HOSTNAMES[0], "/api/health").json()["release"] == "v2"
+    assert {name: serial(host, name) for name in HOSTNAMES} == before
+    assert orders(host) == ["teapot", "kettle"]
+
+
+def test_rows_and_certificates_survive_a_new_host_that_gets_the_same_volume(project: Project, host: TestHost) -> None:
+    before = {name: serial(host, name) for name in HOSTNAMES}
+    host.stop()  # the droplet is destroyed; its volume is kept
+    host.start()  # a new droplet at the same address, first boot again, the volume attached
+    assert host.run("command -v docker", check=False).returncode != 0  # a fresh host: no Docker yet
+    project.set("existingHost.id", "second")
+    project.up()
+    print(host.run("docker ps -a; docker logs shop-caddy-1 2>&1 | tail -20; ss -ltn", check=False).stdout)
+    assert orders(host) == ["teapot", "kettle"]
+    assert {name: serial(host, name) for name in HOSTNAMES} == before
+
+
+def test_a_second_up_changes_nothing(project: Project) -> None:
+    project.up()
+    assert set(project.last_update_changes()) == {"same"}
