@@ -191,7 +191,6 @@ def test_rows_and_certificates_survive_a_new_host_that_gets_the_same_volume(proj
     assert host.run("command -v docker", check=False).returncode != 0  # a fresh host: no Docker yet
     project.set("existingHost.id", "second")
     project.up()
-    print(host.run("docker ps -a; docker logs shop-caddy-1 2>&1 | tail -20; ss -ltn", check=False).stdout)
     assert orders(host) == ["teapot", "kettle"]
     assert {name: serial(host, name) for name in HOSTNAMES} == before
 
