@@ -41,6 +41,8 @@ class AppArgs:
     acme_ca: str | None
     acme_ca_root: str | None
     """Compose sees them as DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT (a path on the host)."""
+    tls_mode: str
+    """`acme` or `cloudflare-origin`: compose sees it as DROPSHIP_TLS_MODE."""
     health_url: str | None
     health_timeout: int
     health_retries: int
@@ -113,6 +115,7 @@ class App(pulumi.ComponentResource):
                 data_dir=args.data_dir,
                 acme_ca=args.acme_ca,
                 acme_ca_root=args.acme_ca_root,
+                tls_mode=args.tls_mode,
                 health_url=args.health_url,
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,

@@ -13,6 +13,7 @@ from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
 from components.firewall import Firewall, FirewallArgs
 from components.host_bootstrap import DataVolume, HostBootstrap, HostBootstrapArgs
+from components.origin_certificate import OriginCertificate, OriginCertificateArgs
 from components.server import Server, ServerArgs
 from dropship.config import DropletServer, ExistingServer, Settings
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
@@ -30,6 +31,8 @@ class _Host:
     target: SshTarget
     admin_user: str
     volume_attached: pulumi.Resource | None = None
+    zone_id: pulumi.Output[str] | None = None
+    """The Cloudflare zone, in droplet mode."""
 
 
 def build(settings: Settings, *, project_dir: Path) -> None:
@@ -66,6 +69,19 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             ),
         )
         after = (bootstrap.ready,)
+        if settings.tls.mode == "cloudflare-origin" and host.zone_id is not None:
+            origin = OriginCertificate(
+                "origin",
+                OriginCertificateArgs(
+                    target=host.target,
+                    user=settings.deploy.user,
+                    app_dir=settings.app_directory,
+                    hostnames=settings.hostnames,
+                    zone_id=host.zone_id,
+                    after=after,
+                ),
+            )
+            after = (origin.installed,)
         env_file = EnvFile(
             "env",
             EnvFileArgs(target=host.target, user=settings.deploy.user, app_dir=settings.app_directory, content=env_content, after=after),
@@ -88,6 +104,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             data_dir=volume.mount_path if volume is not None else None,
             acme_ca=settings.tls.acme_ca,
             acme_ca_root=settings.acme_ca_root_on_host,
+            tls_mode=settings.tls.mode,
             health_url=app.health_url,
             health_timeout=app.health_timeout,
             health_retries=app.health_retries,
@@ -142,10 +159,11 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             web_source_ranges=web_source_ranges(proxied=dns.proxied),
         ),
     )
+    zone = zone_id(zone_name=dns.zone, zone_id=dns.zone_id)
     Dns(
         "dns",
         DnsArgs(
-            zone_id=zone_id(zone_name=dns.zone, zone_id=dns.zone_id),
+            zone_id=zone,
             hostnames=dns.hostnames,
             ipv4=server.ipv4,
             ipv6=server.ipv6,
@@ -166,7 +184,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         host=server.droplet,
         host_id=server.id,
     )
-    return _Host(target=target, admin_user=DROPLET_ADMIN, volume_attached=server.volume_attachment)
+    return _Host(target=target, admin_user=DROPLET_ADMIN, volume_attached=server.volume_attachment, zone_id=zone)
 
 
 def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:

@@ -98,6 +98,8 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         protect = False
 
     _check_server(environment, server, ssh, problems)
+    if tls is not None:
+        _check_tls(tls, server, problems)
     if app is not None:
         _check_app(stack, app, env, project_dir, problems)
         if tls is not None and tls.acme_ca_root is not None:
@@ -242,6 +244,22 @@ def _check_server(
                 _check_ssh_ranges(environment, ssh, problems)
         case ExistingServer() | None:
             pass
+
+
+def _check_tls(tls: TlsSettings, server: DropletServer | ExistingServer | None, problems: list[Problem]) -> None:
+    if tls.mode != "cloudflare-origin":
+        return
+    match server:
+        case DropletServer(dns=dns) if not dns.proxied:
+            problems.append(
+                Problem("tls.mode", "cloudflare-origin needs dns.proxied true: only Cloudflare's proxy trusts an origin certificate")
+            )
+        case ExistingServer():
+            problems.append(Problem("tls.mode", "cloudflare-origin needs server.mode droplet, whose DNS dropship keeps at Cloudflare"))
+        case _:
+            pass
+    if tls.acme_ca is not None or tls.acme_ca_root is not None:
+        problems.append(Problem("tls.acmeCa", "only applies when tls.mode is acme (it is cloudflare-origin); remove it"))
 
 
 def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list[Problem]) -> None:

@@ -189,6 +189,11 @@ class AppSettings(Section):
 
 
 class TlsSettings(Section):
+    mode: Literal["acme", "cloudflare-origin"] = "acme"
+    """`acme`: the edge gets certificates by ACME (Let's Encrypt, or `tls.acmeCa`). `cloudflare-origin`: for
+    records proxied by Cloudflare (`dns.proxied`), an origin certificate from Cloudflare's origin CA for
+    `dns.hostnames` (its key made on the server, never leaving it) and the zone's SSL mode set to strict;
+    the app receives it as `DROPSHIP_TLS_MODE`, the files in `$DROPSHIP_TLS_DIR` (cert.pem, key.pem)."""
     acme_ca: HttpUrl | None = None
     """The ACME directory the app's edge gets certificates from; none: the edge's default (Let's Encrypt).
     The app receives it as `DROPSHIP_ACME_CA`."""

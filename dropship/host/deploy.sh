@@ -19,12 +19,15 @@
 #          [--registry SERVER --registry-user USER]   (password on stdin)
 #          [--keep N] [--lock-timeout SECONDS] [--files-digest SHA]
 #          [--hostnames "NAME ..."] [--data-dir PATH] [--acme-ca URL] [--acme-ca-root PATH]
+#          [--tls-mode acme|cloudflare-origin]
 #
 # Compose (and the hooks) see IMAGE_TAG, DROPSHIP_HOSTNAMES (the stack's
 # hostnames, space-separated, as a Caddyfile site address takes them),
 # DROPSHIP_DATA_DIR (the data volume's mount path), DROPSHIP_REGISTRY (the
 # registry server), DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT (the ACME
-# directory and the file with its root); each is empty when not set.
+# directory and the file with its root); each is empty when not set. And
+# DROPSHIP_TLS_MODE (acme, or cloudflare-origin: the edge serves DIR/tls/cert.pem
+# and key.pem) with DROPSHIP_TLS_DIR (DIR/tls, present in both modes).
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
@@ -235,7 +238,7 @@ prune() { # keeps the newest KEEP releases and their images
 
 main() {
   DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
-  DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR="" DROPSHIP_ACME_CA="" DROPSHIP_ACME_CA_ROOT=""
+  DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR="" DROPSHIP_ACME_CA="" DROPSHIP_ACME_CA_ROOT="" DROPSHIP_TLS_MODE=acme
   local registry="" registry_user="" lock_timeout=600 pre=() post=()
   ROLLING=() COMPOSE_FILES=() UPLOADS=()
   while [ "$#" -gt 0 ]; do
@@ -260,6 +263,7 @@ main() {
       --data-dir) DROPSHIP_DATA_DIR=$2 ;;
       --acme-ca) DROPSHIP_ACME_CA=$2 ;;
       --acme-ca-root) DROPSHIP_ACME_CA_ROOT=$2 ;;
+      --tls-mode) DROPSHIP_TLS_MODE=$2 ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -269,8 +273,11 @@ main() {
   COMPOSE_FILE=$(IFS=:; echo "${COMPOSE_FILES[*]}")
   IMAGE_TAG=$TAG
   DROPSHIP_REGISTRY=$registry
+  DROPSHIP_TLS_DIR="${DIR}/tls"
+  mkdir -p "$DROPSHIP_TLS_DIR"
+  chmod 700 "$DROPSHIP_TLS_DIR"
   export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG DROPSHIP_HOSTNAMES DROPSHIP_DATA_DIR DROPSHIP_REGISTRY \
-    DROPSHIP_ACME_CA DROPSHIP_ACME_CA_ROOT
+    DROPSHIP_ACME_CA DROPSHIP_ACME_CA_ROOT DROPSHIP_TLS_MODE DROPSHIP_TLS_DIR
 
   take_lock "$DIR" "$lock_timeout"
   mkdir -p "${DIR}/releases"

@@ -63,6 +63,19 @@ def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> str:
     return run_script("mount-volume.sh", device, mount_path, as_root_via_sudo=sudo)
 
 
+def tls_directory(app_dir: str) -> str:
+    """Where the app's own certificate and key are (tls.mode cloudflare-origin); DROPSHIP_TLS_DIR."""
+    return f"{app_dir}/tls"
+
+
+def origin_key(app_dir: str, hostnames: Iterable[str]) -> str:
+    return run_script("origin-key.sh", tls_directory(app_dir), *hostnames)
+
+
+def install_origin_cert(app_dir: str) -> str:
+    return run_script("install-origin-cert.sh", tls_directory(app_dir))
+
+
 def upload_directory(app_dir: str) -> str:
     """Where `pulumi up` places the app's files and .env; deploy.sh snapshots them into a release."""
     return f"{app_dir}/incoming"
@@ -98,6 +111,7 @@ def deploy(
     data_dir: str | None = None,
     acme_ca: str | None = None,
     acme_ca_root: str | None = None,
+    tls_mode: str = "acme",
 ) -> str:
     """`uploads`: the host paths of the uploaded files and directories besides the compose files;
     `hostnames`, `data_dir`, `acme_ca` and `acme_ca_root` reach compose as DROPSHIP_HOSTNAMES,
@@ -130,6 +144,8 @@ def deploy(
         args += ["--acme-ca", acme_ca]
     if acme_ca_root:
         args += ["--acme-ca-root", acme_ca_root]
+    if tls_mode != "acme":
+        args += ["--tls-mode", tls_mode]
     return run_script("deploy.sh", *args)
 
 

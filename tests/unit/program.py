@@ -77,6 +77,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
         if args.typ == "digitalocean:index/reservedIp:ReservedIp":
             state["ipAddress"] = RESERVED_IPV4
+        if args.typ == "command:remote:Command":
+            state["stdout"] = f"stdout of {args.name}"
+        if args.typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
+            state["certificate"] = ORIGIN_CERTIFICATE
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -86,6 +90,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "cloudflare:index/getIpRanges:getIpRanges":
             return {"ipv4Cidrs": CLOUDFLARE_IPV4, "ipv6Cidrs": CLOUDFLARE_IPV6}, []
         raise AssertionError(f"unexpected invoke {args.token}")
+
+
+ORIGIN_CERTIFICATE = "-----BEGIN CERTIFICATE-----\norigin\n-----END CERTIFICATE-----\n"
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

@@ -18,6 +18,7 @@ from tests.unit.program import (
     CLOUDFLARE_IPV6,
     DROPLET_IPV4,
     DROPLET_IPV6,
+    ORIGIN_CERTIFICATE,
     PRIVATE_KEY,
     RESERVED_IPV4,
     ROOT,
@@ -220,8 +221,49 @@ def test_production_mounts_its_volume_after_it_is_attached_and_before_docker(pro
     assert "host-volume" in {d.rsplit("::", 1)[-1] for d in production.named("host-docker").depends_on}
 
 
-def test_production_release_gets_its_hostnames_and_data_directory(production: Run) -> None:
-    assert release_args(production)[-4:] == ["--hostnames", "app.example.com www.example.com", "--data-dir", "/mnt/data"]
+def test_production_release_gets_its_hostnames_data_directory_and_tls_mode(production: Run) -> None:
+    assert release_args(production)[-6:] == [
+        "--hostnames",
+        "app.example.com www.example.com",
+        "--data-dir",
+        "/mnt/data",
+        "--tls-mode",
+        "cloudflare-origin",
+    ]
+
+
+def test_production_gets_an_origin_certificate_whose_key_stays_on_the_droplet(production: Run) -> None:
+    key = production.named("origin-key")
+    assert key.inputs == {
+        "connection": connection("deploy", RESERVED_IPV4),
+        "create": commands.origin_key("/srv/shop", ["app.example.com", "www.example.com"]),
+        "triggers": [DROPLET_ID],
+        "addPreviousOutputInEnv": False,
+    }
+    assert "host-harden-ssh" in {d.rsplit("::", 1)[-1] for d in key.depends_on}
+    assert production.named("origin-certificate").inputs == {
+        "csr": "stdout of origin-key",
+        "hostnames": ["app.example.com", "www.example.com"],
+        "requestType": "origin-ecc",
+        "requestedValidity": 5475,
+    }
+    assert production.named("origin-ssl-strict").inputs == {"zoneId": ZONE_ID, "settingId": "ssl", "value": "strict"}
+    install = production.named("origin-install")
+    assert install.inputs == {
+        "connection": connection("deploy", RESERVED_IPV4),
+        "create": commands.install_origin_cert("/srv/shop"),
+        "stdin": ORIGIN_CERTIFICATE,
+        "triggers": [DROPLET_ID, ORIGIN_CERTIFICATE],
+        "addPreviousOutputInEnv": False,
+    }
+    for later in ("env-write", "app-directory"):  # the release waits for both
+        assert any(d.endswith("::origin-install") for d in production.named(later).depends_on), later
+
+
+def test_staging_uses_acme_and_has_no_origin_certificate(staging: Run) -> None:
+    assert staging.of_type("cloudflare:index/originCaCertificate:OriginCaCertificate") == []
+    assert staging.of_type("cloudflare:index/zoneSetting:ZoneSetting") == []
+    assert "--tls-mode" not in release_args(staging)
 
 
 def test_preview_release_gets_its_derived_hostname(preview: Run) -> None:
