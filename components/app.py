@@ -69,6 +69,7 @@ class App(pulumi.ComponentResource):
         super().__init__("dropship:index:App", name, None, opts)
         connection = args.target.as_user(args.user)
         incoming = commands.upload_directory(args.app_dir)
+        machine = pulumi.Output.from_input(args.target.host_id)
 
         # Owns the app's lifetime on the host: its delete stops the containers.
         directory_options = args.target.options(self, list(args.after))
@@ -83,8 +84,10 @@ class App(pulumi.ComponentResource):
             f"{name}-directory",
             add_previous_output_in_env=False,
             connection=connection,
-            create=f"mkdir -p {incoming}",
-            delete=commands.remove_app(args.app_dir, args.project),
+            # Both name the machine: when it is replaced, the old step's delete finds the new machine's
+            # mark and removes nothing there (existing mode: the new machine is at the same address).
+            create=machine.apply(lambda m: commands.claim_app_directory(args.app_dir, m)),
+            delete=machine.apply(lambda m: commands.remove_app(args.app_dir, args.project, m)),
             triggers=[args.target.host_id],
             opts=directory_options,
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pulumi
-from pulumi_command import local
 
 from components.app import App, AppArgs, Registry
 from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
@@ -189,17 +188,12 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
 
 def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:
     pulumi.export("ipv4", existing.address)
-    # Stands for the machine at the address, as the droplet does in droplet mode: it runs nothing, and a
-    # new existingHost.id replaces it, so the steps of the old machine are replaced without their deletes
-    # (deleted_with), which would otherwise reach the new machine at the same address and remove the app.
-    machine = local.Command("existing-host", triggers=[existing.id])
     target = SshTarget(
         address=existing.address,
         port=existing.port,
         private_key=private_key,
         dial_error_limit=settings.ssh.dial_error_limit,
         host_key=settings.ssh.host_key,
-        host=machine,
         host_id=existing.id,
     )
     return _Host(target=target, admin_user=existing.user)

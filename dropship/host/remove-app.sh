@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Stops the app's containers and removes its directory (pulumi destroy).
 # Named volumes are kept: data outlives the stack unless removed by hand.
-# Usage: remove-app.sh APP_DIR PROJECT
+# Usage: remove-app.sh APP_DIR PROJECT [MACHINE]
+#   MACHINE: the id of the machine the app was deployed to (APP_DIR/.dropship-machine).
+#   A replaced machine's step is deleted after the new machine's is created; when
+#   the new one answers at the same address, its mark differs and nothing is removed.
 set -eu
 
 main() {
-  local dir=$1 project=$2
+  local dir=$1 project=$2 machine=${3-} mark
+  mark=$(cat "${dir}/.dropship-machine" 2>/dev/null || true)
+  if [ -d "$dir" ] && [ "$mark" != "$machine" ]; then
+    echo "dropship: ${dir} is the app of machine '${mark}' now, not of '${machine}': nothing removed"
+    return 0
+  fi
   if command -v docker >/dev/null 2>&1; then
     docker compose --project-name "$project" down --remove-orphans
   fi

@@ -85,8 +85,18 @@ def write_env(app_dir: str) -> str:
     return run_script("write-env.sh", upload_directory(app_dir))
 
 
-def remove_app(app_dir: str, project: str) -> str:
-    return run_script("remove-app.sh", app_dir, project)
+MACHINE_MARK = ".dropship-machine"
+"""In the app's directory: the id of the machine that deployed it (the droplet's, or existingHost.id)."""
+
+
+def claim_app_directory(app_dir: str, machine: str) -> str:
+    """The app's directories, marked as this machine's."""
+    mark = shlex.quote(f"{app_dir}/{MACHINE_MARK}")
+    return f"mkdir -p {shlex.quote(upload_directory(app_dir))} && printf '%s\\n' {shlex.quote(machine)} > {mark}"
+
+
+def remove_app(app_dir: str, project: str, machine: str = "") -> str:
+    return run_script("remove-app.sh", app_dir, project, machine)
 
 
 def deploy(

@@ -151,7 +151,7 @@ def test_a_backend_failure_is_not_taken_for_a_missing_stack(rehearsal: Rehearsal
 
 
 def test_preview_of_the_local_stack_passes_the_policy_pack(bin_dir: str, tmp_path: Path) -> None:
-    project = Project(tmp_path / "local", bin_dir)
+    project = Project(tmp_path / "local", bin_dir, app="shop")  # Pulumi.local.yaml as committed
     project.pulumi("stack", "init", "local")
     result = project.pulumi("preview", "--policy-pack", str(ROOT / "policy"))
     assert "dropship@v1.0.0" in result.stdout

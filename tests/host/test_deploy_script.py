@@ -134,3 +134,17 @@ def test_without_hostnames_or_a_volume_the_variables_are_set_and_empty(host: Hos
     hook = 'printf "%s|%s\\n" "${DROPSHIP_HOSTNAMES-unset}" "${DROPSHIP_DATA_DIR-unset}" > ../../seen; false'
     host.run(deploy(host, pre_deploy=[hook]))
     assert (host.app_dir / "seen").read_text() == "|\n"
+
+
+def test_removing_the_app_of_a_replaced_machine_leaves_the_new_machines_app(host: Host) -> None:
+    (host.app_dir / "releases").mkdir()
+    host.run(commands.claim_app_directory(str(host.app_dir), "second"))
+    old = host.run(commands.remove_app(str(host.app_dir), "app", "first"))
+    assert old.returncode == 0, old.stderr
+    assert old.stdout.strip() == f"dropship: {host.app_dir} is the app of machine 'second' now, not of 'first': nothing removed"
+    assert (host.app_dir / "releases").is_dir()
+    assert host.docker_calls() == []
+    same = host.run(commands.remove_app(str(host.app_dir), "app", "second"))
+    assert same.returncode == 0, same.stderr
+    assert list(host.app_dir.iterdir()) == []
+    assert host.docker_calls() == ["compose --project-name app down --remove-orphans"]

@@ -168,7 +168,8 @@ def test_app_uploads_and_release(staging: Run) -> None:
         },
     }
     directory = staging.named("app-directory")
-    assert directory.inputs["delete"] == commands.remove_app("/srv/shop", "shop")
+    assert directory.inputs["create"] == commands.claim_app_directory("/srv/shop", DROPLET_ID)
+    assert directory.inputs["delete"] == commands.remove_app("/srv/shop", "shop", DROPLET_ID)
     release = staging.named("app-release")
     files = {
         p.relative_to(shop).as_posix(): p.read_bytes()
@@ -429,10 +430,9 @@ def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
     volume = run.named("host-volume")
     assert volume.inputs["create"] == commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_shop-data", "/mnt/shop")
     assert "host-wait" in {d.rsplit("::", 1)[-1] for d in volume.depends_on}
-    assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands if r.name != "existing-host")
-    # A new id replaces the machine; the old machine's steps go with it, their deletes never reaching the new one.
-    assert run.named("existing-host").inputs == {"triggers": ["host-2"]}
-    assert all(r.deleted_with.endswith("::existing-host") for r in run.commands if r.type == "command:remote:Command")
+    assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands)
+    # A new id replaces every step; the old app directory's delete names the old machine (see remove-app.sh).
+    assert run.named("app-directory").inputs["delete"] == commands.remove_app("/srv/shop", "shop", "host-2")
     assert release_args(run)[-8:-4] == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
     assert run.outputs["urls"] == ["https://shop.test", "https://www.shop.test"]
 
@@ -449,11 +449,7 @@ def test_host_gone_registers_only_the_retained_app_directory(monkeypatch: pytest
     normal = run_program("local", local_config(), LOCAL_SECRETS)
     assert options["app-directory"] == (False, [])
     gone = run_program("local", local_config(**{"existingHost.gone": "true"}), LOCAL_SECRETS)
-    assert [(r.type, r.name) for r in gone.resources] == [
-        ("command:local:Command", "existing-host"),
-        ("dropship:index:App", "app"),
-        ("command:remote:Command", "app-directory"),
-    ]
+    assert [(r.type, r.name) for r in gone.resources] == [("dropship:index:App", "app"), ("command:remote:Command", "app-directory")]
     # The same resource as before (same inputs, same URN), so that `pulumi up` changes nothing on it ...
     assert gone.named("app-directory").inputs["delete"] == normal.named("app-directory").inputs["delete"]
     assert gone.named("app-directory").parent == normal.named("app-directory").parent
