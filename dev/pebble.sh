@@ -65,7 +65,7 @@ listener_cert() {
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=pebble" \
     -keyout "$STATE/listener-key.pem" -out "$STATE/listener.csr" 2>/dev/null
   printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" >"$STATE/listener.ext"
-  openssl x509 -req -in "$STATE/listener.csr" -CA "$CA_CERT" -CAkey "$CA_KEY" -CAcreateserial \
+  openssl x509 -req -in "$STATE/listener.csr" -CA "$CA_CERT" -CAkey "$CA_KEY" -CAserial "$STATE/ca.srl" -CAcreateserial \
     -days 30 -extfile "$STATE/listener.ext" -out "$STATE/listener.pem" 2>/dev/null \
     || die "step 'sign the listener certificate' failed"
   chmod 600 "$STATE/listener-key.pem"
