@@ -27,11 +27,10 @@ config_tag() {
   pulumi config get -s "$STACK" app.imageTag
 }
 
-# The address a test host reaches this machine's loopback at: the gateway its
-# namespace copies from this machine (pasta maps it to the host's loopback).
-gateway() { ip -4 route show default | awk '{print $3; exit}'; }
+# A JSON list on stdin, as space-separated words.
+json_words() { "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))'; }
 
-hostnames() { pulumi config get -s "$STACK" existingHost.hostnames | "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))'; }
+hostnames() { pulumi config get -s "$STACK" existingHost.hostnames | json_words; }
 
 bring_up_host() {
   step "outer Docker engine"
@@ -41,11 +40,11 @@ bring_up_host() {
   step "the shop's images, tag $1"
   bash "$DEV/build-shop-images.sh" "$1"
   step "Pebble, the local ACME CA"
-  local gw name
-  gw=$(gateway)
-  PEBBLE_ADDRESSES=$gw bash "$DEV/pebble.sh" start
-  if [ "$(pulumi config get -s "$STACK" tls.acmeCa)" != "https://$gw:14000/dir" ]; then
-    pulumi config set -s "$STACK" tls.acmeCa "https://$gw:14000/dir"
+  local directory name
+  bash "$DEV/pebble.sh" start
+  directory=$(bash "$DEV/pebble.sh" directory)
+  if [ "$(pulumi config get -s "$STACK" tls.acmeCa)" != "$directory" ]; then
+    pulumi config set -s "$STACK" tls.acmeCa "$directory"
   fi
   for name in $(hostnames); do bash "$DEV/pebble.sh" resolve "$name" "$HOST_ADDRESS"; done
   step "test host at $HOST_ADDRESS (its own network)"
@@ -57,14 +56,14 @@ deploy() {
   pulumi up -s "$STACK" --yes --skip-preview --color never
   step "done"
   bash "$DEV/pebble.sh" root >"$ROOT/.pebble-root.pem"
-  local first
-  first=$(hostnames | cut -d' ' -f1)
-  printf 'The app answers at: %s\n' "$(pulumi stack output -s "$STACK" urls --json | "$ROOT/venv/bin/python" -c 'import json,sys; print(" ".join(json.load(sys.stdin)))')"
+  local names
+  names=$(hostnames)
+  printf 'The app answers at: %s\n' "$(pulumi stack output -s "$STACK" urls --json | json_words)"
   cat <<EOF
 Its certificates are issued by Pebble, the local ACME CA; its root is in .pebble-root.pem
 (a new one each time Pebble starts). To try it:
-  curl --cacert .pebble-root.pem --resolve $first:443:$HOST_ADDRESS https://$first/api/health
-In a browser: add "$HOST_ADDRESS $(hostnames)" to /etc/hosts and import .pebble-root.pem as a trusted authority.
+  curl --cacert .pebble-root.pem --resolve ${names%% *}:443:$HOST_ADDRESS https://${names%% *}/api/health
+In a browser: add "$HOST_ADDRESS $names" to /etc/hosts and import .pebble-root.pem as a trusted authority.
 EOF
 }
 

@@ -5,21 +5,23 @@
 # HTTP-01 validation reaches Caddy on the host's port 80, as Let's Encrypt
 # reaches a droplet's.
 #
-# Usage: dev/pebble.sh start | stop | status | root | resolve NAME ADDRESS
-#   start    Pebble on 127.0.0.1:14000 (ACME directory https://<address>:14000/dir),
-#            its management API on 127.0.0.1:15000, the DNS on 127.0.0.1:8053
+# Usage: dev/pebble.sh start | stop | status | directory | root | resolve NAME ADDRESS
+#   start      Pebble on 127.0.0.1:14000, its management API on 127.0.0.1:15000,
+#              the DNS on 127.0.0.1:8053
+#   directory  print the ACME directory as a test host's containers reach it:
+#              https://<gateway>:14000/dir
 #   root     print the root that signs the certificates Pebble issues (PEM);
 #            Pebble makes a new one at every start
 #   resolve  make NAME resolve to ADDRESS (an A record) for Pebble's validation
 #
 # Pebble's own HTTPS listener has a certificate signed by the test-only CA in
 # examples/shop/local/acme-ca-root.pem (key: dev/pebble/acme-ca-key.pem), for
-# 127.0.0.1, localhost and PEBBLE_ADDRESSES (comma-separated IPs: the address a
-# test host reaches this machine's loopback at, its gateway).
+# 127.0.0.1, localhost and the gateway: the address a test host reaches this
+# machine's loopback at (its namespace copies this machine's default route, and
+# pasta maps the gateway to this machine's loopback).
 #
 # Environment:
 #   DROPSHIP_CACHE    state dir (default: $HOME/.cache/dropship); files go to pebble/
-#   PEBBLE_ADDRESSES  extra IP addresses for the listener's certificate
 set -euo pipefail
 
 DEV=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
@@ -27,7 +29,8 @@ ROOT=$(dirname "$DEV")
 STATE="${DROPSHIP_CACHE:-$HOME/.cache/dropship}/pebble"
 CA_CERT="$ROOT/examples/shop/local/acme-ca-root.pem"
 CA_KEY="$DEV/pebble/acme-ca-key.pem"
-ACME=127.0.0.1:14000
+ACME_PORT=14000
+ACME=127.0.0.1:$ACME_PORT
 MANAGEMENT=127.0.0.1:15000
 DNS=127.0.0.1:8053
 DNS_MANAGEMENT=127.0.0.1:8055
@@ -36,7 +39,7 @@ log() { printf 'pebble: %s\n' "$*" >&2; }
 die() { printf 'pebble: ERROR: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  printf 'usage: %s start | stop | status | root | resolve NAME ADDRESS\n' "${0##*/}" >&2
+  printf 'usage: %s start | stop | status | directory | root | resolve NAME ADDRESS\n' "${0##*/}" >&2
   exit 2
 }
 
@@ -56,12 +59,14 @@ running() { # NAME: prints the pid of our process NAME
   printf '%s\n' "$pid"
 }
 
+gateway() { ip -4 route show default | awk '{print $3; exit}'; }
+
 answers() { curl -fsS -o /dev/null --max-time 2 --cacert "$CA_CERT" "https://$ACME/dir" 2>/dev/null; }
 
 listener_cert() {
-  local sans="DNS:localhost,IP:127.0.0.1" address
-  IFS=, read -r -a extra <<<"${PEBBLE_ADDRESSES:-}"
-  for address in ${extra[@]+"${extra[@]}"}; do sans+=",IP:$address"; done
+  local sans="DNS:localhost,IP:127.0.0.1" gw
+  gw=$(gateway)
+  [[ -z "$gw" ]] || sans+=",IP:$gw"
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=pebble" \
     -keyout "$STATE/listener-key.pem" -out "$STATE/listener.csr" 2>/dev/null
   printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" >"$STATE/listener.ext"
@@ -141,6 +146,13 @@ cmd_status() {
   echo "pebble: running, ACME directory https://$ACME/dir"
 }
 
+cmd_directory() {
+  local gw
+  gw=$(gateway)
+  [[ -n "$gw" ]] || die "step 'directory': this machine has no default route, so test hosts have no gateway to reach Pebble at"
+  printf 'https://%s:%s/dir\n' "$gw" "$ACME_PORT"
+}
+
 cmd_root() {
   curl -fsS --max-time 5 --cacert "$CA_CERT" "https://$MANAGEMENT/roots/0" \
     || die "step 'fetch the root': Pebble's management API does not answer (dev/pebble.sh start)"
@@ -160,6 +172,7 @@ main() {
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    directory) cmd_directory ;;
     root) cmd_root ;;
     resolve) [[ $# -eq 3 ]] || usage; cmd_resolve "$2" "$3" ;;
     *) usage ;;

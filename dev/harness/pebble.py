@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 from dev.harness.engine import DEV, sh
-
-ACME_PORT = 14000
-
-
-def gateway() -> str:
-    """The address a test host reaches this machine's loopback at: the gateway its namespace copies from
-    this machine, which pasta maps to the host's loopback (as a droplet reaches a public ACME server)."""
-    return sh("ip", "-4", "route", "show", "default").stdout.split()[2]
 
 
 def directory() -> str:
-    """Pebble's ACME directory, as a test host's containers reach it."""
-    return f"https://{gateway()}:{ACME_PORT}/dir"
+    """Pebble's ACME directory, as a test host's containers reach it (at their gateway, which pasta maps
+    to this machine's loopback, as a droplet reaches a public ACME server)."""
+    return sh("bash", str(DEV / "pebble.sh"), "directory").stdout.strip()
 
 
 def start() -> bool:
     """Starts Pebble unless it runs already; says whether it started it."""
     if sh("bash", str(DEV / "pebble.sh"), "status", check=False).returncode == 0:
         return False
-    sh("bash", str(DEV / "pebble.sh"), "start", env={**os.environ, "PEBBLE_ADDRESSES": gateway()})
+    sh("bash", str(DEV / "pebble.sh"), "start")
     return True
 
 
