@@ -305,8 +305,13 @@ def _check_uploaded(key: str, entry: str, app: AppSettings, project_dir: Path, p
         problems.append(Problem(key, f"expected an existing file relative to {project_dir}; got {given(entry)}"))
         return
     target = os.path.normpath(entry)
-    if not any(target == os.path.normpath(f) or target.startswith(os.path.normpath(f) + "/") for f in app.files):
+    if not any(target == os.path.normpath(f) or _inside(target, os.path.normpath(f)) for f in app.files):
         problems.append(Problem(key, f"{given(entry)} is not uploaded; add it (or its directory) to app.files"))
+
+
+def _inside(path: str, directory: str) -> bool:
+    """`path` is below `directory` (both normalised, relative)."""
+    return path.startswith(directory + "/")
 
 
 def _check_host_paths(app: AppSettings, missing: set[str], problems: list[Problem]) -> None:
@@ -333,6 +338,6 @@ def _check_host_paths(app: AppSettings, missing: set[str], problems: list[Proble
                 for other, other_key in placed:
                     if target == other:
                         problems.append(Problem(key, f"{given(name)} is uploaded already by {other_key}"))
-                    elif target.startswith(other + "/") or other.startswith(target + "/"):
+                    elif _inside(target, other) or _inside(other, target):
                         problems.append(Problem(key, f"{given(name)} overlaps {other_key}; list either the directory or the files in it"))
                 placed.append((target, key))
