@@ -19,7 +19,7 @@
 #          [--registry SERVER --registry-user USER]   (password on stdin)
 #          [--keep N] [--lock-timeout SECONDS] [--files-digest SHA]
 #          [--hostnames "NAME ..."] [--data-dir PATH] [--acme-ca URL] [--acme-ca-root PATH]
-#          [--tls-mode acme|cloudflare-origin]
+#          [--tls-mode acme|cloudflare-origin] [--tls-dir PATH]
 #
 # Compose (and the hooks) see IMAGE_TAG, DROPSHIP_HOSTNAMES (the stack's
 # hostnames, space-separated, as a Caddyfile site address takes them),
@@ -27,7 +27,7 @@
 # registry server), DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT (the ACME
 # directory and the file with its root); each is empty when not set. And
 # DROPSHIP_TLS_MODE (acme, or cloudflare-origin: the edge serves DIR/tls/cert.pem
-# and key.pem) with DROPSHIP_TLS_DIR (DIR/tls, present in both modes).
+# and key.pem) with DROPSHIP_TLS_DIR (--tls-dir, made here in both modes).
 set -eu
 
 log() { printf 'dropship: %s\n' "$*"; }
@@ -239,6 +239,7 @@ prune() { # keeps the newest KEEP releases and their images
 main() {
   DIR="" PROJECT="" TAG="" HEALTH_URL="" HEALTH_TIMEOUT=60 HEALTH_RETRIES=30 KEEP=3
   DROPSHIP_HOSTNAMES="" DROPSHIP_DATA_DIR="" DROPSHIP_ACME_CA="" DROPSHIP_ACME_CA_ROOT="" DROPSHIP_TLS_MODE=acme
+  DROPSHIP_TLS_DIR=""
   local registry="" registry_user="" lock_timeout=600 pre=() post=()
   ROLLING=() COMPOSE_FILES=() UPLOADS=()
   while [ "$#" -gt 0 ]; do
@@ -264,6 +265,7 @@ main() {
       --acme-ca) DROPSHIP_ACME_CA=$2 ;;
       --acme-ca-root) DROPSHIP_ACME_CA_ROOT=$2 ;;
       --tls-mode) DROPSHIP_TLS_MODE=$2 ;;
+      --tls-dir) DROPSHIP_TLS_DIR=$2 ;;
       *) echo "deploy.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -273,9 +275,10 @@ main() {
   COMPOSE_FILE=$(IFS=:; echo "${COMPOSE_FILES[*]}")
   IMAGE_TAG=$TAG
   DROPSHIP_REGISTRY=$registry
-  DROPSHIP_TLS_DIR="${DIR}/tls"
-  mkdir -p "$DROPSHIP_TLS_DIR"
-  chmod 700 "$DROPSHIP_TLS_DIR"
+  if [ -n "$DROPSHIP_TLS_DIR" ]; then
+    mkdir -p "$DROPSHIP_TLS_DIR"
+    chmod 700 "$DROPSHIP_TLS_DIR"
+  fi
   export COMPOSE_PROJECT_NAME COMPOSE_FILE IMAGE_TAG DROPSHIP_HOSTNAMES DROPSHIP_DATA_DIR DROPSHIP_REGISTRY \
     DROPSHIP_ACME_CA DROPSHIP_ACME_CA_ROOT DROPSHIP_TLS_MODE DROPSHIP_TLS_DIR
 

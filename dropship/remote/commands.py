@@ -64,7 +64,8 @@ def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> str:
 
 
 def tls_directory(app_dir: str) -> str:
-    """Where the app's own certificate and key are (tls.mode cloudflare-origin); DROPSHIP_TLS_DIR."""
+    """Where the app's own certificate and key are (tls.mode cloudflare-origin); deploy.sh gets it as
+    --tls-dir and passes it to compose as DROPSHIP_TLS_DIR."""
     return f"{app_dir}/tls"
 
 
@@ -126,7 +127,7 @@ def deploy(
     """`uploads`: the host paths of the uploaded files and directories besides the compose files;
     `hostnames`, `data_dir`, `acme_ca` and `acme_ca_root` reach compose as DROPSHIP_HOSTNAMES,
     DROPSHIP_DATA_DIR, DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT."""
-    args = ["--dir", app_dir, "--project", project, "--tag", image_tag]
+    args = ["--dir", app_dir, "--tls-dir", tls_directory(app_dir), "--project", project, "--tag", image_tag]
     for name in compose_files:
         args += ["--compose-file", name]
     for path in uploads:

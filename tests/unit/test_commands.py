@@ -57,7 +57,7 @@ def test_deploy_arguments_in_order() -> None:
     )
     assert words[3:] == [
         "deploy.sh",
-        "--dir", "/srv/shop", "--project", "shop", "--tag", "v2",
+        "--dir", "/srv/shop", "--tls-dir", "/srv/shop/tls", "--project", "shop", "--tag", "v2",
         "--compose-file", "compose.yaml", "--compose-file", "compose.prod.yaml",
         "--health-url", "http://127.0.0.1:8000/health", "--health-timeout", "30", "--health-retries", "10",
         "--rolling", "web-1", "--rolling", "web-2", "--keep", "5", "--lock-timeout", "120",
@@ -71,7 +71,7 @@ def test_deploy_arguments_in_order() -> None:
 def test_deploy_without_optional_parts() -> None:
     words = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"]))
     assert words[3:] == [
-        "deploy.sh", "--dir", "/srv/a", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml",
+        "deploy.sh", "--dir", "/srv/a", "--tls-dir", "/srv/a/tls", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml",
         "--health-timeout", "60", "--health-retries", "30", "--keep", "3", "--lock-timeout", "600",
     ]  # fmt: skip
 
