@@ -43,13 +43,8 @@ usage() {
   exit 2
 }
 
-ensure_installed() {
-  command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 && return 0
-  log "installing Debian's pebble package"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 || die "step 'apt-get update' failed"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends pebble >&2 \
-    || die "step 'apt-get install pebble' failed"
-}
+# shellcheck source=dev/lib/debian.sh
+. "$DEV/lib/debian.sh"
 
 running() { # NAME: prints the pid of our process NAME
   local pid
@@ -94,7 +89,7 @@ EOF
 }
 
 cmd_start() {
-  ensure_installed
+  ensure_apt_pkg pebble pebble  # pebble-challtestsrv comes with it
   mkdir -p "$STATE"
   chmod 600 "$CA_KEY"
   if ! running challtestsrv >/dev/null; then
