@@ -31,15 +31,8 @@ our_pid() {
   printf '%s\n' "$pid"
 }
 
-ensure_installed() {
-  command -v docker-registry >/dev/null 2>&1 && return 0
-  log "installing Debian's docker-registry package (~10 s)"
-  apt-get -o DPkg::Lock::Timeout=600 update -qq >&2 \
-    || die "step 'apt-get update' failed"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends docker-registry >&2 \
-    || die "step 'apt-get install docker-registry' failed"
-}
+# shellcheck source=dev/lib/debian.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
 
 write_config() {
   mkdir -p "$STATE/data"
@@ -68,7 +61,7 @@ cmd_start() {
   elif answers; then
     die "step 'start': something else already serves a registry on $ADDR"
   fi
-  ensure_installed
+  ensure_apt_pkg docker-registry docker-registry
   mkdir -p "$STATE"
   write_config
   if [[ -z "${pid:-}" ]]; then
