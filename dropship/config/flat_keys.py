@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -297,6 +298,51 @@ def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir
         problems.append(Problem("app.composeFiles", 'required: at least one compose file such as ["compose.yaml"]'))
     else:
         _check_host_paths(app, missing, problems)
+        if not missing & set(app.compose_files):
+            _check_rolling_services(app, project_dir, problems)
+
+
+def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:
+    """A rolled service runs two containers side by side for a moment: no fixed host port, no fixed name."""
+    if not app.rolling_services:
+        return
+    services: dict[str, list[dict[str, Any]]] = {}
+    for i, name in enumerate(app.compose_files):
+        try:
+            document = yaml.safe_load((project_dir / name).read_text()) or {}
+        except yaml.YAMLError as error:
+            problems.append(Problem(flat_key("app", "composeFiles", i), f"not valid YAML: {error}".splitlines()[0]))
+            return
+        for service, definition in (document.get("services") or {}).items():
+            services.setdefault(str(service), []).append(definition or {})
+    for i, service in enumerate(app.rolling_services):
+        key = flat_key("app", "rollingServices", i)
+        definitions = services.get(service)
+        if definitions is None:
+            problems.append(Problem(key, f"no service {given(service)} in {', '.join(app.compose_files)}"))
+            continue
+        published = [p for d in definitions for p in d.get("ports") or () if _host_port(p) is not None]
+        if published:
+            problems.append(
+                Problem(
+                    key,
+                    f"service {service} publishes host port {_host_port(published[0])}: its old and new containers cannot both "
+                    "bind it during a rollout; let the edge proxy reach it by service name and remove the port",
+                )
+            )
+        if any("container_name" in d for d in definitions):
+            problems.append(
+                Problem(key, f"service {service} sets container_name: compose cannot start a second container of that name; remove it")
+            )
+
+
+def _host_port(port: Any) -> str | None:
+    """The host port a compose `ports` entry binds, or None when Docker picks one."""
+    if isinstance(port, dict):
+        published = port.get("published")
+        return str(published) if published not in (None, "") else None
+    parts = str(port).rsplit("/", 1)[0].split(":")
+    return parts[-2] if len(parts) >= 2 and parts[-2] else None
 
 
 def _check_uploaded(key: str, entry: str, app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:

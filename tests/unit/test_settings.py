@@ -329,3 +329,14 @@ def test_a_mode_switch_reports_the_other_modes_keys_and_the_missing_ones_togethe
         assert f"dropship:{key}: only applies when server.mode is existing (it is droplet); remove it" in message
     assert "dropship:droplet.region: required but not set" in message
     assert "dropship:droplet.size: required but not set" in message
+
+
+@pytest.mark.parametrize(
+    ("port", "host"),
+    [("8000", None), ("80:80", "80"), ("127.0.0.1:8000:8000", "8000"), ("127.0.0.1::8000", None), ("53:53/udp", "53"),
+     ({"target": 80, "published": 8080}, "8080"), ({"target": 80}, None), (8000, None)],
+)  # fmt: skip
+def test_which_compose_ports_bind_a_host_port(port: object, host: str | None) -> None:
+    from dropship.config.flat_keys import _host_port
+
+    assert _host_port(port) == host
