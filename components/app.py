@@ -103,6 +103,21 @@ class App(pulumi.ComponentResource):
             contents.update(upload.files)
             uploaded.append(self._upload(name, upload, incoming, connection, args.target, directory))
 
+        # The release's own code, under a directory named by its hash: a new dropship version
+        # lands beside the old one (which release.py then removes) and changes the command.
+        code = commands.host_code_directory(args.app_dir)
+        for module in commands.HOST_CODE:
+            uploaded.append(
+                remote.CopyToRemote(
+                    f"{name}-code-{module}",
+                    connection=connection,
+                    source=pulumi.FileAsset(str(commands.SCRIPTS / module)),
+                    remote_path=f"{code}/{module}",
+                    triggers=[args.target.host_id],
+                    opts=args.target.options(self, [directory]),
+                )
+            )
+
         registry = args.registry
         release = remote.Command(
             f"{name}-release",

@@ -104,7 +104,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             acme_ca=settings.tls.acme_ca,
             acme_ca_root=settings.acme_ca_root_on_host,
             tls_mode=settings.tls.mode,
-            health_url=app.health_url,
+            health_url=settings.health_url,
             health_timeout=app.health_timeout,
             health_retries=app.health_retries,
             rolling_services=app.rolling_services,

@@ -105,6 +105,8 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         _check_app(stack, app, env, project_dir, problems)
         if tls is not None and tls.acme_ca_root is not None:
             _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
+        if app.health_url is not None and app.health_url.startswith("/") and server is not None:
+            _check_health_path(app, server, problems)
     if problems or server is None or ssh is None or deploy is None or docker is None or app is None or tls is None:
         raise SettingsError(stack, problems)
 
@@ -261,6 +263,17 @@ def _check_tls(tls: TlsSettings, server: DropletServer | ExistingServer | None, 
             pass
     if tls.acme_ca is not None or tls.acme_ca_root is not None:
         problems.append(Problem("tls.acmeCa", "only applies when tls.mode is acme (it is cloudflare-origin); remove it"))
+
+
+def _check_health_path(app: AppSettings, server: DropletServer | ExistingServer, problems: list[Problem]) -> None:
+    hostnames = server.dns.hostnames if isinstance(server, DropletServer) else server.existing_host.hostnames
+    if not app.urls and not hostnames:
+        problems.append(
+            Problem(
+                "app.healthUrl",
+                f"a path ({app.health_url}) needs the stack's URL: set existingHost.hostnames or app.urls, or give a whole URL",
+            )
+        )
 
 
 def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list[Problem]) -> None:

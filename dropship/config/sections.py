@@ -19,6 +19,7 @@ from dropship.config.types import (
     HostAddress,
     HostKey,
     Hostname,
+    HealthUrl,
     HttpUrl,
     ImageTag,
     LogSize,
@@ -166,8 +167,8 @@ class AppSettings(Section):
     directory on the host, as compose sees it in the repository."""
     image_tag: ImageTag
     """The release: compose files reference it as `${IMAGE_TAG}`."""
-    health_url: HttpUrl | None = None
-    """Checked from the host itself after `up`, e.g. http://127.0.0.1:8080/health."""
+    health_url: HealthUrl | None = None
+    """Checked from the host itself after `up`: a path such as /api/health (asked at the stack's first URL), or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the host (127.0.0.1), certificate unchecked."""
     health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
     """Seconds a release has to become healthy (its services' healthchecks and `app.healthUrl`)."""
     health_retries: Annotated[int, Field(ge=1, le=1000)] = 30

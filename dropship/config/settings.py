@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -85,6 +86,14 @@ class Settings:
     @property
     def urls(self) -> tuple[str, ...]:
         return self.app.urls or tuple(f"https://{h}" for h in self.hostnames)
+
+    @property
+    def health_url(self) -> str | None:
+        """app.healthUrl, a path joined to the stack's first URL."""
+        url = self.app.health_url
+        if url is None or not url.startswith("/"):
+            return url
+        return urljoin(self.urls[0], url) if self.urls else None
 
     @property
     def volume(self) -> Volume | None:

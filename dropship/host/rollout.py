@@ -1,10 +1,10 @@
-"""Rolling one compose service at a time, each defined once (issue 12; the approach of docker-rollout).
+"""Compose on the server, and rolling one service at a time (the approach of docker-rollout).
 
 For a service: start new containers beside the old ones (`up --detach --no-recreate --scale S=2N`),
 wait until the new ones are healthy, failing fast when one exits or restarts, then stop the old
-ones (their stop grace period honoured by `docker stop`) and remove them. On failure the new
+ones (`docker stop` honours their stop grace period) and remove them. On failure the new
 containers are removed and the old ones keep serving. Standard library only: it runs on the
-server with `python3`.
+server with `python3`, beside release.py.
 """
 
 from __future__ import annotations
@@ -12,23 +12,27 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 Run = Callable[[Sequence[str]], str]
-"""Runs a docker command line and returns its stdout; raises CommandError."""
+"""Runs a docker command line (without `docker`) and returns its stdout; raises CommandError."""
 
 LOG_LINES = 20
+SERVICE_LABEL = "com.docker.compose.service"
+HASH_LABEL = "com.docker.compose.config-hash"
 
 
 class CommandError(Exception):
     def __init__(self, args: Sequence[str], code: int, stderr: str) -> None:
         super().__init__(f"{' '.join(args)} exited {code}: {stderr.strip()}")
         self.code = code
+        self.stderr = stderr
 
 
-class RolloutError(Exception):
-    """The new containers of a service did not become healthy; the old ones still serve."""
+class NotReadyError(Exception):
+    """Containers did not become healthy; the message says which, and why."""
 
 
 def run_docker(args: Sequence[str]) -> str:
@@ -40,45 +44,77 @@ def run_docker(args: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class State:
+    service: str
     status: str
-    """Docker's: created, running, restarting, exited, ..."""
+    """Docker's: created, running, restarting, exited, dead."""
     health: str | None
     """starting, healthy, unhealthy; None without a healthcheck."""
     exit_code: int
     restarts: int
+    restart_policy: str
+    config_hash: str
     last_health_output: str
+
+    @classmethod
+    def from_inspect(cls, info: Mapping[str, Any]) -> State:
+        """From one container of `docker inspect`'s JSON."""
+        state = info["State"]
+        health = state.get("Health")
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        log = (health or {}).get("Log") or []
+        return cls(
+            service=labels.get(SERVICE_LABEL, ""),
+            status=state["Status"],
+            health=health["Status"] if health else None,
+            exit_code=int(state.get("ExitCode", 0)),
+            restarts=int(info.get("RestartCount", 0)),
+            restart_policy=((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no",
+            config_hash=labels.get(HASH_LABEL, ""),
+            last_health_output=(log[-1].get("Output", "") if log else "").strip(),
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "running" and self.health in ("healthy", None)
+
+    @property
+    def finished(self) -> bool:
+        """A one-off job (restart: no or on-failure) that has done its work."""
+        return self.status == "exited" and self.exit_code == 0 and self.restart_policy in ("no", "on-failure")
 
 
 @dataclass
 class Compose:
     project: str
+    directory: str
     files: Sequence[str]
+    """Relative to `directory`."""
     run: Run = run_docker
 
-    def _compose(self, *args: str) -> str:
-        words = ["compose", "--project-name", self.project]
+    def __call__(self, *args: str) -> str:
+        words = ["compose", "--project-name", self.project, "--project-directory", self.directory]
         for name in self.files:
-            words += ["--file", name]
+            words += ["--file", f"{self.directory}/{name}"]
         return self.run([*words, *args])
 
-    def containers(self, service: str) -> list[str]:
-        return self._compose("ps", "--all", "--quiet", service).split()
+    def containers(self, service: str | None = None) -> list[str]:
+        return self("ps", "--all", "--quiet", *([service] if service else [])).split()
+
+    def inspect(self, containers: Sequence[str]) -> dict[str, State]:
+        if not containers:
+            return {}
+        return {c: State.from_inspect(info) for c, info in zip(containers, json.loads(self.run(["inspect", *containers])), strict=True)}
+
+    def config_hash(self, service: str) -> str:
+        """What compose would label a container of `service` with today (`config --hash`)."""
+        for line in self("config", "--hash", service).splitlines():
+            name, _, digest = line.partition(" ")
+            if name == service:
+                return digest.strip()
+        return ""
 
     def scale(self, service: str, count: int) -> None:
-        self._compose("up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={count}", service)
-
-    def state(self, container: str) -> State:
-        info = json.loads(self.run(["inspect", "--format", "{{json .State}}", container]))
-        health = info.get("Health")
-        restarts = int(self.run(["inspect", "--format", "{{.RestartCount}}", container]).strip() or 0)
-        log = (health or {}).get("Log") or []
-        return State(
-            status=info["Status"],
-            health=health["Status"] if health else None,
-            exit_code=int(info.get("ExitCode", 0)),
-            restarts=restarts,
-            last_health_output=(log[-1].get("Output", "") if log else "").strip(),
-        )
+        self("up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={count}", service)
 
     def logs(self, container: str) -> str:
         return self.run(["logs", "--tail", str(LOG_LINES), container])
@@ -89,55 +125,63 @@ class Compose:
             self.run(["rm", "--force", *containers])
 
 
-def rollout(
-    compose: Compose,
-    service: str,
-    *,
-    timeout: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> list[str]:
-    """Replaces the containers of `service`, new ones healthy before the old ones go; returns the new ids."""
+@dataclass
+class Waiter:
+    """Polls containers until they are ready; `restarts` are the counts that were already there."""
+
+    compose: Compose
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    def until_ready(self, containers: Sequence[str], deadline: float) -> None:
+        while True:
+            states = self.compose.inspect(containers)
+            for container, state in states.items():
+                self._fail_fast(container, state)
+            if all(s.ready or s.finished for s in states.values()):
+                return
+            if self.clock() >= deadline:
+                waiting = ", ".join(f"{s.service} {c[:12]} {s.status}/{s.health}" for c, s in states.items() if not s.ready)
+                last = next((s.last_health_output for s in states.values() if s.last_health_output), "none yet")
+                raise NotReadyError(f"not healthy in time: {waiting}; last health check: {last}")
+            self.sleep(0.5)
+
+    def _fail_fast(self, container: str, state: State) -> None:
+        restarted = state.restarts > self.restarts.get(container, 0) or state.status == "restarting"
+        if (state.status in ("exited", "dead") and not state.finished) or restarted:
+            how = "restarted" if restarted and state.status != "exited" else state.status
+            raise NotReadyError(
+                f"service {state.service}: container {container[:12]} {how} with exit code {state.exit_code}; "
+                f"its last {LOG_LINES} log lines:\n{self.compose.logs(container).rstrip()}"
+            )
+        if state.health == "unhealthy":
+            raise NotReadyError(
+                f"service {state.service}: container {container[:12]} is unhealthy; last health check: {state.last_health_output}"
+            )
+
+
+def rollout(compose: Compose, waiter: Waiter, service: str, *, deadline: float, settle: float = 0) -> bool:
+    """Replaces the containers of `service`, new ones healthy before the old ones go; `settle`
+    seconds between the two let the edge proxy learn the new ones (its DNS refresh).
+
+    False when nothing needed replacing: no container yet (`up` starts it), or every one already
+    runs the service's current configuration."""
     old = compose.containers(service)
-    compose.scale(service, max(2 * len(old), 1))
+    if not old:
+        return False
+    wanted = compose.config_hash(service)
+    if all(s.config_hash == wanted and s.status == "running" for s in compose.inspect(old).values()):
+        return False
+    compose.scale(service, 2 * len(old))
     new = [c for c in compose.containers(service) if c not in old]
     if not new:
-        raise RolloutError(f"service {service}: compose started no new container")
-    deadline = clock() + timeout
+        raise NotReadyError(f"service {service}: compose started no new container")
     try:
-        _wait_healthy(compose, service, new, deadline=deadline, clock=clock, sleep=sleep)
-    except RolloutError:
+        waiter.until_ready(new, deadline)
+    except NotReadyError:
         compose.stop_and_remove(new)
         raise
+    waiter.sleep(settle)
     compose.stop_and_remove(old)
-    return new
-
-
-def _wait_healthy(
-    compose: Compose,
-    service: str,
-    containers: Sequence[str],
-    *,
-    deadline: float,
-    clock: Callable[[], float],
-    sleep: Callable[[float], None],
-) -> None:
-    while True:
-        states = {c: compose.state(c) for c in containers}
-        for container, state in states.items():
-            if state.status in ("exited", "dead") or state.restarts > 0 or state.status == "restarting":
-                raise RolloutError(
-                    f"service {service}: container {container[:12]} {state.status} with exit code {state.exit_code}; "
-                    f"its last {LOG_LINES} log lines:\n{compose.logs(container).rstrip()}"
-                )
-            if state.health == "unhealthy":
-                raise RolloutError(
-                    f"service {service}: container {container[:12]} is unhealthy; last health check: {state.last_health_output}"
-                )
-        if all(s.status == "running" and s.health in ("healthy", None) for s in states.values()):
-            return
-        if clock() >= deadline:
-            waiting = ", ".join(f"{c[:12]} {s.status}/{s.health}" for c, s in states.items())
-            last = next((s.last_health_output for s in states.values() if s.last_health_output), "none yet")
-            raise RolloutError(f"service {service}: not healthy in time ({waiting}); last health check: {last}")
-        sleep(0.5)
+    return True

@@ -1,11 +1,12 @@
-"""Builders of the remote shell commands: plain strings, no I/O but reading the scripts.
+"""Builders of the remote commands: plain strings, no I/O but reading dropship/host.
 
-Every script lives in `dropship/host/` as a shellcheck-clean file and runs as
-`bash -c '<script>' <name> <args...>`, so that a change to a script or to one
-of its arguments changes the command string, which is what makes
-pulumi-command run the step again. Values are passed as quoted arguments,
-never templated into the script text; secrets never pass through here: they
-travel on stdin.
+The short bootstrap steps are shellcheck-clean scripts in `dropship/host/` that run as
+`bash -c '<script>' <name> <args...>`, so that a change to a script or to one of its
+arguments changes the command string, which is what makes pulumi-command run the step
+again. The release is Python (`HOST_CODE`), uploaded under a content-hashed directory, so
+its command is a short `python3 <that directory>/release.py <args...>` that changes with
+the code too. Values are passed as quoted arguments, never templated into code; secrets
+never pass through here: they travel on stdin.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def deploy(
     acme_ca_root: str | None = None,
     tls_mode: str = "acme",
 ) -> str:
-    """`uploads`: the host paths of the uploaded files and directories besides the compose files;
+    """The short call of release.py in the uploaded host code (`host_code_directory`).
+
+    `uploads`: the host paths of the uploaded files and directories besides the compose files;
     `hostnames`, `data_dir`, `acme_ca` and `acme_ca_root` reach compose as DROPSHIP_HOSTNAMES,
     DROPSHIP_DATA_DIR, DROPSHIP_ACME_CA and DROPSHIP_ACME_CA_ROOT."""
     args = ["--dir", app_dir, "--tls-dir", tls_directory(app_dir), "--project", project, "--tag", image_tag]
@@ -157,7 +160,22 @@ def deploy(
         args += ["--acme-ca-root", acme_ca_root]
     if tls_mode != "acme":
         args += ["--tls-mode", tls_mode]
-    return run_script("deploy.sh", *args)
+    return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
+
+
+HOST_CODE = ("release.py", "rollout.py", "health.py")
+"""The release's Python modules in dropship/host, uploaded to the server as they are."""
+
+
+@cache
+def host_code_digest() -> str:
+    """Short sha256 of the host code: its directory on the server is named by it, so that a new
+    dropship version lands beside the old one and changes the release command."""
+    return files_digest({name: (SCRIPTS / name).read_bytes() for name in HOST_CODE})[:16]
+
+
+def host_code_directory(app_dir: str) -> str:
+    return f"{app_dir}/.dropship/host-{host_code_digest()}"
 
 
 def empty_directory(path: str) -> str:

@@ -1,0 +1,444 @@
+"""Deploys one release of the compose app, health-gated, and restores the previous one when it fails.
+
+Runs on the server as the deploy user: `python3 <app>/.dropship/host-<hash>/release.py --dir ...`
+(standard library only; `pulumi up` uploads this directory under a content hash). Layout under DIR:
+
+    incoming/         what `pulumi up` uploaded, each at its path: compose files, extra files, .env
+    releases/ID/      one immutable snapshot per release (files + .env + TAG)
+    releases/current  -> the release that serves
+    ./                the live copy compose runs from (a stable path: bind mounts never move)
+    releases.log      one line per attempt: time, id, tag, outcome
+    RELEASE           the tag that serves
+
+Compose and the hooks see IMAGE_TAG, COMPOSE_PROJECT_NAME, COMPOSE_FILE and the DROPSHIP_*
+variables (README: "What the app receives"); each is empty when not set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from health import check_url
+from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
+
+MAX_LINE_BYTES = 16384
+"""pulumi-command reads output line by line and hangs on a line of 64 KiB or more: hooks' lines are folded."""
+
+
+class ReleaseError(Exception):
+    """Printed as dropship's message, and the release exits 1."""
+
+
+def log(message: str) -> None:
+    print(f"dropship: {message}", flush=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    dir: Path
+    project: str
+    tag: str
+    compose_files: tuple[str, ...]
+    uploads: tuple[str, ...] = ()
+    health_url: str | None = None
+    health_timeout: float = 60
+    health_retries: int = 30
+    rolling: tuple[str, ...] = ()
+    settle: float = 2
+    pre_deploy: tuple[str, ...] = ()
+    post_deploy: tuple[str, ...] = ()
+    registry: str = ""
+    registry_user: str = ""
+    keep: int = 3
+    lock_timeout: float = 600
+    hostnames: str = ""
+    data_dir: str = ""
+    acme_ca: str = ""
+    acme_ca_root: str = ""
+    tls_mode: str = "acme"
+    tls_dir: str = ""
+
+    def environment(self, tag: str) -> dict[str, str]:
+        return {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_FILE": ":".join(self.compose_files),
+            "IMAGE_TAG": tag,
+            "DROPSHIP_HOSTNAMES": self.hostnames,
+            "DROPSHIP_DATA_DIR": self.data_dir,
+            "DROPSHIP_REGISTRY": self.registry,
+            "DROPSHIP_ACME_CA": self.acme_ca,
+            "DROPSHIP_ACME_CA_ROOT": self.acme_ca_root,
+            "DROPSHIP_TLS_MODE": self.tls_mode,
+            "DROPSHIP_TLS_DIR": self.tls_dir,
+        }
+
+
+def parse(argv: Sequence[str]) -> Options:
+    parser = argparse.ArgumentParser(prog="release.py", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--dir", type=Path, required=True)
+    add("--project", required=True)
+    add("--tag", required=True)
+    add("--compose-file", action="append", dest="compose_files", required=True)
+    add("--upload", action="append", dest="uploads", default=[])
+    add("--health-url")
+    add("--health-timeout", type=float, default=60)
+    add("--health-retries", type=int, default=30)
+    add("--rolling", action="append", default=[])
+    add("--settle", type=float, default=2, help="seconds between a rolled service's new containers being healthy and its old ones stopping")
+    add("--pre-deploy", action="append", default=[])
+    add("--post-deploy", action="append", default=[])
+    add("--registry", default="")
+    add("--registry-user", default="", help="its password comes on stdin")
+    add("--keep", type=int, default=3)
+    add("--lock-timeout", type=float, default=600)
+    add("--files-digest", help="unused: changes the command when a file changes")
+    add("--hostnames", default="")
+    add("--data-dir", default="")
+    add("--acme-ca", default="")
+    add("--acme-ca-root", default="")
+    add("--tls-mode", default="acme", choices=["acme", "cloudflare-origin"])
+    add("--tls-dir", default="")
+    args = vars(parser.parse_args(argv))
+    args.pop("files_digest")
+    for name in ("compose_files", "uploads", "rolling", "pre_deploy", "post_deploy"):
+        args[name] = tuple(args[name])
+    return Options(**args)
+
+
+class Lock:
+    """The deploy lock: two `pulumi up`s against one host never interleave. Its holder is named in a file."""
+
+    def __init__(self, directory: Path, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = directory / ".deploy.lock"
+        self.holder = directory / ".deploy.lock.holder"
+        self.timeout = timeout
+        self.clock = clock
+
+    def __enter__(self) -> Lock:
+        self.file = open(self.path, "a")  # held until __exit__
+        if not self._try():
+            log(f"waiting up to {self.timeout:g}s for the deploy lock, held by {self._holder()}")
+            deadline = self.clock() + self.timeout
+            while not self._try():
+                if self.clock() >= deadline:
+                    raise ReleaseError(
+                        f"another deploy holds the lock of {self.path.parent}: {self._holder()}; gave up after {self.timeout:g}s"
+                    )
+                time.sleep(0.2)
+        client = os.environ.get("SSH_CLIENT", "local").split(" ")[0]
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.holder.write_text(f"{_user()} from {client}, pid {os.getpid()}, since {since}\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+    def _try(self) -> bool:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _holder(self) -> str:
+        try:
+            return self.holder.read_text().strip() or "unknown"
+        except FileNotFoundError:
+            return "unknown"
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+@dataclass
+class Releases:
+    """The snapshots under DIR/releases and the live copy in DIR."""
+
+    options: Options
+    clock: Callable[[], float] = time.time
+
+    @property
+    def root(self) -> Path:
+        return self.options.dir / "releases"
+
+    def current(self) -> Path | None:
+        link = self.root / "current"
+        return link.resolve() if link.exists() else None
+
+    def snapshot(self, release_id: str) -> Path:
+        """What this release uploads, and nothing an earlier one left in incoming/."""
+        release = self.root / release_id
+        shutil.rmtree(release, ignore_errors=True)
+        release.mkdir(mode=0o700, parents=True)
+        incoming = self.options.dir / "incoming"
+        for path in (*self.options.compose_files, *self.options.uploads, ".env"):
+            source = incoming / path
+            if not source.exists():
+                continue
+            (release / path).parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, release / path, symlinks=True)
+            else:
+                shutil.copy2(source, release / path)
+        (release / "TAG").write_text(f"{self.options.tag}\n")
+        return release
+
+    def make_live(self, release: Path) -> None:
+        """Copies a release's files into the live directory and removes those the previous one had and
+        this one has not (listed in .live-files). Files are rewritten in place (same inode) so that
+        running bind mounts see them; .env is replaced atomically and stays mode 600."""
+        live = self.options.dir
+        names = sorted(name for p in release.rglob("*") if p.is_file() and (name := str(p.relative_to(release))) not in ("TAG", ".env"))
+        listing = live / ".live-files"
+        before = set(listing.read_text().splitlines()) if listing.exists() else set()
+        for name in sorted(before - set(names)):
+            (live / name).unlink(missing_ok=True)
+        for name in names:
+            (live / name).parent.mkdir(parents=True, exist_ok=True)
+            with open(live / name, "wb") as target:
+                target.write((release / name).read_bytes())
+        listing.write_text("".join(f"{name}\n" for name in names))
+        env = release / ".env"
+        if env.exists():
+            fresh = live / ".env.new"
+            fresh.unlink(missing_ok=True)
+            fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as target:
+                target.write(env.read_bytes())
+            os.replace(fresh, live / ".env")
+
+    def tag_of(self, release: Path) -> str:
+        return (release / "TAG").read_text().strip()
+
+    def record(self, release_id: str, outcome: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        with open(self.options.dir / "releases.log", "a") as releases_log:
+            releases_log.write(f"{stamp} {release_id} {self.options.tag} {outcome}\n")
+
+    def discard(self, release_id: str, outcome: str) -> None:
+        """A failed release leaves its line in the log but no snapshot: kept releases are good ones."""
+        shutil.rmtree(self.root / release_id, ignore_errors=True)
+        self.record(release_id, outcome)
+
+
+def run_hooks(kind: str, directory: Path, hooks: Sequence[str], env: dict[str, str]) -> None:
+    for hook in hooks:
+        log(f"{kind} hook: {hook}")
+        with subprocess.Popen(["bash", "-c", hook], cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            assert process.stdout is not None and process.stderr is not None
+            _fold_both(process.stdout, process.stderr)
+            code = process.wait()
+        if code != 0:
+            raise ReleaseError(f"{kind} hook failed: {hook}")
+
+
+def _fold_both(stdout: object, stderr: object) -> None:
+    """Copies a hook's stdout and stderr to ours, each folded below MAX_LINE_BYTES."""
+    import selectors
+
+    streams = {stdout: sys.stdout.buffer, stderr: sys.stderr.buffer}
+    with selectors.DefaultSelector() as selector:
+        for stream in streams:
+            selector.register(stream, selectors.EVENT_READ)  # type: ignore[arg-type]
+        while selector.get_map():
+            for key, _ in selector.select():
+                line = key.fileobj.readline(MAX_LINE_BYTES)  # type: ignore[union-attr]
+                if not line:
+                    selector.unregister(key.fileobj)
+                    continue
+                target = streams[key.fileobj]
+                target.write(line if line.endswith(b"\n") else line + b"\n")
+                target.flush()
+
+
+@dataclass
+class Deployer:
+    options: Options
+    run: Callable[[Sequence[str]], str] = run_docker
+    fetch: Callable[[str, Sequence[str]], tuple[int, str]] = check_url
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    releases: Releases = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.releases = Releases(self.options)
+
+    def compose(self, directory: Path) -> Compose:
+        return Compose(self.options.project, str(directory), self.options.compose_files, run=self.run)
+
+    def deploy(self, password: str) -> None:
+        options = self.options
+        os.environ.update(options.environment(options.tag))
+        if options.tls_dir:
+            os.makedirs(options.tls_dir, mode=0o700, exist_ok=True)
+            os.chmod(options.tls_dir, 0o700)
+        releases = self.releases
+        previous = releases.current()
+        release_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{options.tag}"
+        release = releases.snapshot(release_id)
+        replacing = f", replacing {releases.tag_of(previous)}" if previous else ""
+        log(f"release {options.tag} ({release_id}){replacing}")
+        with tempfile.TemporaryDirectory(prefix="dropship-docker-") as docker_config:
+            if options.registry:
+                # The password serves this deploy's pulls only: a private docker config, removed when
+                # the deploy ends, so that no credential stays on the host.
+                os.environ["DOCKER_CONFIG"] = docker_config
+                self._login(password, release_id)
+            log("pulling images that are not here yet")
+            try:
+                self.compose(release)("pull", "--policy", "missing", "--quiet")
+            except CommandError as error:
+                releases.discard(release_id, "pull-failed")
+                raise ReleaseError(
+                    f"release {options.tag}: pulling images failed; the previous release still serves\n{error.stderr.strip()}"
+                ) from None
+            try:
+                run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
+            except ReleaseError as failure:
+                releases.discard(release_id, "pre-deploy-failed")
+                raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
+            releases.make_live(release)
+            log(f"release {options.tag}: starting")
+            try:
+                self.start()
+                run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
+            except (ReleaseError, NotReadyError, CommandError) as failure:
+                releases.discard(release_id, "rolled-back")
+                self.roll_back(str(failure), previous)
+        link = releases.root / "current.new"
+        link.unlink(missing_ok=True)
+        link.symlink_to(release_id)
+        link.replace(releases.root / "current")
+        releases.record(release_id, "live")
+        (options.dir / "RELEASE").write_text(f"{options.tag}\n")
+        self.prune()
+        log(f"release {options.tag} is live")
+
+    def _login(self, password: str, release_id: str) -> None:
+        options = self.options
+        log(f"registry login: {options.registry_user}@{options.registry}")
+        result = subprocess.run(
+            ["docker", "login", options.registry, "--username", options.registry_user, "--password-stdin"],
+            input=password,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            self.releases.discard(release_id, "login-failed")
+            raise ReleaseError(
+                f"release {options.tag}: registry login to {options.registry} failed; the previous release still serves\n"
+                f"{result.stderr.strip()}"
+            )
+
+    def start(self) -> None:
+        """Rolls each rolling service in order, then brings up the rest, then checks everything is healthy."""
+        options = self.options
+        compose = self.compose(options.dir)
+        deadline = self.clock() + options.health_timeout
+        existing = compose.containers()
+        waiter = Waiter(compose, clock=self.clock, sleep=self.sleep)
+        waiter.restarts = {c: s.restarts for c, s in compose.inspect(existing).items()}
+        for service in options.rolling:
+            if rollout(compose, waiter, service, deadline=deadline, settle=options.settle):
+                log(f"rolled {service}: new containers healthy, old ones stopped")
+        compose("up", "--detach", "--remove-orphans")
+        waiter.until_ready(compose.containers(), deadline)
+        if options.health_url:
+            self.check_health(deadline)
+
+    def check_health(self, deadline: float) -> None:
+        options = self.options
+        url = options.health_url
+        assert url is not None
+        log(f"health check: {url} (up to {options.health_retries} tries, {options.health_timeout:g}s)")
+        answer = ""
+        for _ in range(options.health_retries):
+            code, answer = self.fetch(url, options.hostnames.split())
+            if 200 <= code < 300:
+                log(f"healthy: {url} answered {code}")
+                return
+            if self.clock() >= deadline:
+                break
+            self.sleep(2)
+        raise ReleaseError(f"{url} is not healthy: {answer}")
+
+    def roll_back(self, reason: str, previous: Path | None) -> None:
+        tag = self.options.tag
+        if previous is None:
+            raise ReleaseError(f"release {tag} failed: {reason}\nThere is no previous release to restore.")
+        previous_tag = self.releases.tag_of(previous)
+        log(f"release {tag} failed: {reason}")
+        log(f"restoring release {previous_tag}")
+        os.environ["IMAGE_TAG"] = previous_tag
+        self.releases.make_live(previous)
+        try:
+            self.start()
+        except (ReleaseError, NotReadyError, CommandError) as failure:
+            raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
+        raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")
+
+    def prune(self) -> None:
+        """Keeps the newest `keep` releases and their images."""
+        releases = sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink())
+        kept, pruned = releases[-self.options.keep :], releases[: -self.options.keep]
+        if pruned:
+            keep_images = {image for release in kept for image in self._images(release)}
+            for release in pruned:
+                unused = sorted(set(self._images(release)) - keep_images)
+                if unused:
+                    with contextlib.suppress(CommandError):  # still used by a container, or already gone
+                        self.run(["image", "rm", *unused])
+                shutil.rmtree(release)
+        self.run(["image", "prune", "--force"])
+
+    def _images(self, release: Path) -> list[str]:
+        saved = os.environ.get("IMAGE_TAG", "")
+        os.environ["IMAGE_TAG"] = self.releases.tag_of(release)
+        try:
+            return self.compose(release)("config", "--images").split()
+        except CommandError:
+            return []
+        finally:
+            os.environ["IMAGE_TAG"] = saved
+
+
+def prune_code(here: Path) -> None:
+    """Removes the host code of earlier dropship versions, beside this one."""
+    for sibling in here.parent.glob("host-*"):
+        if sibling != here and sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    options = parse(argv)
+    password = sys.stdin.read().strip() if options.registry else ""
+    try:
+        with Lock(options.dir, options.lock_timeout):
+            (options.dir / "releases").mkdir(exist_ok=True)
+            Deployer(options).deploy(password)
+            prune_code(Path(__file__).resolve().parent)
+    except ReleaseError as failure:
+        for line in str(failure).splitlines():
+            print(f"dropship: {line}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
