@@ -16,10 +16,10 @@ from dropship.config.types import (
     Cidr,
     DropletTag,
     EnvName,
+    HealthUrl,
     HostAddress,
     HostKey,
     Hostname,
-    HealthUrl,
     HttpUrl,
     ImageTag,
     LogSize,
@@ -168,13 +168,17 @@ class AppSettings(Section):
     image_tag: ImageTag
     """The release: compose files reference it as `${IMAGE_TAG}`."""
     health_url: HealthUrl | None = None
-    """Checked from the host itself after `up`: a path such as /api/health (asked at the stack's first URL), or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the host (127.0.0.1), certificate unchecked."""
+    """Checked from the host itself after `up`: a path such as /api/health, at the stack's first URL,
+    or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the
+    host (127.0.0.1), its certificate unchecked."""
     health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
     """Seconds a release has to become healthy (its services' healthchecks and `app.healthUrl`)."""
     health_retries: Annotated[int, Field(ge=1, le=1000)] = 30
     """Requests to `app.healthUrl`, 2 s apart, before the release counts as unhealthy."""
     rolling_services: tuple[ServiceName, ...] = ()
-    """Services recreated one at a time, each healthy before the next (zero downtime behind the edge proxy)."""
+    """Services rolled one at a time, in this order: new containers start beside the old ones and take over
+    once healthy (zero downtime behind an edge proxy that finds them by service name). They may not publish
+    a host port or set container_name."""
     keep_releases: Annotated[int, Field(ge=1, le=50)] = 3
     """Releases (and their images) kept on the host: rolling back to one needs no pull."""
     lock_timeout: Annotated[int, Field(ge=0, le=7200)] = 600

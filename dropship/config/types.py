@@ -99,13 +99,15 @@ ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 EnvName = Annotated[str, matches(ENV_NAME_PATTERN, "an environment variable name such as DATABASE_URL")]
 LogSize = Annotated[str, matches(r"[1-9][0-9]*[kmg]", "a size such as 10m")]
 RegistryHost = Annotated[str, matches(r"[A-Za-z0-9.-]+(:[0-9]+)?", "a registry host such as registry.example.com")]
+
+
 def _health_url(value: str) -> str:
     if value.startswith("/") and not value.startswith("//"):
         return value
     try:
         return _http_url(value)
     except ValueError:
-        raise ValueError("expected a path such as /api/health, or an http:// or https:// URL such as http://127.0.0.1:8080/health") from None
+        raise ValueError("expected a path such as /api/health, or an http:// or https:// URL such as http://127.0.0.1/health") from None
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from dropship.remote.commands import HOST_CODE, SCRIPTS, host_code_directory
 
 FAKE_DOCKER = """#!/bin/sh
 # Records every call; fails the calls whose arguments contain $FAKE_DOCKER_FAIL.
@@ -46,4 +50,13 @@ def host(tmp_path: Path) -> Host:
     docker = bin_dir / "docker"
     docker.write_text(FAKE_DOCKER)
     docker.chmod(0o755)
+    # The release's code where `pulumi up` uploads it.
+    code = Path(host_code_directory(str(app_dir)))
+    code.mkdir(parents=True)
+    for module in HOST_CODE:
+        shutil.copy2(SCRIPTS / module, code / module)
     return Host(app_dir=app_dir, bin_dir=bin_dir, docker_log=tmp_path / "docker.log")
+
+
+# The release's modules import each other by name, as python3 runs release.py on the server.
+sys.path.insert(0, str(SCRIPTS))

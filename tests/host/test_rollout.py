@@ -2,138 +2,86 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import pytest
+from rollout import Compose, NotReadyError, Waiter, rollout
 
-from dropship.host.rollout import Compose, RolloutError, rollout
-
-
-@dataclass
-class Container:
-    id: str
-    states: list[tuple[str, str | None, int, int]]
-    """(status, health, exit code, restarts) per inspection; the last one repeats."""
-    health_output: str = ""
-    logs: str = ""
-    seen: int = 0
-
-    def state(self) -> dict[str, object]:
-        status, health, code, _ = self.states[min(self.seen, len(self.states) - 1)]
-        self.seen += 1
-        info: dict[str, object] = {"Status": status, "ExitCode": code}
-        if health is not None:
-            info["Health"] = {"Status": health, "Log": [{"Output": self.health_output}] if self.health_output else []}
-        return info
-
-    def restarts(self) -> int:
-        return self.states[min(self.seen - 1, len(self.states) - 1)][3]
+from tests.host.fake_docker import HEALTHY, RUNNING, STARTING, Clock, Container, FakeDocker, Step
 
 
-@dataclass
-class FakeDocker:
-    """The service's containers before the rollout, and the ones `up --scale` will add."""
-
-    old: list[Container]
-    added: list[Container]
-    calls: list[list[str]] = field(default_factory=list)
-    scaled: bool = False
-
-    def __call__(self, args: Sequence[str]) -> str:
-        args = list(args)
-        self.calls.append(args)
-        if args[0] == "compose":
-            verb = args[args.index("--file") + 2]
-            if verb == "ps":
-                return "".join(f"{c.id}\n" for c in self.old + (self.added if self.scaled else []))
-            if verb == "up":
-                self.scaled = True
-                return ""
-        by_id = {c.id: c for c in self.old + self.added}
-        if args[0] == "inspect":
-            container = by_id[args[-1]]
-            return json.dumps(container.state()) if args[2] == "{{json .State}}" else f"{container.restarts()}\n"
-        if args[0] == "logs":
-            return by_id[args[-1]].logs
-        if args[0] in ("stop", "rm"):
-            return ""
-        raise AssertionError(f"unexpected docker {args}")
-
-    def removed(self) -> list[str]:
-        return [c for call in self.calls if call[0] == "rm" for c in call[2:]]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def roll(docker: FakeDocker, timeout: float = 30) -> tuple[list[str], Clock]:
+def roll(docker: FakeDocker, timeout: float = 30, settle: float = 0) -> tuple[bool, Clock]:
     clock = Clock()
-    new = rollout(Compose("shop", ["compose.yaml"], run=docker), "api", timeout=timeout, clock=clock, sleep=clock.sleep)
-    return new, clock
+    compose = Compose("shop", "/srv/shop", ["compose.yaml"], run=docker)
+    rolled = rollout(compose, Waiter(compose, clock=clock, sleep=clock.sleep), "api", deadline=timeout, settle=settle)
+    return rolled, clock
 
 
-RUNNING = ("running", None, 0, 0)
-STARTING = ("running", "starting", 0, 0)
-HEALTHY = ("running", "healthy", 0, 0)
+def api(id: str, *steps: Step, config_hash: str = "old", health_output: str = "", logs: str = "") -> Container:
+    return Container(id, "api", list(steps), config_hash=config_hash, health_output=health_output, logs=logs)
+
+
+def changed(old: list[Container], new: list[Container]) -> FakeDocker:
+    """A service whose configuration changed: `config --hash` differs from the running containers' label."""
+    return FakeDocker(running=old, starts={"api": new}, hashes={"api": "new"})
 
 
 def test_new_containers_start_beside_the_old_ones_and_the_old_ones_go_once_they_are_healthy() -> None:
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[Container("new1", [STARTING, STARTING, HEALTHY])])
-    new, _ = roll(docker)
-    assert new == ["new1"]
-    up = next(c for c in docker.calls if c[0] == "compose" and "up" in c)
-    assert up[-6:] == ["--detach", "--no-deps", "--no-recreate", "--scale", "api=2", "api"]
-    assert ["stop", "old1"] in docker.calls and docker.removed() == ["old1"]
-    assert docker.calls.index(["stop", "old1"]) > max(i for i, c in enumerate(docker.calls) if c[-1] == "new1")
+    docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, STARTING, HEALTHY, config_hash="new")])
+    rolled, clock = roll(docker, settle=2)
+    assert rolled
+    assert "compose up --detach --no-deps --no-recreate --scale api=2 api" in docker.verbs()
+    assert docker.verbs()[-2:] == ["stop old1", "rm --force old1"]
+    assert [c.id for c in docker.running] == ["new1"]
+    assert clock.now == 3  # two polls of 0.5 s while it started, then the 2 s to settle
+
+
+def test_every_old_container_is_doubled_then_replaced() -> None:
+    docker = changed([api("old1", HEALTHY), api("old2", HEALTHY)], [api("new1", HEALTHY), api("new2", HEALTHY)])
+    assert roll(docker)[0]
+    assert "compose up --detach --no-deps --no-recreate --scale api=4 api" in docker.verbs()
+    assert docker.verbs()[-2:] == ["stop old1 old2", "rm --force old1 old2"]
 
 
 def test_a_service_without_healthcheck_counts_as_ready_when_running() -> None:
-    docker = FakeDocker(old=[Container("old1", [RUNNING])], added=[Container("new1", [RUNNING])])
-    assert roll(docker)[0] == ["new1"]
+    docker = changed([api("old1", RUNNING)], [api("new1", RUNNING)])
+    assert roll(docker)[0]
+    assert [c.id for c in docker.running] == ["new1"]
 
 
-def test_a_first_deploy_starts_one_container() -> None:
-    docker = FakeDocker(old=[], added=[Container("new1", [HEALTHY])])
-    assert roll(docker)[0] == ["new1"]
-    assert next(c for c in docker.calls if "up" in c)[-2] == "api=1"
-    assert docker.removed() == []
+def test_a_service_not_running_yet_is_left_to_compose_up() -> None:
+    docker = FakeDocker(starts={"api": [api("new1", HEALTHY)]})
+    assert not roll(docker)[0]
+    assert docker.verbs() == ["compose ps --all --quiet api"]
+
+
+def test_a_service_whose_configuration_did_not_change_is_not_touched() -> None:
+    docker = FakeDocker(running=[api("old1", HEALTHY)], starts={"api": [api("new1", HEALTHY)]}, hashes={"api": "old"})
+    assert not roll(docker)[0]
+    assert not any(v.startswith(("compose up", "stop", "rm")) for v in docker.verbs())
 
 
 def test_a_container_that_exits_fails_at_once_with_its_exit_code_and_logs_and_the_old_one_stays() -> None:
-    crashing = Container("new1abcdef123456", [STARTING, ("exited", "unhealthy", 3, 0)], logs="line 1\nImportError: no module x\n")
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[crashing])
-    with pytest.raises(RolloutError) as failure:
+    crashing = api("new1abcdef123456", STARTING, ("exited", "unhealthy", 3, 0), logs="line 1\nImportError: no module x\n")
+    docker = changed([api("old1", HEALTHY)], [crashing])
+    with pytest.raises(NotReadyError) as failure:
         roll(docker)
     assert str(failure.value) == (
         "service api: container new1abcdef12 exited with exit code 3; its last 20 log lines:\nline 1\nImportError: no module x"
     )
-    assert ["logs", "--tail", "20", "new1abcdef123456"] in docker.calls
-    assert docker.removed() == ["new1abcdef123456"]
-    assert ["stop", "old1"] not in docker.calls
+    assert "logs --tail 20 new1abcdef123456" in docker.verbs()
+    assert docker.verbs()[-2:] == ["stop new1abcdef123456", "rm --force new1abcdef123456"]
+    assert [c.id for c in docker.running] == ["old1"]
 
 
 def test_a_restarting_container_fails_fast() -> None:
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[Container("new1", [STARTING, ("running", "starting", 0, 1)])])
-    with pytest.raises(RolloutError, match="service api: container new1 running with exit code 0"):
+    docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, ("running", "starting", 1, 1), logs="boom\n")])
+    with pytest.raises(NotReadyError, match="service api: container new1 restarted with exit code 1; its last 20 log lines:\nboom"):
         roll(docker)
 
 
 def test_an_unhealthy_container_shows_its_last_health_check() -> None:
-    sick = Container(
-        "new1", [STARTING, ("running", "unhealthy", 0, 0)], health_output="curl: (7) Failed to connect to 127.0.0.1 port 8000\n"
-    )
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[sick])
-    with pytest.raises(RolloutError) as failure:
+    sick = api("new1", STARTING, ("running", "unhealthy", 0, 0), health_output="curl: (7) Failed to connect to 127.0.0.1 port 8000\n")
+    docker = changed([api("old1", HEALTHY)], [sick])
+    with pytest.raises(NotReadyError) as failure:
         roll(docker)
     assert (
         str(failure.value)
@@ -142,14 +90,24 @@ def test_an_unhealthy_container_shows_its_last_health_check() -> None:
 
 
 def test_a_container_still_starting_at_the_deadline_fails_with_what_it_waited_for() -> None:
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[Container("new1", [STARTING], health_output="warming up")])
-    with pytest.raises(RolloutError) as failure:
+    docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, health_output="warming up")])
+    with pytest.raises(NotReadyError) as failure:
         roll(docker, timeout=5)
-    assert str(failure.value) == "service api: not healthy in time (new1 running/starting); last health check: warming up"
-    assert docker.removed() == ["new1"]
+    assert str(failure.value) == "not healthy in time: api new1 running/starting; last health check: warming up"
+    assert [c.id for c in docker.running] == ["old1"]
 
 
 def test_compose_starting_nothing_new_is_a_failure() -> None:
-    docker = FakeDocker(old=[Container("old1", [HEALTHY])], added=[])
-    with pytest.raises(RolloutError, match="compose started no new container"):
+    docker = changed([api("old1", HEALTHY)], [])
+    with pytest.raises(NotReadyError, match="service api: compose started no new container"):
         roll(docker)
+
+
+def test_a_one_off_job_that_finished_counts_as_ready_but_not_a_service_that_exited() -> None:
+    compose = Compose("shop", "/srv/shop", ["compose.yaml"], run=FakeDocker())
+    done = Container("job", "migrate", [("exited", None, 0, 0)], restart_policy="no")
+    stopped = Container("web", "web", [("exited", None, 0, 0)], restart_policy="unless-stopped")
+    compose.run = FakeDocker(running=[done, stopped])
+    Waiter(compose).until_ready(["job"], deadline=0)
+    with pytest.raises(NotReadyError, match="service web: container web exited with exit code 0"):
+        Waiter(compose).until_ready(["job", "web"], deadline=0)

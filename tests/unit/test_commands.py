@@ -55,8 +55,8 @@ def test_deploy_arguments_in_order() -> None:
             files_digest="abc",
         )
     )
-    assert words[3:] == [
-        "deploy.sh",
+    assert words[:2] == ["python3", f"/srv/shop/.dropship/host-{commands.host_code_digest()}/release.py"]
+    assert words[2:] == [
         "--dir", "/srv/shop", "--tls-dir", "/srv/shop/tls", "--project", "shop", "--tag", "v2",
         "--compose-file", "compose.yaml", "--compose-file", "compose.prod.yaml",
         "--health-url", "http://127.0.0.1:8000/health", "--health-timeout", "30", "--health-retries", "10",
@@ -70,10 +70,25 @@ def test_deploy_arguments_in_order() -> None:
 
 def test_deploy_without_optional_parts() -> None:
     words = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"]))
-    assert words[3:] == [
-        "deploy.sh", "--dir", "/srv/a", "--tls-dir", "/srv/a/tls", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml",
+    assert words[2:] == [
+        "--dir", "/srv/a", "--tls-dir", "/srv/a/tls", "--project", "a", "--tag", "v1", "--compose-file", "c.yaml",
         "--health-timeout", "60", "--health-retries", "30", "--keep", "3", "--lock-timeout", "600",
     ]  # fmt: skip
+
+
+def test_the_host_code_directory_changes_with_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in commands.HOST_CODE:
+        shutil.copy2(commands.SCRIPTS / module, tmp_path / module)
+    monkeypatch.setattr(commands, "SCRIPTS", tmp_path)
+    commands.host_code_digest.cache_clear()
+    before = commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"])
+    with open(tmp_path / "rollout.py", "a") as rollout:
+        rollout.write("# a new dropship version\n")
+    commands.host_code_digest.cache_clear()
+    after = commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"])
+    commands.host_code_digest.cache_clear()
+    assert before != after
+    assert shlex.split(before)[2:] == shlex.split(after)[2:]  # only the directory differs
 
 
 def test_env_is_written_to_the_upload_directory() -> None:

@@ -159,7 +159,7 @@ BAD = [
         "staging",
         {"app.healthUrl": "ftp://example.com/"},
         "app.healthUrl",
-        "expected an http:// or https:// URL such as http://127.0.0.1:8080/health; got 'ftp://example.com/'",
+        "expected a path such as /api/health, or an http:// or https:// URL such as http://127.0.0.1/health; got 'ftp://example.com/'",
     ),
     ("staging", {"app.healthTimeout": "-5"}, "app.healthTimeout", "greater than or equal to 1; got '-5'"),
     ("staging", {"app.healthRetries": "0"}, "app.healthRetries", "greater than or equal to 1; got '0'"),
@@ -282,6 +282,7 @@ def test_existing_host_gone_is_a_boolean() -> None:
     config, secrets = config_of("staging", server__mode="existing")
     config = {k: v for k, v in config.items() if not k.startswith(("dropship:droplet.", "dropship:dns."))}
     config.update({"dropship:existingHost.address": "127.0.0.1", "dropship:existingHost.gone": "maybe"})
+    config["dropship:app.healthUrl"] = "http://127.0.0.1:8000/api/health"
     with pytest.raises(SettingsError) as err:
         load_stack("staging", config, secrets)
     assert "dropship:existingHost.gone: Input should be a valid boolean" in str(err.value)

@@ -166,6 +166,15 @@ def test_app_uploads_and_release(staging: Run) -> None:
             "remotePath": "/srv/shop/incoming/web",
             "triggers": [DROPLET_ID, uploads_digest(shop, "web/dist")],
         },
+        **{
+            f"app-code-{module}": {
+                "connection": connection("deploy"),
+                "source": {signature: "c44067f5952c0a294b673a41bacd8c17", "path": str(commands.SCRIPTS / module)},
+                "remotePath": f"/srv/shop/.dropship/host-{commands.host_code_digest()}/{module}",
+                "triggers": [DROPLET_ID],
+            }
+            for module in ("release.py", "rollout.py", "health.py")
+        },
     }
     directory = staging.named("app-directory")
     assert directory.inputs["create"] == commands.claim_app_directory("/srv/shop", DROPLET_ID)
@@ -183,8 +192,9 @@ def test_app_uploads_and_release(staging: Run) -> None:
             project="shop",
             image_tag="main",
             compose_files=["compose.yaml"],
-            health_url="http://127.0.0.1:8000/api/health",
+            health_url="https://staging.example.com/api/health",
             health_timeout=60,
+            rolling_services=["api", "worker"],
             pre_deploy=["docker compose run --rm api python3 -m alembic upgrade head"],
             registry="registry.example.com",
             registry_user="ci",
@@ -272,10 +282,10 @@ def test_preview_release_gets_its_derived_hostname(preview: Run) -> None:
 
 
 def release_args(run: Run) -> list[str]:
-    """deploy.sh's arguments in the release step's `bash -c <script> deploy.sh ARGS...`."""
+    """release.py's arguments in the release step's `python3 <host code>/release.py ARGS...`."""
     words = shlex.split(str(run.named("app-release").inputs["create"]))
-    assert words[:2] == ["bash", "-c"] and words[3] == "deploy.sh"
-    return words[4:]
+    assert words[0] == "python3" and words[1].endswith(f"/.dropship/host-{commands.host_code_digest()}/release.py")
+    return words[2:]
 
 
 def env_stdin(run: Run) -> str:

@@ -1,4 +1,4 @@
-"""deploy.sh up to the point where containers start: arguments, lock, snapshot, pull, hooks."""
+"""release.py as the release step runs it (`python3 <host code>/release.py ...`), with a recording `docker` on PATH."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from dropship.remote import commands
-from tests.host.conftest import Host
+from tests.host.conftest import FAKE_DOCKER, Host
 
 OFFICIAL_PLUGIN_LINE_LIMIT = 64 * 1024  # bufio.Scanner's MaxScanTokenSize in pulumi-command
 
@@ -44,15 +44,6 @@ def test_failing_pre_deploy_hook_changes_nothing(host: Host) -> None:
     assert list((host.app_dir / "releases").iterdir()) == []  # the failed snapshot is discarded
 
 
-def test_pre_deploy_hooks_run_in_the_new_release_in_order(host: Host) -> None:
-    hooks = ["pwd > ../../hook-1", "test -f compose.yaml && test -f .env && echo second > ../../hook-2", "false"]
-    host.run(deploy(host, pre_deploy=hooks))
-    snapshot_dir = Path((host.app_dir / "hook-1").read_text().strip())
-    assert snapshot_dir.parent == host.app_dir / "releases"
-    assert snapshot_dir.name.endswith("-v7")
-    assert (host.app_dir / "hook-2").read_text() == "second\n"
-
-
 def test_a_failed_pull_keeps_the_previous_release(host: Host) -> None:
     result = host.run(deploy(host), fail="pull")
     assert result.returncode == 1
@@ -79,9 +70,9 @@ def test_a_held_lock_names_its_holder_and_gives_up(host: Host) -> None:
 
 
 def test_an_unknown_option_is_refused_before_anything_happens(host: Host) -> None:
-    result = host.run(commands.run_script("deploy.sh", "--dir", str(host.app_dir), "--colour", "blue"))
+    result = host.run(deploy(host) + " --colour blue")
     assert result.returncode == 2
-    assert result.stderr.strip() == "deploy.sh: unknown option --colour"
+    assert result.stderr.strip().endswith("release.py: error: unrecognized arguments: --colour blue")
     assert not (host.app_dir / "releases").exists()
 
 
@@ -104,36 +95,10 @@ def test_files_keep_their_paths_in_the_snapshot_and_the_live_directory(host: Hos
     assert any(live in call for call in host.docker_calls()), host.docker_calls()
 
 
-def test_a_file_gone_from_the_upload_is_gone_from_the_live_directory(host: Host) -> None:
-    site = host.app_dir / "incoming" / "site"
-    site.mkdir()
-    (site / "old.html").write_text("old\n")
-    (site / "index.html").write_text("v1\n")
-    (host.app_dir / "incoming" / "stale.conf").write_text("left by an earlier upload\n")
-    assert host.run(deploy(host, uploads=["site", "stale.conf"])).returncode == 0
-    assert (host.app_dir / "stale.conf").exists()
-    (site / "old.html").unlink()
-    (site / "index.html").write_text("v2\n")
-    result = host.run(deploy(host, image_tag="v8", uploads=["site"]))  # stale.conf left app.files
-    assert result.returncode == 0, result.stderr
-    assert (host.app_dir / "site" / "index.html").read_text() == "v2\n"
-    assert not (host.app_dir / "site" / "old.html").exists()
-    assert not (host.app_dir / "stale.conf").exists()  # still in incoming/, but no longer uploaded
-    assert not ((host.app_dir / "releases" / "current").resolve() / "stale.conf").exists()
-    assert (host.app_dir / "compose.yaml").exists()
-    assert (host.app_dir / ".env").read_text() == "SECRET='x'\n"
-
-
 def test_compose_and_hooks_see_the_stacks_hostnames_and_data_directory(host: Host) -> None:
     hook = 'printf "%s|%s|%s\\n" "$IMAGE_TAG" "$DROPSHIP_HOSTNAMES" "$DROPSHIP_DATA_DIR" > ../../seen; false'
     host.run(deploy(host, pre_deploy=[hook], hostnames=["app.example.com", "www.example.com"], data_dir="/mnt/data"))
     assert (host.app_dir / "seen").read_text() == "v7|app.example.com www.example.com|/mnt/data\n"
-
-
-def test_without_hostnames_or_a_volume_the_variables_are_set_and_empty(host: Host) -> None:
-    hook = 'printf "%s|%s\\n" "${DROPSHIP_HOSTNAMES-unset}" "${DROPSHIP_DATA_DIR-unset}" > ../../seen; false'
-    host.run(deploy(host, pre_deploy=[hook]))
-    assert (host.app_dir / "seen").read_text() == "|\n"
 
 
 def test_removing_the_app_of_a_replaced_machine_leaves_the_new_machines_app(host: Host) -> None:
@@ -148,3 +113,41 @@ def test_removing_the_app_of_a_replaced_machine_leaves_the_new_machines_app(host
     assert same.returncode == 0, same.stderr
     assert list(host.app_dir.iterdir()) == []
     assert host.docker_calls() == ["compose --project-name app down --remove-orphans"]
+
+
+def test_the_release_command_is_one_short_line_and_earlier_host_code_goes(host: Host) -> None:
+    command = deploy(host)
+    assert "\n" not in command and len(command.replace(str(host.app_dir), "/srv/app")) < 300, command
+    assert command.startswith(f"python3 {commands.host_code_directory(str(host.app_dir))}/release.py --dir {host.app_dir} ")
+    earlier = host.app_dir / ".dropship" / "host-0123456789abcdef"
+    earlier.mkdir()
+    result = host.run(command)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "dropship: release v7 is live"
+    assert not earlier.exists()
+    assert (host.app_dir / ".dropship").is_dir() and Path(commands.host_code_directory(str(host.app_dir))).is_dir()
+
+
+def test_the_registry_password_comes_on_stdin_and_goes_with_the_deploy(host: Host) -> None:
+    logins = host.bin_dir / "logins"
+    # A docker that also records what `login` reads on stdin, and where its config is.
+    (host.bin_dir / "docker").write_text(
+        FAKE_DOCKER.replace("exit 0\n", "") + f'case "$1" in login) {{ cat; echo " $DOCKER_CONFIG"; }} >>{logins} ;; esac\nexit 0\n'
+    )
+    result = host.run(deploy(host, registry="registry.example.com", registry_user="ci"), stdin="s3cret-token\n")
+    assert result.returncode == 0, result.stderr
+    assert "s3cret-token" not in "\n".join(host.docker_calls()) + result.stdout + result.stderr
+    assert "login registry.example.com --username ci --password-stdin" in host.docker_calls()
+    password, config = logins.read_text().split()
+    assert password == "s3cret-token"
+    assert not Path(config).exists()  # the credential did not stay on the host
+
+
+def test_a_failed_registry_login_keeps_the_previous_release(host: Host) -> None:
+    result = host.run(deploy(host, registry="registry.example.com", registry_user="ci"), stdin="wrong\n", fail="login")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "dropship: release v7: registry login to registry.example.com failed; the previous release still serves",
+        "dropship: docker: login failed",
+    ]
+    assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "login-failed"]]

@@ -1,0 +1,136 @@
+"""A stand-in for `docker` (the `run` of rollout.Compose): containers whose states change as they are inspected."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rollout import CommandError
+
+Step = tuple[str, str | None, int, int]
+"""(status, health, exit code, restart count) at one inspection; the last one repeats."""
+
+RUNNING: Step = ("running", None, 0, 0)
+STARTING: Step = ("running", "starting", 0, 0)
+HEALTHY: Step = ("running", "healthy", 0, 0)
+
+
+@dataclass
+class Container:
+    id: str
+    service: str
+    steps: list[Step]
+    config_hash: str = "old"
+    restart_policy: str = "unless-stopped"
+    health_output: str = ""
+    logs: str = ""
+    seen: int = 0
+
+    def inspect(self) -> dict[str, object]:
+        status, health, code, restarts = self.steps[min(self.seen, len(self.steps) - 1)]
+        self.seen += 1
+        state: dict[str, object] = {"Status": status, "ExitCode": code}
+        if health is not None:
+            state["Health"] = {"Status": health, "Log": [{"Output": self.health_output}] if self.health_output else []}
+        return {
+            "State": state,
+            "RestartCount": restarts,
+            "Config": {"Labels": {"com.docker.compose.service": self.service, "com.docker.compose.config-hash": self.config_hash}},
+            "HostConfig": {"RestartPolicy": {"Name": self.restart_policy}},
+        }
+
+
+@dataclass
+class FakeDocker:
+    """`running`: the project's containers now. `starts`: per service, the containers `up` creates next, in order.
+    `hashes`: what `compose config --hash` says per service. `fail`: compose verbs that fail."""
+
+    running: list[Container] = field(default_factory=list)
+    starts: dict[str, list[Container]] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+    hash_by_tag: bool = False
+    """`config --hash` says IMAGE_TAG: containers labelled with their release's tag are current in it."""
+    fail: dict[str, str] = field(default_factory=dict)
+    images: dict[str, list[str]] = field(default_factory=dict)
+    """`config --images` per IMAGE_TAG."""
+    calls: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, args: Sequence[str]) -> str:
+        args = list(args)
+        self.calls.append(args)
+        if args[0] == "compose":
+            return self._compose(args)
+        by_id = {c.id: c for c in self.running}
+        match args[0]:
+            case "inspect":
+                return json.dumps([by_id[c].inspect() for c in args[1:]])
+            case "logs":
+                return by_id[args[-1]].logs
+            case "stop":
+                return ""
+            case "rm":
+                self.running = [c for c in self.running if c.id not in args[2:]]
+                return ""
+            case "image":
+                return ""
+        raise AssertionError(f"unexpected docker {args}")
+
+    def _compose(self, args: list[str]) -> str:
+        words = args[args.index("--project-directory") + 2 :]
+        while words and words[0] == "--file":
+            words = words[2:]
+        verb, rest = words[0], words[1:]
+        if verb in self.fail:
+            raise CommandError(["docker", *args], 1, self.fail[verb])
+        match verb:
+            case "ps":
+                service = rest[-1] if rest and not rest[-1].startswith("-") else None
+                return "".join(f"{c.id}\n" for c in self.running if service in (None, c.service))
+            case "config" if rest[0] == "--hash":
+                digest = os.environ["IMAGE_TAG"] if self.hash_by_tag else self.hashes.get(rest[1], "old")
+                return f"{rest[1]} {digest}\n"
+            case "up" if "--scale" in rest:
+                service, count = rest[rest.index("--scale") + 1].split("=")
+                self._start(service, int(count))
+                return ""
+            case "up":
+                for service in list(self.starts):
+                    self._start(service, 1)
+                return ""
+            case "config" if rest == ["--images"]:
+                return "".join(f"{image}\n" for image in self.images.get(os.environ["IMAGE_TAG"], []))
+            case "pull":
+                return ""
+        raise AssertionError(f"unexpected docker {args}")
+
+    def _start(self, service: str, count: int) -> None:
+        """Takes the service's next containers from `starts` until it has `count`."""
+        queue = self.starts.get(service, [])
+        while queue and sum(c.service == service for c in self.running) < count:
+            self.running.append(queue.pop(0))
+
+    def verbs(self) -> list[str]:
+        """The calls in short: compose verbs with their arguments, other docker verbs with theirs."""
+        short = []
+        for call in self.calls:
+            if call[0] == "compose":
+                words = call[call.index("--project-directory") + 2 :]
+                while words and words[0] == "--file":
+                    words = words[2:]
+                short.append(" ".join(["compose", *words]))
+            else:
+                short.append(" ".join(call))
+        return short
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds

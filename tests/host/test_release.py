@@ -1,0 +1,284 @@
+"""release.py's orchestration against a fake docker and a fake health URL: every branch, fast.
+
+The release's files are real (a temporary app directory); hooks run in a real bash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from release import Deployer, Lock, Options, ReleaseError, prune_code
+
+from tests.host.fake_docker import HEALTHY, STARTING, Clock, Container, FakeDocker
+
+COMPOSE = "services:\n  api:\n    image: api:${IMAGE_TAG}\n"
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """release.py exports its variables into its own environment: keep them out of the test process's."""
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    incoming = tmp_path / "srv" / "shop" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "compose.yaml").write_text(COMPOSE)
+    (incoming / ".env").write_text("SECRET_KEY='s1'\n")
+    (tmp_path / "srv" / "shop" / "releases").mkdir()
+    return tmp_path / "srv" / "shop"
+
+
+class Fetch:
+    """app.healthUrl's answers, one per request; the last one repeats."""
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        self.answers = list(answers) or [(200, "HTTP 200: ok")]
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def __call__(self, url: str, hostnames: Sequence[str]) -> tuple[int, str]:
+        self.asked.append((url, tuple(hostnames)))
+        return self.answers[min(len(self.asked) - 1, len(self.answers) - 1)]
+
+
+def deployer(app_dir: Path, docker: FakeDocker, fetch: Fetch | None = None, **options: object) -> tuple[Deployer, Clock]:
+    values: dict[str, object] = {"dir": app_dir, "project": "shop", "tag": "v2", "compose_files": ("compose.yaml",)}
+    values.update(options)
+    clock = Clock()
+    return Deployer(Options(**values), run=docker, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep), clock  # type: ignore[arg-type]
+
+
+def deploy(app_dir: Path, docker: FakeDocker, fetch: Fetch | None = None, **options: object) -> Clock:
+    release, clock = deployer(app_dir, docker, fetch, **options)
+    release.deploy(password="")
+    return clock
+
+
+def outcomes(app_dir: Path) -> list[tuple[str, str]]:
+    return [(line.split()[2], line.split()[3]) for line in (app_dir / "releases.log").read_text().splitlines()]
+
+
+def serving(app_dir: Path) -> str:
+    return (app_dir / "releases" / "current" / "TAG").read_text().strip()
+
+
+@pytest.fixture
+def v1(app_dir: Path) -> Iterator[FakeDocker]:
+    """v1 deployed and serving: api (rolling) and worker, labelled with their release."""
+    docker = FakeDocker(
+        starts={"api": [Container("api-v1", "api", [HEALTHY], config_hash="v1")], "worker": [Container("worker-v1", "worker", [HEALTHY])]},
+        hash_by_tag=True,
+    )
+    deploy(app_dir, docker, tag="v1", rolling=("api",))
+    docker.calls.clear()
+    yield docker
+
+
+def test_a_first_release_starts_everything_and_becomes_current(app_dir: Path) -> None:
+    docker = FakeDocker(starts={"api": [Container("api1", "api", [STARTING, HEALTHY])]})
+    fetch = Fetch((502, "HTTP 502: "), (200, "HTTP 200: ok"))
+    deploy(app_dir, docker, fetch, health_url="https://shop.test/api/health", hostnames="shop.test www.shop.test", rolling=("api",))
+    assert serving(app_dir) == "v2"
+    assert (app_dir / "RELEASE").read_text() == "v2\n"
+    assert outcomes(app_dir) == [("v2", "live")]
+    assert "compose up --detach --remove-orphans" in docker.verbs()
+    assert not any("--scale" in v for v in docker.verbs())  # nothing to roll yet
+    assert fetch.asked == [("https://shop.test/api/health", ("shop.test", "www.shop.test"))] * 2
+    assert (app_dir / "compose.yaml").read_text() == COMPOSE
+    assert (app_dir / ".env").stat().st_mode & 0o777 == 0o600
+
+
+def test_rolling_services_roll_in_the_order_given_before_the_rest_comes_up(app_dir: Path, v1: FakeDocker) -> None:
+    v1.running.append(Container("worker-v1b", "worker", [HEALTHY], config_hash="v1"))
+    v1.starts = {
+        "worker": [Container("worker-v2", "worker", [HEALTHY], config_hash="v2")],
+        "api": [Container("api-v2", "api", [STARTING, HEALTHY], config_hash="v2")],
+    }
+    deploy(app_dir, v1, rolling=("api", "worker"))
+    scaled = [v for v in v1.verbs() if "--scale" in v]
+    assert scaled == [
+        "compose up --detach --no-deps --no-recreate --scale api=2 api",
+        "compose up --detach --no-deps --no-recreate --scale worker=4 worker",
+    ]
+    verbs = v1.verbs()
+    assert verbs.index("rm --force api-v1") < verbs.index(scaled[1]) < verbs.index("compose up --detach --remove-orphans")
+    assert serving(app_dir) == "v2"
+
+
+def test_a_crashing_container_fails_the_release_in_seconds_and_the_previous_one_serves_again(app_dir: Path, v1: FakeDocker) -> None:
+    crash = Container(
+        "api-v2-crash", "api", [STARTING, ("exited", None, 3, 0)], config_hash="v2", logs="Traceback\nKeyError: 'DATABASE_URL'\n"
+    )
+    v1.starts = {"api": [crash]}
+    release, clock = deployer(app_dir, v1, rolling=("api",), health_timeout=120)
+    with pytest.raises(ReleaseError) as failure:
+        release.deploy(password="")
+    assert str(failure.value) == (
+        "release v2 failed and was rolled back: service api: container api-v2-crash exited with exit code 3; "
+        "its last 20 log lines:\nTraceback\nKeyError: 'DATABASE_URL'\nRelease v1 serves again."
+    )
+    assert clock.now < 10  # not the 120 s health timeout
+    assert serving(app_dir) == "v1"
+    assert (app_dir / "RELEASE").read_text() == "v1\n"
+    assert outcomes(app_dir)[-1] == ("v2", "rolled-back")
+    assert [p.name.endswith("-v2") for p in (app_dir / "releases").iterdir() if p.name != "current"] == [False]
+    assert [c.id for c in v1.running] == ["api-v1", "worker-v1"]  # the old api never stopped
+    assert os.environ["IMAGE_TAG"] == "v1"
+
+
+def test_an_unhealthy_url_after_up_rolls_back_and_rolling_back_rolls_too(app_dir: Path, v1: FakeDocker) -> None:
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    fetch = Fetch(*[(503, 'HTTP 503: {"error": "db down"}')] * 3, (200, "HTTP 200: ok"))
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, v1, fetch, rolling=("api",), health_url="http://127.0.0.1/health", health_retries=3)
+    assert str(failure.value) == (
+        'release v2 failed and was rolled back: http://127.0.0.1/health is not healthy: HTTP 503: {"error": "db down"}\n'
+        "Release v1 serves again."
+    )
+    assert len(fetch.asked) == 4  # three tries of v2, then v1 answered
+    assert [v for v in v1.verbs() if "--scale" in v] == ["compose up --detach --no-deps --no-recreate --scale api=2 api"] * 2
+    assert [c.id for c in v1.running] == ["worker-v1", "api-v1b"]
+
+
+def test_a_failing_restore_says_both_failures(app_dir: Path, v1: FakeDocker) -> None:
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, v1, Fetch((500, "HTTP 500: broken")), rolling=("api",), health_url="http://127.0.0.1/", health_retries=1)
+    assert str(failure.value) == (
+        "release v2 failed: http://127.0.0.1/ is not healthy: HTTP 500: broken\n"
+        "Restoring v1 failed too: http://127.0.0.1/ is not healthy: HTTP 500: broken"
+    )
+
+
+def test_a_first_release_that_fails_says_there_is_nothing_to_restore(app_dir: Path) -> None:
+    docker = FakeDocker(starts={"api": [Container("api1", "api", [("restarting", None, 1, 1)], logs="no config\n")]})
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, docker)
+    assert str(failure.value) == (
+        "release v2 failed: service api: container api1 restarted with exit code 1; its last 20 log lines:\nno config\n"
+        "There is no previous release to restore."
+    )
+    assert not (app_dir / "releases" / "current").exists()
+
+
+def test_restarts_from_before_the_release_are_not_a_failure(app_dir: Path, v1: FakeDocker) -> None:
+    v1.running[1] = Container("worker-v1", "worker", [("running", None, 0, 4)])  # restarted 4 times last week
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2")]}
+    deploy(app_dir, v1, rolling=("api",))
+    assert serving(app_dir) == "v2"
+
+
+def test_a_failed_pull_changes_nothing(app_dir: Path, v1: FakeDocker) -> None:
+    v1.fail = {"pull": "manifest for api:v2 not found"}
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, v1)
+    assert str(failure.value) == "release v2: pulling images failed; the previous release still serves\nmanifest for api:v2 not found"
+    assert serving(app_dir) == "v1"
+    assert outcomes(app_dir)[-1] == ("v2", "pull-failed")
+    assert not any(v.startswith("compose up") for v in v1.verbs())
+
+
+def test_a_failing_pre_deploy_hook_changes_nothing(app_dir: Path, v1: FakeDocker) -> None:
+    (app_dir / "incoming" / "compose.yaml").write_text(COMPOSE + "# v2\n")
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, v1, pre_deploy=("echo migrating; exit 3",))
+    assert (
+        str(failure.value)
+        == "release v2: pre-deploy hook failed: echo migrating; exit 3; nothing was changed, the previous release still serves"
+    )
+    assert (app_dir / "compose.yaml").read_text() == COMPOSE  # the live directory still has v1's
+    assert outcomes(app_dir)[-1] == ("v2", "pre-deploy-failed")
+
+
+def test_pre_deploy_hooks_run_in_the_new_release_with_its_env_and_tag(app_dir: Path) -> None:
+    hook = 'printf "%s %s %s\\n" "$PWD" "$IMAGE_TAG" "$(cat .env)" > ../../hook'
+    deploy(app_dir, FakeDocker(), pre_deploy=(hook,), hostnames="shop.test")
+    where, tag, env = (app_dir / "hook").read_text().split()
+    assert Path(where).parent == app_dir / "releases" and where.endswith("-v2")
+    assert (tag, env) == ("v2", "SECRET_KEY='s1'")
+
+
+def test_a_failing_post_deploy_hook_rolls_back(app_dir: Path, v1: FakeDocker) -> None:
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    with pytest.raises(
+        ReleaseError, match=r"release v2 failed and was rolled back: post-deploy hook failed: exit 4\nRelease v1 serves again."
+    ):
+        deploy(app_dir, v1, rolling=("api",), post_deploy=("exit 4",))
+    assert serving(app_dir) == "v1"
+
+
+def test_compose_and_hooks_see_the_stacks_variables(app_dir: Path) -> None:
+    hook = 'env | grep -E "^(COMPOSE_|IMAGE_TAG|DROPSHIP_)" | sort > ../../seen'
+    deploy(
+        app_dir,
+        FakeDocker(),
+        pre_deploy=(hook,),
+        hostnames="a.example.com b.example.com",
+        data_dir="/mnt/data",
+        tls_dir=str(app_dir / "tls"),
+    )
+    assert (app_dir / "seen").read_text().splitlines() == [
+        "COMPOSE_FILE=compose.yaml",
+        "COMPOSE_PROJECT_NAME=shop",
+        "DROPSHIP_ACME_CA=",
+        "DROPSHIP_ACME_CA_ROOT=",
+        "DROPSHIP_DATA_DIR=/mnt/data",
+        "DROPSHIP_HOSTNAMES=a.example.com b.example.com",
+        "DROPSHIP_REGISTRY=",
+        f"DROPSHIP_TLS_DIR={app_dir}/tls",
+        "DROPSHIP_TLS_MODE=acme",
+        "IMAGE_TAG=v2",
+    ]
+    assert (app_dir / "tls").stat().st_mode & 0o777 == 0o700
+
+
+def test_old_releases_and_their_images_are_pruned(app_dir: Path) -> None:
+    docker = FakeDocker(images={f"v{n}": [f"api:v{n}", "db:17"] for n in range(1, 5)})
+    for n in range(1, 5):
+        deploy(app_dir, docker, tag=f"v{n}", keep=2)
+    kept = sorted(p.name.rsplit("-", 1)[1] for p in (app_dir / "releases").iterdir() if p.name != "current")
+    assert kept == ["v3", "v4"]
+    assert [v for v in docker.verbs() if v.startswith("image rm")] == ["image rm api:v1", "image rm api:v2"]
+    assert docker.verbs()[-1] == "image prune --force"
+
+
+def test_live_files_are_rewritten_in_place_and_files_gone_from_the_upload_go(app_dir: Path) -> None:
+    incoming = app_dir / "incoming"
+    (incoming / "site").mkdir()
+    (incoming / "site" / "index.html").write_text("v1\n")
+    (incoming / "site" / "old.html").write_text("old\n")
+    (incoming / "stale.conf").write_text("x\n")
+    deploy(app_dir, FakeDocker(), tag="v1", uploads=("site", "stale.conf"))
+    inode = (app_dir / "site" / "index.html").stat().st_ino
+    (incoming / "site" / "old.html").unlink()
+    (incoming / "site" / "index.html").write_text("v2\n")
+    deploy(app_dir, FakeDocker(), uploads=("site",))
+    assert (app_dir / "site" / "index.html").read_text() == "v2\n"
+    assert (app_dir / "site" / "index.html").stat().st_ino == inode  # a running bind mount sees it
+    assert not (app_dir / "site" / "old.html").exists()
+    assert not (app_dir / "stale.conf").exists()
+
+
+def test_a_held_lock_names_its_holder_and_gives_up(app_dir: Path) -> None:
+    (app_dir / ".deploy.lock.holder").write_text("ci from 203.0.113.9, pid 1, since 2026-12-01T08:00:00Z\n")
+    with open(app_dir / ".deploy.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ReleaseError) as failure, Lock(app_dir, timeout=0.3):
+            pass
+    assert str(failure.value) == (
+        f"another deploy holds the lock of {app_dir}: ci from 203.0.113.9, pid 1, since 2026-12-01T08:00:00Z; gave up after 0.3s"
+    )
+    with Lock(app_dir, timeout=0.3):
+        assert f", pid {os.getpid()}, since " in (app_dir / ".deploy.lock.holder").read_text()
+
+
+def test_earlier_host_code_beside_this_one_is_removed(tmp_path: Path) -> None:
+    for name in ("host-aaaa", "host-bbbb", "keep-me"):
+        (tmp_path / name).mkdir()
+    prune_code(tmp_path / "host-bbbb")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["host-bbbb", "keep-me"]
