@@ -15,33 +15,14 @@ readonly ACTIONLINT_PACKAGE=github.com/rhysd/actionlint/cmd/actionlint
 log() { printf 'lint-workflows: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Path of the cached actionlint binary, building it if it is missing.
-actionlint_bin() {
-  local cache bin stage
-  cache=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
-  [[ $cache == /* ]] || cache="$PWD/$cache"
-  bin="$cache/bin/actionlint-$ACTIONLINT_VERSION"
-  if [[ ! -x $bin ]]; then
-    command -v go >/dev/null 2>&1 || die "actionlint $ACTIONLINT_VERSION is not built and there is no 'go' to build it"
-    log "building actionlint $ACTIONLINT_VERSION (once)"
-    mkdir -p "$cache/bin"
-    stage=$(mktemp -d "$cache/bin/.actionlint.XXXXXX")
-    if ! GOTOOLCHAIN=local GOSUMDB=off CGO_ENABLED=0 GOBIN="$stage" \
-      go install "$ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION" >&2; then
-      rm -rf "$stage"
-      die "go install $ACTIONLINT_PACKAGE@$ACTIONLINT_VERSION failed"
-    fi
-    mv -f "$stage/actionlint" "$bin"
-    rm -rf "$stage"
-  fi
-  printf '%s\n' "$bin"
-}
+# shellcheck source=dev/lib/go-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 
 main() {
   local root bin
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
   command -v shellcheck >/dev/null 2>&1 || die "shellcheck is not installed (make deps)"
-  bin=$(actionlint_bin)
+  bin=$(go_tool_bin actionlint "$ACTIONLINT_PACKAGE" "$ACTIONLINT_VERSION")
 
   local workflows=("$@")
   if ((${#workflows[@]} == 0)); then

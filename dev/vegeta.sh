@@ -16,32 +16,13 @@ readonly VEGETA_PACKAGE=github.com/tsenart/vegeta/v12
 log() { printf 'vegeta: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Path of the cached vegeta binary, building it if it is missing.
-vegeta_bin() {
-  local cache bin stage
-  cache=${DROPSHIP_CACHE:-$HOME/.cache/dropship}
-  [[ $cache == /* ]] || cache="$PWD/$cache"
-  bin="$cache/bin/vegeta-$VEGETA_VERSION"
-  if [[ ! -x $bin ]]; then
-    command -v go >/dev/null 2>&1 || die "vegeta $VEGETA_VERSION is not built and there is no 'go' to build it"
-    log "building vegeta $VEGETA_VERSION (once)"
-    mkdir -p "$cache/bin"
-    stage=$(mktemp -d "$cache/bin/.vegeta.XXXXXX")
-    if ! GOTOOLCHAIN=local GOSUMDB=off CGO_ENABLED=0 GOBIN="$stage" \
-      go install "$VEGETA_PACKAGE@$VEGETA_VERSION" >&2; then
-      rm -rf "$stage"
-      die "go install $VEGETA_PACKAGE@$VEGETA_VERSION failed"
-    fi
-    mv -f "$stage/vegeta" "$bin"
-    rm -rf "$stage"
-  fi
-  printf '%s\n' "$bin"
-}
+# shellcheck source=dev/lib/go-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 
 main() {
   (($#)) || die "usage: dev/vegeta.sh path | <vegeta args>"
   local bin
-  bin=$(vegeta_bin)
+  bin=$(go_tool_bin vegeta "$VEGETA_PACKAGE" "$VEGETA_VERSION")
   if [[ $1 == path ]]; then
     printf '%s\n' "$bin"
   else

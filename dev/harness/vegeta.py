@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,18 +42,20 @@ class _Result:
 
 
 class Vegeta:
-    """`with Vegeta("https://shop.test/", "127.0.0.5", root_ca) as load:` GETs the URL `rate` times a
-    second until the block ends, dialling `connect` (an address, or address:port) in place of the URL's
-    host, which only names the site: TLS SNI and the Host header. Then `load.report(since, until)`."""
+    """`with Vegeta("https://shop.test/", "127.0.0.5", root_ca) as load:` GETs the URL (or the URLs, in
+    turn, of one site) `rate` times a second until the block ends, dialling `connect` (an address, or
+    address:port) in place of the URLs' host, which only names the site: TLS SNI and the Host header.
+    Then `load.report(since, until)`."""
 
-    def __init__(self, url: str, connect: str, root_ca: Path | str, rate: int = 500, timeout: float = 5.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"not an https URL: {url}")
+    def __init__(self, urls: str | Sequence[str], connect: str, root_ca: Path | str, rate: int = 500, timeout: float = 5.0) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        sites = {urlsplit(url).netloc for url in self.urls}
+        parts = urlsplit(self.urls[0])
+        if parts.scheme != "https" or not parts.hostname or len(sites) != 1:
+            raise ValueError(f"not https URLs of one site: {self.urls}")
         port = parts.port or 443
         if ":" not in connect:
             connect = f"{connect}:{port}"
-        self.url = url
         self.args = [
             f"-rate={rate}/1s",
             "-duration=0",  # until SIGINT
@@ -75,7 +78,7 @@ class Vegeta:
     def __enter__(self) -> Vegeta:
         self._bin = sh("bash", str(DEV / "vegeta.sh"), "path", timeout=1800).stdout.strip().splitlines()[-1]
         self._dir = Path(tempfile.mkdtemp(prefix="dropship-vegeta-"))
-        (self._dir / "targets").write_text(f"GET {self.url}\n")
+        (self._dir / "targets").write_text("".join(f"GET {url}\n\n" for url in self.urls))
         with (self._dir / "stderr").open("wb") as stderr:
             self._proc = subprocess.Popen(
                 [self._bin, "attack", *self.args, f"-targets={self._dir / 'targets'}", f"-output={self._dir / 'results.bin'}"],

@@ -9,6 +9,7 @@ Runs on the server as the deploy user: `python3 <app>/.dropship/host-<hash>/rele
     ./                the live copy compose runs from (a stable path: bind mounts never move)
     releases.log      one line per attempt: time, id, tag, outcome
     RELEASE           the tag that serves
+    release.env       the variables compose saw (below), for running compose by hand
 
 Compose and the hooks see IMAGE_TAG, COMPOSE_PROJECT_NAME, COMPOSE_FILE and the DROPSHIP_*
 variables (README: "What the app receives"); each is empty when not set.
@@ -222,6 +223,12 @@ class Releases:
                 target.write(env.read_bytes())
             os.replace(fresh, live / ".env")
 
+    def write_environment(self, environment: dict[str, str]) -> None:
+        """release.env beside the live files: what compose saw, for `docker compose --env-file .env
+        --env-file release.env ...` by hand on the host. Names, paths and URLs only: no secret."""
+        path = self.options.dir / "release.env"
+        path.write_text("".join(f"{name}='{value}'\n" for name, value in sorted(environment.items())))
+
     def tag_of(self, release: Path) -> str:
         return (release / "TAG").read_text().strip()
 
@@ -274,6 +281,7 @@ class Deployer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     releases: Releases = field(init=False)
+    rolled: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.releases = Releases(self.options)
@@ -313,9 +321,10 @@ class Deployer:
                 releases.discard(release_id, "pre-deploy-failed")
                 raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
             releases.make_live(release)
+            releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")
             try:
-                self.start()
+                self.start(options.rolling)
                 run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
             except (ReleaseError, NotReadyError, CommandError) as failure:
                 releases.discard(release_id, "rolled-back")
@@ -346,16 +355,19 @@ class Deployer:
                 f"{result.stderr.strip()}"
             )
 
-    def start(self) -> None:
-        """Rolls each rolling service in order, then brings up the rest, then checks everything is healthy."""
+    def start(self, roll: Sequence[str]) -> None:
+        """Rolls the services of `roll` in order, then brings up the rest, then checks everything is
+        healthy. `self.rolled` says which services now run new containers."""
         options = self.options
         compose = self.compose(options.dir)
         deadline = self.clock() + options.health_timeout
         existing = compose.containers()
         waiter = Waiter(compose, clock=self.clock, sleep=self.sleep)
         waiter.restarts = {c: s.restarts for c, s in compose.inspect(existing).items()}
-        for service in options.rolling:
+        self.rolled = []
+        for service in roll:
             if rollout(compose, waiter, service, deadline=deadline, settle=options.settle):
+                self.rolled.append(service)
                 log(f"rolled {service}: new containers healthy, old ones stopped")
         compose("up", "--detach", "--remove-orphans")
         waiter.until_ready(compose.containers(), deadline)
@@ -387,8 +399,11 @@ class Deployer:
         log(f"restoring release {previous_tag}")
         os.environ["IMAGE_TAG"] = previous_tag
         self.releases.make_live(previous)
+        self.releases.write_environment(self.options.environment(previous_tag))
+        # Back the way it went: the services rolled forward roll back; one whose rollout failed
+        # still runs its old containers.
         try:
-            self.start()
+            self.start(self.rolled)
         except (ReleaseError, NotReadyError, CommandError) as failure:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")

@@ -21,7 +21,6 @@ Run = Callable[[Sequence[str]], str]
 
 LOG_LINES = 20
 SERVICE_LABEL = "com.docker.compose.service"
-HASH_LABEL = "com.docker.compose.config-hash"
 
 
 class CommandError(Exception):
@@ -52,7 +51,6 @@ class State:
     exit_code: int
     restarts: int
     restart_policy: str
-    config_hash: str
     last_health_output: str
 
     @classmethod
@@ -69,7 +67,6 @@ class State:
             exit_code=int(state.get("ExitCode", 0)),
             restarts=int(info.get("RestartCount", 0)),
             restart_policy=((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no",
-            config_hash=labels.get(HASH_LABEL, ""),
             last_health_output=(log[-1].get("Output", "") if log else "").strip(),
         )
 
@@ -104,14 +101,6 @@ class Compose:
         if not containers:
             return {}
         return {c: State.from_inspect(info) for c, info in zip(containers, json.loads(self.run(["inspect", *containers])), strict=True)}
-
-    def config_hash(self, service: str) -> str:
-        """What compose would label a container of `service` with today (`config --hash`)."""
-        for line in self("config", "--hash", service).splitlines():
-            name, _, digest = line.partition(" ")
-            if name == service:
-                return digest.strip()
-        return ""
 
     def scale(self, service: str, count: int) -> None:
         self("up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={count}", service)
@@ -165,13 +154,10 @@ def rollout(compose: Compose, waiter: Waiter, service: str, *, deadline: float, 
     """Replaces the containers of `service`, new ones healthy before the old ones go; `settle`
     seconds between the two let the edge proxy learn the new ones (its DNS refresh).
 
-    False when nothing needed replacing: no container yet (`up` starts it), or every one already
-    runs the service's current configuration."""
+    Every time, changed or not: compose's own `config --hash` is not the hash it labels containers
+    with (compose 2.26). False when the service has no container yet (`up` starts it)."""
     old = compose.containers(service)
     if not old:
-        return False
-    wanted = compose.config_hash(service)
-    if all(s.config_hash == wanted and s.status == "running" for s in compose.inspect(old).values()):
         return False
     compose.scale(service, 2 * len(old))
     new = [c for c in compose.containers(service) if c not in old]

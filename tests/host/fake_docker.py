@@ -22,7 +22,8 @@ class Container:
     id: str
     service: str
     steps: list[Step]
-    config_hash: str = "old"
+    tag: str = "v1"
+    """Which release it was created for (a label, as compose would not say it)."""
     restart_policy: str = "unless-stopped"
     health_output: str = ""
     logs: str = ""
@@ -37,7 +38,7 @@ class Container:
         return {
             "State": state,
             "RestartCount": restarts,
-            "Config": {"Labels": {"com.docker.compose.service": self.service, "com.docker.compose.config-hash": self.config_hash}},
+            "Config": {"Labels": {"com.docker.compose.service": self.service, "dropship.test/release": self.tag}},
             "HostConfig": {"RestartPolicy": {"Name": self.restart_policy}},
         }
 
@@ -45,13 +46,10 @@ class Container:
 @dataclass
 class FakeDocker:
     """`running`: the project's containers now. `starts`: per service, the containers `up` creates next, in order.
-    `hashes`: what `compose config --hash` says per service. `fail`: compose verbs that fail."""
+    `fail`: compose verbs that fail."""
 
     running: list[Container] = field(default_factory=list)
     starts: dict[str, list[Container]] = field(default_factory=dict)
-    hashes: dict[str, str] = field(default_factory=dict)
-    hash_by_tag: bool = False
-    """`config --hash` says IMAGE_TAG: containers labelled with their release's tag are current in it."""
     fail: dict[str, str] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)
     """`config --images` per IMAGE_TAG."""
@@ -88,9 +86,6 @@ class FakeDocker:
             case "ps":
                 service = rest[-1] if rest and not rest[-1].startswith("-") else None
                 return "".join(f"{c.id}\n" for c in self.running if service in (None, c.service))
-            case "config" if rest[0] == "--hash":
-                digest = os.environ["IMAGE_TAG"] if self.hash_by_tag else self.hashes.get(rest[1], "old")
-                return f"{rest[1]} {digest}\n"
             case "up" if "--scale" in rest:
                 service, count = rest[rest.index("--scale") + 1].split("=")
                 self._start(service, int(count))

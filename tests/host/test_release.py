@@ -71,8 +71,7 @@ def serving(app_dir: Path) -> str:
 def v1(app_dir: Path) -> Iterator[FakeDocker]:
     """v1 deployed and serving: api (rolling) and worker, labelled with their release."""
     docker = FakeDocker(
-        starts={"api": [Container("api-v1", "api", [HEALTHY], config_hash="v1")], "worker": [Container("worker-v1", "worker", [HEALTHY])]},
-        hash_by_tag=True,
+        starts={"api": [Container("api-v1", "api", [HEALTHY], tag="v1")], "worker": [Container("worker-v1", "worker", [HEALTHY])]},
     )
     deploy(app_dir, docker, tag="v1", rolling=("api",))
     docker.calls.clear()
@@ -94,10 +93,10 @@ def test_a_first_release_starts_everything_and_becomes_current(app_dir: Path) ->
 
 
 def test_rolling_services_roll_in_the_order_given_before_the_rest_comes_up(app_dir: Path, v1: FakeDocker) -> None:
-    v1.running.append(Container("worker-v1b", "worker", [HEALTHY], config_hash="v1"))
+    v1.running.append(Container("worker-v1b", "worker", [HEALTHY], tag="v1"))
     v1.starts = {
-        "worker": [Container("worker-v2", "worker", [HEALTHY], config_hash="v2")],
-        "api": [Container("api-v2", "api", [STARTING, HEALTHY], config_hash="v2")],
+        "worker": [Container("worker-v2", "worker", [HEALTHY], tag="v2")],
+        "api": [Container("api-v2", "api", [STARTING, HEALTHY], tag="v2")],
     }
     deploy(app_dir, v1, rolling=("api", "worker"))
     scaled = [v for v in v1.verbs() if "--scale" in v]
@@ -111,9 +110,7 @@ def test_rolling_services_roll_in_the_order_given_before_the_rest_comes_up(app_d
 
 
 def test_a_crashing_container_fails_the_release_in_seconds_and_the_previous_one_serves_again(app_dir: Path, v1: FakeDocker) -> None:
-    crash = Container(
-        "api-v2-crash", "api", [STARTING, ("exited", None, 3, 0)], config_hash="v2", logs="Traceback\nKeyError: 'DATABASE_URL'\n"
-    )
+    crash = Container("api-v2-crash", "api", [STARTING, ("exited", None, 3, 0)], tag="v2", logs="Traceback\nKeyError: 'DATABASE_URL'\n")
     v1.starts = {"api": [crash]}
     release, clock = deployer(app_dir, v1, rolling=("api",), health_timeout=120)
     with pytest.raises(ReleaseError) as failure:
@@ -129,10 +126,11 @@ def test_a_crashing_container_fails_the_release_in_seconds_and_the_previous_one_
     assert [p.name.endswith("-v2") for p in (app_dir / "releases").iterdir() if p.name != "current"] == [False]
     assert [c.id for c in v1.running] == ["api-v1", "worker-v1"]  # the old api never stopped
     assert os.environ["IMAGE_TAG"] == "v1"
+    assert "IMAGE_TAG='v1'\n" in (app_dir / "release.env").read_text()
 
 
 def test_an_unhealthy_url_after_up_rolls_back_and_rolling_back_rolls_too(app_dir: Path, v1: FakeDocker) -> None:
-    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2"), Container("api-v1b", "api", [HEALTHY], tag="v1")]}
     fetch = Fetch(*[(503, 'HTTP 503: {"error": "db down"}')] * 3, (200, "HTTP 200: ok"))
     with pytest.raises(ReleaseError) as failure:
         deploy(app_dir, v1, fetch, rolling=("api",), health_url="http://127.0.0.1/health", health_retries=3)
@@ -146,7 +144,7 @@ def test_an_unhealthy_url_after_up_rolls_back_and_rolling_back_rolls_too(app_dir
 
 
 def test_a_failing_restore_says_both_failures(app_dir: Path, v1: FakeDocker) -> None:
-    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2"), Container("api-v1b", "api", [HEALTHY], tag="v1")]}
     with pytest.raises(ReleaseError) as failure:
         deploy(app_dir, v1, Fetch((500, "HTTP 500: broken")), rolling=("api",), health_url="http://127.0.0.1/", health_retries=1)
     assert str(failure.value) == (
@@ -168,7 +166,7 @@ def test_a_first_release_that_fails_says_there_is_nothing_to_restore(app_dir: Pa
 
 def test_restarts_from_before_the_release_are_not_a_failure(app_dir: Path, v1: FakeDocker) -> None:
     v1.running[1] = Container("worker-v1", "worker", [("running", None, 0, 4)])  # restarted 4 times last week
-    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2")]}
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2")]}
     deploy(app_dir, v1, rolling=("api",))
     assert serving(app_dir) == "v2"
 
@@ -204,7 +202,7 @@ def test_pre_deploy_hooks_run_in_the_new_release_with_its_env_and_tag(app_dir: P
 
 
 def test_a_failing_post_deploy_hook_rolls_back(app_dir: Path, v1: FakeDocker) -> None:
-    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], config_hash="v2"), Container("api-v1b", "api", [HEALTHY], config_hash="v1")]}
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2"), Container("api-v1b", "api", [HEALTHY], tag="v1")]}
     with pytest.raises(
         ReleaseError, match=r"release v2 failed and was rolled back: post-deploy hook failed: exit 4\nRelease v1 serves again."
     ):
@@ -235,6 +233,7 @@ def test_compose_and_hooks_see_the_stacks_variables(app_dir: Path) -> None:
         "IMAGE_TAG=v2",
     ]
     assert (app_dir / "tls").stat().st_mode & 0o777 == 0o700
+    assert "DROPSHIP_HOSTNAMES='a.example.com b.example.com'\n" in (app_dir / "release.env").read_text()
 
 
 def test_old_releases_and_their_images_are_pruned(app_dir: Path) -> None:
@@ -282,3 +281,19 @@ def test_earlier_host_code_beside_this_one_is_removed(tmp_path: Path) -> None:
         (tmp_path / name).mkdir()
     prune_code(tmp_path / "host-bbbb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host-bbbb", "keep-me"]
+
+
+def test_a_failure_rolling_the_second_service_rolls_back_only_the_first(app_dir: Path, v1: FakeDocker) -> None:
+    v1.starts = {
+        "api": [Container("api-v2", "api", [HEALTHY], tag="v2"), Container("api-v1b", "api", [HEALTHY])],
+        "worker": [Container("worker-v2", "worker", [("exited", None, 1, 0)], tag="v2", logs="bad\n")],
+    }
+    with pytest.raises(ReleaseError, match="rolled back: service worker: container worker-v2 exited with exit code 1"):
+        deploy(app_dir, v1, rolling=("api", "worker"))
+    scaled = [v for v in v1.verbs() if "--scale" in v]
+    assert scaled == [
+        "compose up --detach --no-deps --no-recreate --scale api=2 api",
+        "compose up --detach --no-deps --no-recreate --scale worker=2 worker",
+        "compose up --detach --no-deps --no-recreate --scale api=2 api",
+    ]
+    assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]

@@ -15,17 +15,17 @@ def roll(docker: FakeDocker, timeout: float = 30, settle: float = 0) -> tuple[bo
     return rolled, clock
 
 
-def api(id: str, *steps: Step, config_hash: str = "old", health_output: str = "", logs: str = "") -> Container:
-    return Container(id, "api", list(steps), config_hash=config_hash, health_output=health_output, logs=logs)
+def api(id: str, *steps: Step, health_output: str = "", logs: str = "") -> Container:
+    return Container(id, "api", list(steps), health_output=health_output, logs=logs)
 
 
 def changed(old: list[Container], new: list[Container]) -> FakeDocker:
-    """A service whose configuration changed: `config --hash` differs from the running containers' label."""
-    return FakeDocker(running=old, starts={"api": new}, hashes={"api": "new"})
+    """A service running `old`, whose next containers will be `new`."""
+    return FakeDocker(running=old, starts={"api": new})
 
 
 def test_new_containers_start_beside_the_old_ones_and_the_old_ones_go_once_they_are_healthy() -> None:
-    docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, STARTING, HEALTHY, config_hash="new")])
+    docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, STARTING, HEALTHY)])
     rolled, clock = roll(docker, settle=2)
     assert rolled
     assert "compose up --detach --no-deps --no-recreate --scale api=2 api" in docker.verbs()
@@ -51,12 +51,6 @@ def test_a_service_not_running_yet_is_left_to_compose_up() -> None:
     docker = FakeDocker(starts={"api": [api("new1", HEALTHY)]})
     assert not roll(docker)[0]
     assert docker.verbs() == ["compose ps --all --quiet api"]
-
-
-def test_a_service_whose_configuration_did_not_change_is_not_touched() -> None:
-    docker = FakeDocker(running=[api("old1", HEALTHY)], starts={"api": [api("new1", HEALTHY)]}, hashes={"api": "old"})
-    assert not roll(docker)[0]
-    assert not any(v.startswith(("compose up", "stop", "rm")) for v in docker.verbs())
 
 
 def test_a_container_that_exits_fails_at_once_with_its_exit_code_and_logs_and_the_old_one_stays() -> None:

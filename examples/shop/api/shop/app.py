@@ -17,6 +17,10 @@ from psycopg_pool import ConnectionPool
 
 from shop import config
 
+if config.RELEASE.endswith("-broken"):
+    # A release built to fail as it starts, as a bad deploy would (the tests and `make bench` of rollbacks).
+    raise SystemExit(f"shop: release {config.RELEASE} is built to fail at start")
+
 # Opened in each gunicorn worker as it imports the app (connections are made in the background).
 pool = ConnectionPool(config.DATABASE_URL, min_size=1, max_size=4, open=True, timeout=3)
 queue = redis.Redis.from_url(config.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
