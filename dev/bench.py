@@ -1,4 +1,5 @@
-"""`make bench`: times `pulumi up` of the local stack on a warm machine and counts remote commands.
+"""`make bench`: times `pulumi up` of the local stack on a warm machine and counts remote commands, then
+drives a constant HTTPS load at the shop across releases (dropship's, plain compose's, a broken one).
 
 Prints numbers; asserts nothing. Uses its own test host (at an address of its own,
 dev.harness) and state, so it neither needs nor disturbs what `make up` deployed.
@@ -7,14 +8,17 @@ Run from the repository root: `venv/bin/python dev/bench.py` (or `make bench`).
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dev.harness import DEV, Load, Project, TestHost, example_registry, free_address, sh, toolchain_bin
+from dev.harness import DEV, Project, TestHost, build_shop_images, example_registry, free_address, pebble, sh, toolchain_bin
+from dev.harness.vegeta import LoadReport, Vegeta
 
 
 def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
@@ -24,7 +28,7 @@ def timed(label: str, host: TestHost, action: object) -> tuple[str, float, int]:
     return label, time.monotonic() - start, host.logins() - logins
 
 
-def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
+def measure() -> list[tuple[str, float, int]]:
     rows = []
     host = TestHost("dropship-bench", free_address())
     sh("bash", str(DEV / "testhost.sh"), "build", env=host.env())  # the image once, outside the timing
@@ -32,32 +36,89 @@ def measure() -> tuple[list[tuple[str, float, int]], Load, Load]:
     with host.fresh(), tempfile.TemporaryDirectory() as workdir:
         # A new test host (warm image cache): removing any old one, `docker create`, first boot, until root's SSH login works.
         rows.append(("new test host ready for SSH (first boot, cloud-init)", time.monotonic() - started, host.logins()))
-        url = host.url("/health")
         project = Project(Path(workdir), toolchain_bin())
         project.init_local(host)
         rows.append(timed("fresh up (new host: Docker install, user, hardening, app)", host, project.up))
         rows.append(timed("no-op up", host, project.up))
         project.set("app.imageTag", "v2")
-        with Load(url, rate=50) as dropship_load:
-            rows.append(timed("release up (v1 -> v2)", host, project.up))
-        # What the seeds do: plain `docker compose up -d` with a new tag, on the host.
-        with Load(url, rate=50) as compose_load:
-            host.ssh("deploy", "cd /srv/example && IMAGE_TAG=v1 docker compose up -d --quiet-pull 2>&1")
-            time.sleep(5)
+        rows.append(timed("release up (v1 -> v2)", host, project.up))
         project.pulumi("destroy", "--yes", "--skip-preview")
-    return rows, dropship_load, compose_load
+    return rows
+
+
+SHOP_HOSTNAME = "bench-shop.test"
+RATE = 500
+REST = 10.0
+
+
+def shop_under_load() -> tuple[list[tuple[str, LoadReport]], str]:
+    """The shop over HTTPS at RATE requests a second (its page from Caddy, its API's health through Caddy
+    to gunicorn, Postgres and Redis), across a dropship release, a plain `docker compose up -d` and a
+    broken release; windows at rest between them."""
+    for tag in ("v1", "v2", "v3-broken"):
+        build_shop_images(tag)
+    started_pebble = pebble.start()
+    host = TestHost("dropship-bench-shop", free_address())
+    pebble.resolve(SHOP_HOSTNAME, host.address)
+    windows: list[tuple[str, float, float]] = []
+
+    def window(label: str, action: Callable[[], object]) -> None:
+        begin = time.time()
+        action()
+        windows.append((label, begin, time.time()))
+
+    try:
+        with host.fresh(), tempfile.TemporaryDirectory() as workdir:
+            project = Project(Path(workdir), toolchain_bin(), app="shop")
+            project.init_local(host, {"existingHost.hostnames": json.dumps([SHOP_HOSTNAME]), "tls.acmeCa": pebble.directory()})
+            project.up()
+            root = Path(workdir) / "pebble-root.pem"
+            root.write_text(pebble.root())
+            urls = [f"https://{SHOP_HOSTNAME}/", f"https://{SHOP_HOSTNAME}/api/health"]
+            with Vegeta(urls, host.address, root, rate=RATE) as load:
+                window("at rest", lambda: time.sleep(REST))
+                project.set("app.imageTag", "v2")
+                window("dropship release v1 -> v2 (api, worker rolled)", project.up)
+                window("at rest", lambda: time.sleep(REST))
+                # What the seeds do: a new tag and plain `docker compose up -d`, on the host.
+                window("plain `docker compose up -d` (v2 -> v1), and 5 s after", lambda: compose_up(host, "v1"))
+                window("at rest", lambda: time.sleep(REST))
+                project.set("app.imageTag", "v3-broken")
+                broken = time.monotonic()
+                result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+                rollback_seconds = time.monotonic() - broken
+                windows.append(("dropship release of a broken API (rolled back)", time.time() - rollback_seconds, time.time()))
+                window("at rest", lambda: time.sleep(REST))
+            outcome = "failed and rolled back" if result.returncode != 0 else "WENT LIVE"
+            serving = f"{outcome} in {rollback_seconds:.1f} s; the stack output release says {project.outputs()['release']}"
+            project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+    finally:
+        if started_pebble:
+            pebble.stop()
+    return [(label, load.report(begin, end)) for label, begin, end in windows], serving
+
+
+def compose_up(host: TestHost, tag: str) -> None:
+    host.ssh("deploy", f"cd /srv/shop && IMAGE_TAG={tag} docker compose --env-file .env --env-file release.env up -d --quiet-pull 2>&1")
+    time.sleep(5)
 
 
 def main() -> None:
     with example_registry():
-        rows, dropship_load, compose_load = measure()
+        rows = measure()
+        load_rows, broken = shop_under_load()
     targets = ("< 15 s", "< 180 s", "< 15 s, 0 commands", "< 30 s")
     print(f"\n{'case':58} {'seconds':>8} {'remote commands':>16}   target")
     for (label, seconds, commands), target in zip(rows, targets, strict=True):
         print(f"{label:58} {seconds:8.1f} {commands:16d}   {target}")
-    print("\nrequests through the edge proxy at 50/s across a release (target: 0 failed for dropship)")
-    print(f"  dropship release (rolling, health-gated): {dropship_load}")
-    print(f"  plain `docker compose up -d`:             {compose_load}")
+    print(f"\nthe shop over HTTPS through Caddy at {RATE} requests/s (vegeta; its page and /api/health in turn)")
+    print("target: 0 failed for dropship's releases")
+    print(f"{'window':58} {'sent':>7} {'failed':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    for label, report in load_rows:
+        print(f"{label:58} {report.sent:7d} {report.failed:7d} {report.p50_ms:8.1f} {report.p99_ms:8.1f}")
+        for error in report.errors:
+            print(f"{'':58}   {error}")
+    print(f"\nbroken release: `pulumi up` {broken}")
 
 
 if __name__ == "__main__":

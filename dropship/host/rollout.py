@@ -35,9 +35,12 @@ class NotReadyError(Exception):
 
 
 def run_docker(args: Sequence[str]) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, check=False)
+    merged = args[0] == "logs"  # a container's stderr is its log too: `docker logs` gives it on stderr
+    result = subprocess.run(
+        ["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True, check=False
+    )
     if result.returncode != 0:
-        raise CommandError(["docker", *args], result.returncode, result.stderr)
+        raise CommandError(["docker", *args], result.returncode, result.stderr or result.stdout)
     return result.stdout
 
 

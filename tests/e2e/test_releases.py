@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,7 @@ def host(registry: None) -> Iterator[TestHost]:
 @pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     build_images("v3-unhealthy")
+    build_images("v4-crash")
     project = new_project(tmp_path_factory.mktemp("releases"), host, bin_dir)
     project.up()
     assert serving() == "v1"
@@ -65,9 +67,38 @@ def test_unhealthy_release_is_rolled_back_and_up_fails_clearly(project: Project,
     assert "release v3-unhealthy failed and was rolled back" in output
     assert "Release v2 serves again" in output
     # The unhealthy service is named, with its last health answer.
-    assert re.search(r"service web is running/unhealthy; last health check: .*503", output), output[-3000:]
+    assert re.search(r"service web: container \w{12} is unhealthy; last health check: .*503", output), output[-3000:]
     assert serving() == "v2"
     assert host.run(f"readlink {APP_DIR}/releases/current").stdout.strip().endswith("-v2")
+
+
+def test_a_crashing_release_fails_fast_names_its_exit_and_logs_and_the_outputs_name_what_serves(project: Project) -> None:
+    project.set("app.imageTag", "v4-crash")
+    started = time.monotonic()
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    print(f"\n`pulumi up` of a crashing release, rolled back: {time.monotonic() - started:.1f} s (app.healthTimeout 20 s)")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert re.search(
+        r"release v4-crash failed and was rolled back: service web: container \w{12} (exited|restarted) with exit code 3", output
+    )
+    assert "web: cannot start: release v4-crash is built to crash" in output  # from its last 20 log lines
+    assert "Release v2 serves again." in output
+    assert serving() == "v2"
+    assert project.outputs()["release"] == "v2"
+
+
+def test_a_failed_up_shows_the_short_command_and_dropships_lines_not_a_script(project: Project) -> None:
+    project.set("app.imageTag", "v3-unhealthy")
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f'running "python3 {APP_DIR}/.dropship/host-' in output
+    for body in ("import argparse", "def main", "set -eu", "#!/usr/bin/env"):
+        assert body not in output, body
+    errors = [line for line in output.splitlines() if "error:" in line]
+    assert errors and all(len(line) < 600 for line in errors), errors
+    assert project.outputs()["release"] == "v2"
 
 
 def test_failing_post_deploy_hook_restores_the_previous_release(project: Project) -> None:

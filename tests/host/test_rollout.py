@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
-from rollout import Compose, NotReadyError, Waiter, rollout
+from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
 
 from tests.host.fake_docker import HEALTHY, RUNNING, STARTING, Clock, Container, FakeDocker, Step
 
@@ -105,3 +108,14 @@ def test_a_one_off_job_that_finished_counts_as_ready_but_not_a_service_that_exit
     Waiter(compose).until_ready(["job"], deadline=0)
     with pytest.raises(NotReadyError, match="service web: container web exited with exit code 0"):
         Waiter(compose).until_ready(["job", "web"], deadline=0)
+
+
+def test_run_docker_gives_a_containers_log_from_both_its_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker = tmp_path / "docker"
+    docker.write_text('#!/bin/sh\necho "to stdout"\necho "to stderr" >&2\n[ "$1" = logs ] || exit 4\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert run_docker(["logs", "--tail", "20", "c1"]) == "to stdout\nto stderr\n"
+    with pytest.raises(CommandError) as failure:
+        run_docker(["ps"])
+    assert failure.value.code == 4 and failure.value.stderr == "to stderr\n"
