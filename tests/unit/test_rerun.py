@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from dropship.remote import commands
 from tests.unit.program import CANARY, Run, run_program, stack_config
 from tests.unit.test_settings import STAGING_SECRETS
 
@@ -51,3 +54,12 @@ def test_docker_setting_touches_only_the_docker_step() -> None:
 
 def test_health_url_touches_only_the_release() -> None:
     assert changed(staging(), staging(**{"app.healthUrl": "http://127.0.0.1:8000/ready"})) == {"app-release"}
+
+
+def test_new_release_code_uploads_itself_beside_the_old_and_reruns_only_the_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = staging()
+    monkeypatch.setattr(commands, "host_code_digest", lambda: "0123456789abcdef")  # as a new dropship version's would be
+    after = staging()
+    assert changed(before, after) == {"app-release", "app-code-release.py", "app-code-rollout.py", "app-code-health.py"}
+    assert after.named("app-code-release.py").inputs["remotePath"] == "/srv/shop/.dropship/host-0123456789abcdef/release.py"
+    assert after.named("app-release").inputs["create"].startswith("python3 /srv/shop/.dropship/host-0123456789abcdef/release.py ")

@@ -44,6 +44,15 @@ def problems_of(stack: str, secrets_override: frozenset[str] | None = None, conf
     return str(err.value)
 
 
+def test_a_health_path_is_asked_at_the_stacks_first_url() -> None:
+    assert load_stack("staging", *config_of("staging")).health_url == "https://staging.example.com/api/health"
+    assert load_stack("pr-7", *config_of("staging")).health_url == "https://pr-7.staging.example.com/api/health"
+    urls = load_stack("staging", *config_of("staging", app__urls='["https://shop.example.com/base/"]'))
+    assert urls.health_url == "https://shop.example.com/api/health"
+    whole = load_stack("staging", *config_of("staging", app__healthUrl="http://127.0.0.1:8000/ready"))
+    assert whole.health_url == "http://127.0.0.1:8000/ready"
+
+
 def test_committed_stacks_are_valid() -> None:
     for stack in ("staging", "production"):
         settings = load_stack(stack, *config_of(stack))
@@ -184,6 +193,13 @@ BAD = [
         "is not uploaded; add it (or its directory) to app.files",
     ),
     ("local", {"tls.acmeCaRoot": "examples/shop/local/missing.pem"}, "tls.acmeCaRoot", "expected an existing file relative to"),
+    (
+        "local",
+        {"existingHost.hostnames": None},
+        "app.healthUrl",
+        "a path (/api/health) needs the stack's URL: set existingHost.hostnames or app.urls, or give a whole URL",
+    ),
+    ("local", {"app.healthUrl": "//shop.test/api"}, "app.healthUrl", "expected a path such as /api/health, or an http:// or https://"),
     (
         "local",
         {"existingHost.volumeMountPath": "mnt/data"},
