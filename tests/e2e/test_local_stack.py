@@ -18,6 +18,8 @@ from dev.harness import Project, TestHost, machine, sh
 from dropship.remote.commands import render_env
 
 APP_DIR = "/srv/example"
+WEB = "$(docker ps -q --filter label=com.docker.compose.service=web)"
+"""The web service's container, whatever its number (a release rolls it)."""
 TRICKY = "sp ace 'single' \"double\" $HOME ${X} # not a comment = eq \\back\\slash ünïcødé €"
 SECRETS = {
     "env.APP_SECRET": "e2e-secret-1",
@@ -88,12 +90,12 @@ def test_env_file_is_exact_private_and_owned_by_the_deploy_user(project: Project
     assert on_host == render_env(current_env(project))
     assert host.run(f"stat -c '%U %G %a' {APP_DIR}/.env").stdout.split() == ["deploy", "deploy", "600"]
     # The app sees every value exactly as configured.
-    environment = json.loads(host.ssh("deploy", "docker inspect -f '{{json .Config.Env}}' example-web-1").stdout)
+    environment = json.loads(host.ssh("deploy", f"docker inspect -f '{{{{json .Config.Env}}}}' {WEB}").stdout)
     assert f"TRICKY={TRICKY}" in environment
 
 
 def test_deploy_user_runs_docker_without_sudo(host: TestHost) -> None:
-    assert "example-web-1" in host.ssh("deploy", "docker ps --format '{{.Names}}'").stdout
+    assert "example-web-" in host.ssh("deploy", "docker ps --format '{{.Names}}'").stdout
     assert host.ssh("deploy", "sudo -n true", False).returncode != 0
     assert "docker" in host.ssh("deploy", "id -nG").stdout.split()
 
@@ -153,14 +155,14 @@ def test_a_changed_directory_reuploads_and_redeploys_nothing_else(project: Proje
 
 
 def test_changed_secret_rewrites_env_and_restarts_the_app_only(project: Project, host: TestHost) -> None:
-    started = host.ssh("deploy", "docker inspect -f '{{.State.StartedAt}}' example-web-1").stdout
+    started = host.ssh("deploy", f"docker inspect -f '{{{{.State.StartedAt}}}}' {WEB}").stdout
     project.set("env.APP_SECRET", "e2e-secret-2", secret=True)
     steps = project.preview_steps()
     assert set(steps) == {"env-write", "app-release"}
     project.up()
     assert health(host)["secret_sha256"] == hashlib.sha256(b"e2e-secret-2").hexdigest()
     assert host.run(f"cat {APP_DIR}/.env").stdout == render_env(current_env(project))
-    assert host.ssh("deploy", "docker inspect -f '{{.State.StartedAt}}' example-web-1").stdout != started
+    assert host.ssh("deploy", f"docker inspect -f '{{{{.State.StartedAt}}}}' {WEB}").stdout != started
 
 
 def test_destroy_leaves_no_app_container(project: Project, host: TestHost) -> None:

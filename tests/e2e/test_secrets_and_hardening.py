@@ -259,7 +259,7 @@ def test_docker_log_rotation_is_in_effect(host: TestHost, record_property: Recor
     record_property("hardening", "Docker log rotation: json-file, max-size 10m, max-file 3 on every app container")
     assert host.run("docker info --format '{{.LoggingDriver}}'").stdout.strip() == "json-file"
     containers = host.run("docker ps --format '{{.Names}}'").stdout.split()
-    assert sorted(containers) == ["example-edge-1", "example-web-1", "example-web-2-1"]
+    assert sorted(name.rsplit("-", 1)[0] for name in containers) == ["example-edge", "example-web"]
     for name in containers:
         config = json.loads(host.run(f"docker inspect --format '{{{{json .HostConfig.LogConfig}}}}' {name}").stdout)
         assert config == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}, name
@@ -338,7 +338,7 @@ def test_no_canary_anywhere_else(project: Project, host: TestHost, evidence: Evi
     }
     # The searches looked at something: the deploys' logins and their commands were seen.
     assert "Accepted publickey for deploy" in places["host journal (journalctl -o json)"]
-    assert any("deploy.sh --dir /srv/example" in line for line in evidence.host_ps)
+    assert any("release.py --dir /srv/example" in line for line in evidence.host_ps)
     leaks = {place: hits(text) for place, text in places.items() if hits(text)}
     for place in places:
         record_property(f"leaks: {place}", len(leaks.get(place, [])))

@@ -13,11 +13,13 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dev.harness import Project, TestHost, pebble
+from dev.harness.vegeta import Vegeta
 
 HOSTNAMES = ("shop-e2e.test", "www.shop-e2e.test")
 VOLUME = "dropship-e2e-shop-data"
@@ -175,10 +177,16 @@ def test_the_data_lives_on_the_volume(host: TestHost) -> None:
     assert "/var/lib/docker/volumes" in host.run("systemctl show -p RequiresMountsFor docker.service").stdout
 
 
-def test_a_release_keeps_the_certificates(project: Project, host: TestHost) -> None:
+def test_a_release_under_https_load_fails_no_request_and_keeps_the_certificates(project: Project, host: TestHost, tmp_path: Path) -> None:
     before = {name: serial(host, name) for name in HOSTNAMES}
     project.set("app.imageTag", "v2")
-    project.up()
+    (tmp_path / "root.pem").write_text(pebble.root())
+    urls = [f"https://{HOSTNAMES[0]}/", f"https://{HOSTNAMES[0]}/api/health"]
+    with Vegeta(urls, host.address, tmp_path / "root.pem", rate=100) as load:
+        project.up()
+    print(f"\nacross the release (api and worker rolled), over HTTPS: {load}")
+    assert load.report().sent >= 500
+    assert load.report().failed == 0, load.report().errors
     assert https(host, HOSTNAMES[0], "/api/health").json()["release"] == "v2"
     assert {name: serial(host, name) for name in HOSTNAMES} == before
     assert orders(host) == ["teapot", "kettle"]
