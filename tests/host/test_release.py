@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -297,3 +298,27 @@ def test_a_failure_rolling_the_second_service_rolls_back_only_the_first(app_dir:
         "compose up --detach --no-deps --no-recreate --scale api=2 api",
     ]
     assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]
+
+
+def test_the_health_check_stops_at_the_timeout_before_its_retries_run_out(app_dir: Path) -> None:
+    fetch = Fetch((503, "HTTP 503: starting"))
+    with pytest.raises(ReleaseError, match="is not healthy: HTTP 503: starting"):
+        deploy(app_dir, FakeDocker(), fetch, health_url="http://127.0.0.1/health", health_timeout=5, health_retries=30)
+    assert len(fetch.asked) == 4  # at 0, 2, 4 and 6 s: then the 5 s were up
+
+
+def test_a_lock_released_while_waiting_is_taken(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    held = open(app_dir / ".deploy.lock", "a")  # noqa: SIM115 (released by the timer)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    threading.Timer(0.3, held.close).start()
+    with Lock(app_dir, timeout=10):
+        assert "waiting up to 10s for the deploy lock, held by unknown" in capsys.readouterr().out
+
+
+def test_pruning_survives_a_release_whose_compose_files_no_longer_parse(app_dir: Path) -> None:
+    docker = FakeDocker(images={"v1": ["api:v1"], "v2": ["api:v2"]})
+    deploy(app_dir, docker, tag="v1", keep=1)
+    docker.fail = {"config": "services.api.image: invalid reference format"}
+    deploy(app_dir, docker, tag="v2", keep=1)
+    assert [p.name.rsplit("-", 1)[1] for p in (app_dir / "releases").iterdir() if p.name != "current"] == ["v2"]
+    assert not any(v.startswith("image rm") for v in docker.verbs())  # what it used is unknown: kept
