@@ -357,3 +357,24 @@ def test_which_compose_ports_bind_a_host_port(port: object, host: str | None) ->
     from dropship.config.flat_keys import _host_port
 
     assert _host_port(port) == host
+
+
+def test_a_rolling_service_that_publishes_a_port_or_names_its_container_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  caddy: {image: caddy, ports: ['80:80', '443:443']}\n"
+        "  api: {image: api}\n"
+        "  worker: {image: api, container_name: shop-worker}\n"
+    )
+    config, secrets = config_of(
+        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", app__rollingServices='["api", "caddy", "worker", "web"]'
+    )
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets, project_dir=tmp_path)
+    assert str(err.value).splitlines()[1:] == [
+        "  - dropship:app.rollingServices[1]: service caddy publishes host port 80: its old and new containers cannot both bind it "
+        "during a rollout; let the edge proxy reach it by service name and remove the port",
+        "  - dropship:app.rollingServices[2]: service worker sets container_name: compose cannot start a second container of that "
+        "name; remove it",
+        "  - dropship:app.rollingServices[3]: no service 'web' in compose.yaml",
+    ]
