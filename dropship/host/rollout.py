@@ -106,7 +106,9 @@ class Compose:
         return {c: State.from_inspect(info) for c, info in zip(containers, json.loads(self.run(["inspect", *containers])), strict=True)}
 
     def scale(self, service: str, count: int) -> None:
-        self("up", "--detach", "--no-deps", "--no-recreate", "--scale", f"{service}={count}", service)
+        # Not --no-deps: compose would leave depends_on out of the new containers' config hash, and
+        # the `up` that follows would recreate them (and their dependents) all at once.
+        self("up", "--detach", "--no-recreate", "--scale", f"{service}={count}", service)
 
     def logs(self, container: str) -> str:
         return self.run(["logs", "--tail", str(LOG_LINES), container])

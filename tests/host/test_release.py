@@ -102,8 +102,8 @@ def test_rolling_services_roll_in_the_order_given_before_the_rest_comes_up(app_d
     deploy(app_dir, v1, rolling=("api", "worker"))
     scaled = [v for v in v1.verbs() if "--scale" in v]
     assert scaled == [
-        "compose up --detach --no-deps --no-recreate --scale api=2 api",
-        "compose up --detach --no-deps --no-recreate --scale worker=4 worker",
+        "compose up --detach --no-recreate --scale api=2 api",
+        "compose up --detach --no-recreate --scale worker=4 worker",
     ]
     verbs = v1.verbs()
     assert verbs.index("rm --force api-v1") < verbs.index(scaled[1]) < verbs.index("compose up --detach --remove-orphans")
@@ -140,7 +140,7 @@ def test_an_unhealthy_url_after_up_rolls_back_and_rolling_back_rolls_too(app_dir
         "Release v1 serves again."
     )
     assert len(fetch.asked) == 4  # three tries of v2, then v1 answered
-    assert [v for v in v1.verbs() if "--scale" in v] == ["compose up --detach --no-deps --no-recreate --scale api=2 api"] * 2
+    assert [v for v in v1.verbs() if "--scale" in v] == ["compose up --detach --no-recreate --scale api=2 api"] * 2
     assert [c.id for c in v1.running] == ["worker-v1", "api-v1b"]
 
 
@@ -293,9 +293,9 @@ def test_a_failure_rolling_the_second_service_rolls_back_only_the_first(app_dir:
         deploy(app_dir, v1, rolling=("api", "worker"))
     scaled = [v for v in v1.verbs() if "--scale" in v]
     assert scaled == [
-        "compose up --detach --no-deps --no-recreate --scale api=2 api",
-        "compose up --detach --no-deps --no-recreate --scale worker=2 worker",
-        "compose up --detach --no-deps --no-recreate --scale api=2 api",
+        "compose up --detach --no-recreate --scale api=2 api",
+        "compose up --detach --no-recreate --scale worker=2 worker",
+        "compose up --detach --no-recreate --scale api=2 api",
     ]
     assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]
 

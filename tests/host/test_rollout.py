@@ -31,7 +31,7 @@ def test_new_containers_start_beside_the_old_ones_and_the_old_ones_go_once_they_
     docker = changed([api("old1", HEALTHY)], [api("new1", STARTING, STARTING, HEALTHY)])
     rolled, clock = roll(docker, settle=2)
     assert rolled
-    assert "compose up --detach --no-deps --no-recreate --scale api=2 api" in docker.verbs()
+    assert "compose up --detach --no-recreate --scale api=2 api" in docker.verbs()
     assert docker.verbs()[-2:] == ["stop old1", "rm --force old1"]
     assert [c.id for c in docker.running] == ["new1"]
     assert clock.now == 3  # two polls of 0.5 s while it started, then the 2 s to settle
@@ -40,7 +40,7 @@ def test_new_containers_start_beside_the_old_ones_and_the_old_ones_go_once_they_
 def test_every_old_container_is_doubled_then_replaced() -> None:
     docker = changed([api("old1", HEALTHY), api("old2", HEALTHY)], [api("new1", HEALTHY), api("new2", HEALTHY)])
     assert roll(docker)[0]
-    assert "compose up --detach --no-deps --no-recreate --scale api=4 api" in docker.verbs()
+    assert "compose up --detach --no-recreate --scale api=4 api" in docker.verbs()
     assert docker.verbs()[-2:] == ["stop old1 old2", "rm --force old1 old2"]
 
 
