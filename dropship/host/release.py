@@ -21,6 +21,8 @@ import argparse
 import contextlib
 import fcntl
 import os
+import pwd
+import selectors
 import shutil
 import subprocess
 import sys
@@ -29,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
@@ -161,8 +164,6 @@ class Lock:
 
 
 def _user() -> str:
-    import pwd
-
     return pwd.getpwuid(os.getuid()).pw_name
 
 
@@ -254,23 +255,30 @@ def run_hooks(kind: str, directory: Path, hooks: Sequence[str], env: dict[str, s
             raise ReleaseError(f"{kind} hook failed: {hook}")
 
 
-def _fold_both(stdout: object, stderr: object) -> None:
-    """Copies a hook's stdout and stderr to ours, each folded below MAX_LINE_BYTES."""
-    import selectors
-
-    streams = {stdout: sys.stdout.buffer, stderr: sys.stderr.buffer}
+def _fold_both(stdout: IO[bytes], stderr: IO[bytes]) -> None:
+    """Copies a hook's stdout and stderr to ours as they come, each in lines of at most MAX_LINE_BYTES."""
+    targets = {stdout.fileno(): sys.stdout.buffer, stderr.fileno(): sys.stderr.buffer}
+    pending = dict.fromkeys(targets, b"")
     with selectors.DefaultSelector() as selector:
-        for stream in streams:
-            selector.register(stream, selectors.EVENT_READ)  # type: ignore[arg-type]
+        for fd in targets:
+            selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
             for key, _ in selector.select():
-                line = key.fileobj.readline(MAX_LINE_BYTES)  # type: ignore[union-attr]
-                if not line:
-                    selector.unregister(key.fileobj)
-                    continue
-                target = streams[key.fileobj]
-                target.write(line if line.endswith(b"\n") else line + b"\n")
-                target.flush()
+                fd = int(key.fd)
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    selector.unregister(fd)
+                buffer = pending[fd] + chunk
+                *lines, pending[fd] = buffer.split(b"\n")
+                if not chunk and pending[fd]:
+                    lines, pending[fd] = [*lines, pending[fd]], b""
+                for line in lines:
+                    for start in range(0, max(len(line), 1), MAX_LINE_BYTES):
+                        targets[fd].write(line[start : start + MAX_LINE_BYTES] + b"\n")
+                while len(pending[fd]) >= MAX_LINE_BYTES:
+                    targets[fd].write(pending[fd][:MAX_LINE_BYTES] + b"\n")
+                    pending[fd] = pending[fd][MAX_LINE_BYTES:]
+                targets[fd].flush()
 
 
 @dataclass

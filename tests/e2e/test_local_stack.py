@@ -100,6 +100,14 @@ def test_deploy_user_runs_docker_without_sudo(host: TestHost) -> None:
     assert "docker" in host.ssh("deploy", "id -nG").stdout.split()
 
 
+def test_compose_by_hand_sees_what_dropship_saw(host: TestHost) -> None:
+    # As the README says: release.env holds the project, the files and the variables.
+    listed = host.ssh("deploy", f"cd {APP_DIR} && docker compose --env-file .env --env-file release.env ps --format '{{{{.Service}}}}'")
+    assert sorted(listed.stdout.split()) == ["edge", "web"]
+    config = host.ssh("deploy", f"cd {APP_DIR} && docker compose --env-file .env --env-file release.env config --images").stdout
+    assert f"/dropship-example/web:{host.run(f'cat {APP_DIR}/RELEASE').stdout.strip()}" in config
+
+
 def test_sshd_refuses_root_and_passwords(host: TestHost) -> None:
     effective = host.run("sshd -T | grep -Ei '^(permitrootlogin|passwordauthentication|kbdinteractiveauthentication) '").stdout
     assert sorted(effective.lower().split("\n")[:-1]) == [

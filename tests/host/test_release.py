@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from release import Deployer, Lock, Options, ReleaseError, prune_code
+from release import Deployer, Lock, Options, ReleaseError, prune_code, run_hooks
 
 from tests.host.fake_docker import HEALTHY, STARTING, Clock, Container, FakeDocker
 
@@ -322,3 +322,13 @@ def test_pruning_survives_a_release_whose_compose_files_no_longer_parse(app_dir:
     deploy(app_dir, docker, tag="v2", keep=1)
     assert [p.name.rsplit("-", 1)[1] for p in (app_dir / "releases").iterdir() if p.name != "current"] == ["v2"]
     assert not any(v.startswith("image rm") for v in docker.verbs())  # what it used is unknown: kept
+
+
+def test_a_hook_that_writes_a_long_unfinished_line_and_floods_stderr_does_not_stall(
+    app_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    hook = "python3 -c \"import sys; sys.stdout.write('o' * 70000); sys.stdout.flush(); sys.stderr.write(('e' * 99 + chr(10)) * 3000)\""
+    run_hooks("pre-deploy", app_dir, [hook], dict(os.environ))
+    out, err = capfd.readouterr()
+    assert out.splitlines()[1:] == ["o" * 16384] * 4 + ["o" * (70000 - 4 * 16384)]
+    assert err.splitlines() == ["e" * 99] * 3000
