@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 import os
 import pwd
 import selectors
@@ -230,6 +231,16 @@ class Releases:
         path = self.options.dir / "release.env"
         path.write_text("".join(f"{name}='{value}'\n" for name, value in sorted(environment.items())))
 
+    def write_containers(self, containers: dict[str, list[str]]) -> None:
+        """The rolling services' containers of the release that serves: a rollback rolls those that differ."""
+        (self.options.dir / ".live-containers").write_text(json.dumps(containers, sort_keys=True) + "\n")
+
+    def live_containers(self) -> dict[str, list[str]]:
+        try:
+            return dict(json.loads((self.options.dir / ".live-containers").read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
     def tag_of(self, release: Path) -> str:
         return (release / "TAG").read_text().strip()
 
@@ -289,7 +300,6 @@ class Deployer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     releases: Releases = field(init=False)
-    rolled: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.releases = Releases(self.options)
@@ -364,23 +374,21 @@ class Deployer:
             )
 
     def start(self, roll: Sequence[str]) -> None:
-        """Rolls the services of `roll` in order, then brings up the rest, then checks everything is
-        healthy. `self.rolled` says which services now run new containers."""
+        """Rolls the services of `roll` in order, then brings up the rest, then checks everything is healthy."""
         options = self.options
         compose = self.compose(options.dir)
         deadline = self.clock() + options.health_timeout
         existing = compose.containers()
         waiter = Waiter(compose, clock=self.clock, sleep=self.sleep)
         waiter.restarts = {c: s.restarts for c, s in compose.inspect(existing).items()}
-        self.rolled = []
         for service in roll:
             if rollout(compose, waiter, service, deadline=deadline, settle=options.settle):
-                self.rolled.append(service)
                 log(f"rolled {service}: new containers healthy, old ones stopped")
         compose("up", "--detach", "--remove-orphans")
         waiter.until_ready(compose.containers(), deadline)
         if options.health_url:
             self.check_health(deadline)
+        self.releases.write_containers({s: compose.containers(s) for s in options.rolling})
 
     def check_health(self, deadline: float) -> None:
         options = self.options
@@ -408,10 +416,13 @@ class Deployer:
         os.environ["IMAGE_TAG"] = previous_tag
         self.releases.make_live(previous)
         self.releases.write_environment(self.options.environment(previous_tag))
-        # Back the way it went: the services rolled forward roll back; one whose rollout failed
-        # still runs its old containers.
+        # Back the way it went: a rolling service runs the previous release's containers still (its
+        # own rollout failed, or was not reached) or it rolls back, without downtime either way.
+        compose = self.compose(self.options.dir)
+        live = self.releases.live_containers()
+        changed = [s for s in self.options.rolling if sorted(compose.containers(s)) != sorted(live.get(s, ["unknown"]))]
         try:
-            self.start(self.rolled)
+            self.start(changed)
         except (ReleaseError, NotReadyError, CommandError) as failure:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")

@@ -74,7 +74,7 @@ def v1(app_dir: Path) -> Iterator[FakeDocker]:
     docker = FakeDocker(
         starts={"api": [Container("api-v1", "api", [HEALTHY], tag="v1")], "worker": [Container("worker-v1", "worker", [HEALTHY])]},
     )
-    deploy(app_dir, docker, tag="v1", rolling=("api",))
+    deploy(app_dir, docker, tag="v1", rolling=("api", "worker"))
     docker.calls.clear()
     yield docker
 
@@ -332,3 +332,13 @@ def test_a_hook_that_writes_a_long_unfinished_line_and_floods_stderr_does_not_st
     out, err = capfd.readouterr()
     assert out.splitlines()[1:] == ["o" * 16384] * 4 + ["o" * (70000 - 4 * 16384)]
     assert err.splitlines() == ["e" * 99] * 3000
+
+
+def test_a_rollback_rolls_a_service_changed_by_hand_since_the_last_release(app_dir: Path, v1: FakeDocker) -> None:
+    # `docker compose up -d` by hand replaced api's container since v1 went live: it is not v1's any more.
+    v1.running[0] = Container("api-by-hand", "api", [HEALTHY], tag="v0")
+    v1.starts = {"api": [Container("api-v2", "api", [("exited", None, 3, 0)], tag="v2"), Container("api-v1b", "api", [HEALTHY])]}
+    with pytest.raises(ReleaseError, match="rolled back: service api: container api-v2 exited with exit code 3"):
+        deploy(app_dir, v1, rolling=("api", "worker"))
+    assert [v for v in v1.verbs() if "--scale" in v] == ["compose up --detach --no-recreate --scale api=2 api"] * 2
+    assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]
