@@ -18,8 +18,9 @@ from psycopg_pool import ConnectionPool
 from shop import config
 
 if config.RELEASE.endswith("-broken"):
-    # A release built to fail as it starts, as a bad deploy would (the tests and `make bench` of rollbacks).
-    raise SystemExit(f"shop: release {config.RELEASE} is built to fail at start")
+    # A release built to fail as it starts, as a bad deploy would (`make bench` of rollbacks): gunicorn
+    # reports the worker's boot error and exits with code 3.
+    raise RuntimeError(f"shop: release {config.RELEASE} is built to fail at start")
 
 # Opened in each gunicorn worker as it imports the app (connections are made in the background).
 pool = ConnectionPool(config.DATABASE_URL, min_size=1, max_size=4, open=True, timeout=3)
