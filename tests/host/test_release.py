@@ -212,7 +212,8 @@ def test_a_failing_post_deploy_hook_rolls_back(app_dir: Path, v1: FakeDocker) ->
 
 
 def test_compose_and_hooks_see_the_stacks_variables(app_dir: Path) -> None:
-    hook = 'env | grep -E "^(COMPOSE_|IMAGE_TAG|DROPSHIP_)" | sort > ../../seen'
+    names = "COMPOSE_FILE|COMPOSE_PROJECT_NAME|IMAGE_TAG|DROPSHIP_(HOSTNAMES|DATA_DIR|REGISTRY|ACME_CA|ACME_CA_ROOT|TLS_MODE|TLS_DIR)"
+    hook = f'env | grep -E "^({names})=" | sort > ../../seen'
     deploy(
         app_dir,
         FakeDocker(),
