@@ -232,7 +232,7 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         {"app.healthUrl": "ftp://127.0.0.1/health"},
         {},
         "app.healthUrl",
-        "expected an http:// or https:// URL such as http://127.0.0.1:8080/health; got 'ftp://127.0.0.1/health'",
+        "expected a path such as /api/health, or an http:// or https:// URL such as http://127.0.0.1/health; got 'ftp://127.0.0.1/health'",
     ),
     (
         "health-timeout-negative",
