@@ -145,6 +145,8 @@ class Waiter:
         restarted = state.restarts > self.restarts.get(container, 0) or state.status == "restarting"
         if (state.status in ("exited", "dead") and not state.finished) or restarted:
             how = "restarted" if restarted and state.status != "exited" else state.status
+            if state.status == "running":
+                state = self._next_exit(container, state)
             raise NotReadyError(
                 f"service {state.service}: container {container[:12]} {how} with exit code {state.exit_code}; "
                 f"its last {LOG_LINES} log lines:\n{self.compose.logs(container).rstrip()}"
@@ -153,6 +155,17 @@ class Waiter:
             raise NotReadyError(
                 f"service {state.service}: container {container[:12]} is unhealthy; last health check: {state.last_health_output}"
             )
+
+    def _next_exit(self, container: str, state: State, wait: float = 3) -> State:
+        """A container that restarted and runs again says exit code 0: its next exit (a crash loop's) says
+        the real one, which comes within seconds."""
+        deadline = self.clock() + wait
+        while self.clock() < deadline:
+            self.sleep(0.2)
+            again = self.compose.inspect([container])[container]
+            if again.status != "running":
+                return again
+        return state
 
 
 def rollout(compose: Compose, waiter: Waiter, service: str, *, deadline: float, settle: float = 0) -> bool:

@@ -119,3 +119,11 @@ def test_run_docker_gives_a_containers_log_from_both_its_streams(tmp_path: Path,
     with pytest.raises(CommandError) as failure:
         run_docker(["ps"])
     assert failure.value.code == 4 and failure.value.stderr == "to stderr\n"
+
+
+def test_a_crash_loop_seen_while_running_again_reports_the_exit_code_of_its_next_crash() -> None:
+    # Docker's ExitCode is 0 while a restarted container runs; its next exit shows the 3.
+    looping = api("new1", STARTING, ("running", "starting", 0, 1), ("running", None, 0, 1), ("restarting", None, 3, 1), logs="boom\n")
+    docker = changed([api("old1", HEALTHY)], [looping])
+    with pytest.raises(NotReadyError, match="service api: container new1 restarted with exit code 3; its last 20 log lines:\nboom"):
+        roll(docker)
