@@ -266,8 +266,7 @@ def _check_tls(tls: TlsSettings, server: DropletServer | ExistingServer | None, 
 
 
 def _check_health_path(app: AppSettings, server: DropletServer | ExistingServer, problems: list[Problem]) -> None:
-    hostnames = server.dns.hostnames if isinstance(server, DropletServer) else server.existing_host.hostnames
-    if not app.urls and not hostnames:
+    if not app.urls and not server.hostnames:
         problems.append(
             Problem(
                 "app.healthUrl",

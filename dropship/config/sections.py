@@ -112,12 +112,22 @@ class DropletServer(Section):
     droplet: DropletSettings
     dns: DnsSettings
 
+    @property
+    def hostnames(self) -> tuple[str, ...]:
+        """The names the app answers to."""
+        return self.dns.hostnames
+
 
 class ExistingServer(Section):
     """dropship deploys to a server that already exists (no DigitalOcean or Cloudflare resource)."""
 
     mode: Literal["existing"]
     existing_host: ExistingHostSettings
+
+    @property
+    def hostnames(self) -> tuple[str, ...]:
+        """The names the app answers to."""
+        return self.existing_host.hostnames
 
 
 Server = Annotated[DropletServer | ExistingServer, Field(discriminator="mode")]

@@ -77,11 +77,7 @@ class Settings:
     @property
     def hostnames(self) -> tuple[str, ...]:
         """The names the app answers to: `dns.hostnames`, or `existingHost.hostnames`."""
-        match self.server:
-            case DropletServer(dns=dns):
-                return dns.hostnames
-            case ExistingServer(existing_host=host):
-                return host.hostnames
+        return self.server.hostnames
 
     @property
     def urls(self) -> tuple[str, ...]:
