@@ -76,10 +76,7 @@ class FakeDocker:
         raise AssertionError(f"unexpected docker {args}")
 
     def _compose(self, args: list[str]) -> str:
-        words = args[args.index("--project-directory") + 2 :]
-        while words and words[0] == "--file":
-            words = words[2:]
-        verb, rest = words[0], words[1:]
+        verb, *rest = _compose_verb(args)
         if verb in self.fail:
             raise CommandError(["docker", *args], 1, self.fail[verb])
         match verb:
@@ -108,16 +105,15 @@ class FakeDocker:
 
     def verbs(self) -> list[str]:
         """The calls in short: compose verbs with their arguments, other docker verbs with theirs."""
-        short = []
-        for call in self.calls:
-            if call[0] == "compose":
-                words = call[call.index("--project-directory") + 2 :]
-                while words and words[0] == "--file":
-                    words = words[2:]
-                short.append(" ".join(["compose", *words]))
-            else:
-                short.append(" ".join(call))
-        return short
+        return [" ".join(["compose", *_compose_verb(call)] if call[0] == "compose" else call) for call in self.calls]
+
+
+def _compose_verb(args: list[str]) -> list[str]:
+    """A compose call without its project and files: the verb and its arguments."""
+    words = args[args.index("--project-directory") + 2 :]
+    while words and words[0] == "--file":
+        words = words[2:]
+    return words
 
 
 class Clock:
