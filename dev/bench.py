@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -46,6 +47,7 @@ def measure() -> list[tuple[str, float, int]]:
     return rows
 
 
+T = TypeVar("T")
 SHOP_HOSTNAME = "bench-shop.test"
 RATE = 500
 REST = 10.0
@@ -62,10 +64,13 @@ def shop_under_load() -> tuple[list[tuple[str, LoadReport]], str]:
     pebble.resolve(SHOP_HOSTNAME, host.address)
     windows: list[tuple[str, float, float]] = []
 
-    def window(label: str, action: Callable[[], object]) -> None:
+    def window(label: str, action: Callable[[], T]) -> tuple[T, float]:
+        """Runs the action in a window of its own; its result and its seconds."""
         begin = time.time()
-        action()
-        windows.append((label, begin, time.time()))
+        result = action()
+        end = time.time()
+        windows.append((label, begin, end))
+        return result, end - begin
 
     try:
         with host.fresh(), tempfile.TemporaryDirectory() as workdir:
@@ -84,10 +89,9 @@ def shop_under_load() -> tuple[list[tuple[str, LoadReport]], str]:
                 window("plain `docker compose up -d` (v2 -> v1), and 5 s after", lambda: compose_up(host, "v1"))
                 window("at rest", lambda: time.sleep(REST))
                 project.set("app.imageTag", "v3-broken")
-                broken = time.monotonic()
-                result = project.pulumi("up", "--yes", "--skip-preview", check=False)
-                rollback_seconds = time.monotonic() - broken
-                windows.append(("dropship release of a broken API (rolled back)", time.time() - rollback_seconds, time.time()))
+                result, rollback_seconds = window(
+                    "dropship release of a broken API (rolled back)", lambda: project.pulumi("up", "--yes", "--skip-preview", check=False)
+                )
                 window("at rest", lambda: time.sleep(REST))
             outcome = "failed and rolled back" if result.returncode != 0 else "WENT LIVE"
             serving = f"{outcome} in {rollback_seconds:.1f} s; the stack output release says {project.outputs()['release']}"
