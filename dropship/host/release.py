@@ -143,8 +143,7 @@ class Lock:
                     )
                 time.sleep(0.2)
         client = os.environ.get("SSH_CLIENT", "local").split(" ")[0]
-        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.holder.write_text(f"{_user()} from {client}, pid {os.getpid()}, since {since}\n")
+        self.holder.write_text(f"{_user()} from {client}, pid {os.getpid()}, since {_utc(time.time())}\n")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -162,6 +161,10 @@ class Lock:
             return self.holder.read_text().strip() or "unknown"
         except FileNotFoundError:
             return "unknown"
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _user() -> str:
@@ -245,9 +248,8 @@ class Releases:
         return (release / "TAG").read_text().strip()
 
     def record(self, release_id: str, outcome: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
         with open(self.options.dir / "releases.log", "a") as releases_log:
-            releases_log.write(f"{stamp} {release_id} {self.options.tag} {outcome}\n")
+            releases_log.write(f"{_utc(self.clock())} {release_id} {self.options.tag} {outcome}\n")
 
     def discard(self, release_id: str, outcome: str) -> None:
         """A failed release leaves its line in the log but no snapshot: kept releases are good ones."""
