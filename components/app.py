@@ -47,6 +47,8 @@ class AppArgs:
     health_timeout: int
     health_retries: int
     rolling_services: tuple[str, ...]
+    pull_policy: str
+    """`missing` or `always`: when a release pulls its images."""
     keep_releases: int
     lock_timeout: int
     pre_deploy: tuple[str, ...]
@@ -138,6 +140,7 @@ class App(pulumi.ComponentResource):
                 health_timeout=args.health_timeout,
                 health_retries=args.health_retries,
                 rolling_services=args.rolling_services,
+                pull_policy=args.pull_policy,
                 keep_releases=args.keep_releases,
                 lock_timeout=args.lock_timeout,
                 pre_deploy=args.pre_deploy,

@@ -108,6 +108,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             health_timeout=app.health_timeout,
             health_retries=app.health_retries,
             rolling_services=app.rolling_services,
+            pull_policy=app.pull_policy,
             keep_releases=app.keep_releases,
             lock_timeout=app.lock_timeout,
             pre_deploy=app.pre_deploy,

@@ -285,7 +285,21 @@ def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list
         problems.append(Problem("ssh.sourceRanges", f"production refuses {', '.join(world)}; narrow the ranges or set ssh.allowWorld true"))
 
 
+MOVING_TAGS = frozenset(
+    {"latest", "main", "master", "trunk", "head", "develop", "dev", "edge", "nightly", "stable", "staging", "production", "prod"}
+)
+"""Tags that name a branch or a channel: the image behind them changes."""
+
+
 def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir: Path, problems: list[Problem]) -> None:
+    if app.pull_policy == "missing" and app.image_tag.lower() in MOVING_TAGS:
+        problems.append(
+            Problem(
+                "app.imageTag",
+                f"{given(app.image_tag)} is a moving tag, and a release pulls only images the host lacks: the host would keep "
+                "its first one. Deploy an immutable tag (a version, or the commit's SHA), or set app.pullPolicy always",
+            )
+        )
     missing = set()  # reported already: no further problems for these
     for i, name in enumerate(app.compose_files):
         if not (project_dir / name).is_file():

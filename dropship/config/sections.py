@@ -176,7 +176,11 @@ class AppSettings(Section):
     project directory and inside the first compose file's directory; each keeps its path relative to that
     directory on the host, as compose sees it in the repository."""
     image_tag: ImageTag
-    """The release: compose files reference it as `${IMAGE_TAG}`."""
+    """The release: compose files reference it as `${IMAGE_TAG}`. An immutable tag (a version, a commit's SHA)
+    unless `app.pullPolicy` is `always`."""
+    pull_policy: Literal["missing", "always"] = "missing"
+    """When a release pulls: `missing` (only images the host lacks; kept releases roll back without the
+    registry) or `always` (every release, for a moving tag such as main or latest; rollbacks pull too)."""
     health_url: HealthUrl | None = None
     """Checked from the host itself after `up`: a path such as /api/health, at the stack's first URL,
     or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the

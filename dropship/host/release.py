@@ -66,6 +66,7 @@ class Options:
     registry: str = ""
     registry_user: str = ""
     keep: int = 3
+    pull: str = "missing"
     lock_timeout: float = 600
     hostnames: str = ""
     data_dir: str = ""
@@ -106,6 +107,7 @@ def parse(argv: Sequence[str]) -> Options:
     add("--post-deploy", action="append", default=[])
     add("--registry", default="")
     add("--registry-user", default="", help="its password comes on stdin")
+    add("--pull", default="missing", choices=["missing", "always"], help="compose pull's --policy (app.pullPolicy)")
     add("--keep", type=int, default=3)
     add("--lock-timeout", type=float, default=600)
     add("--files-digest", help="unused: changes the command when a file changes")
@@ -327,9 +329,9 @@ class Deployer:
                 # the deploy ends, so that no credential stays on the host.
                 os.environ["DOCKER_CONFIG"] = docker_config
                 self._login(password, release_id)
-            log("pulling images that are not here yet")
+            log("pulling images that are not here yet" if options.pull == "missing" else "pulling every image (app.pullPolicy always)")
             try:
-                self.compose(release)("pull", "--policy", "missing", "--quiet")
+                self.compose(release)("pull", "--policy", options.pull, "--quiet")
             except CommandError as error:
                 releases.discard(release_id, "pull-failed")
                 raise ReleaseError(

@@ -111,6 +111,7 @@ def deploy(
     health_timeout: int = 60,
     health_retries: int = 30,
     rolling_services: Iterable[str] = (),
+    pull_policy: str = "missing",
     keep_releases: int = 3,
     lock_timeout: int = 600,
     pre_deploy: Iterable[str] = (),
@@ -140,6 +141,8 @@ def deploy(
     args += ["--health-timeout", str(health_timeout), "--health-retries", str(health_retries)]
     for service in rolling_services:
         args += ["--rolling", service]
+    if pull_policy != "missing":
+        args += ["--pull", pull_policy]
     args += ["--keep", str(keep_releases), "--lock-timeout", str(lock_timeout)]
     for hook in pre_deploy:
         args += ["--pre-deploy", hook]

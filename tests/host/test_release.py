@@ -343,3 +343,11 @@ def test_a_rollback_rolls_a_service_changed_by_hand_since_the_last_release(app_d
         deploy(app_dir, v1, rolling=("api", "worker"))
     assert [v for v in v1.verbs() if "--scale" in v] == ["compose up --detach --no-recreate --scale api=2 api"] * 2
     assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]
+
+
+def test_pull_policy_always_pulls_every_image(app_dir: Path) -> None:
+    docker = FakeDocker()
+    deploy(app_dir, docker, tag="main", pull="always")
+    assert "compose pull --policy always --quiet" in docker.verbs()
+    deploy(app_dir, docker, tag="v3")
+    assert docker.verbs().count("compose pull --policy missing --quiet") == 1

@@ -76,6 +76,12 @@ def test_deploy_without_optional_parts() -> None:
     ]  # fmt: skip
 
 
+def test_pull_policy_always_is_passed_and_missing_is_the_default() -> None:
+    always = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="main", compose_files=["c.yaml"], pull_policy="always"))
+    assert always[always.index("--pull") + 1] == "always"
+    assert "--pull" not in shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"]))
+
+
 def test_the_host_code_directory_changes_with_the_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in commands.HOST_CODE:
         shutil.copy2(commands.SCRIPTS / module, tmp_path / module)

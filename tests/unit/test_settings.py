@@ -53,6 +53,17 @@ def test_a_health_path_is_asked_at_the_stacks_first_url() -> None:
     assert whole.health_url == "http://127.0.0.1:8000/ready"
 
 
+@pytest.mark.parametrize("tag", ["latest", "main", "Master", "edge"])
+def test_a_moving_tag_is_refused_unless_every_release_pulls(tag: str) -> None:
+    message = problems_of("staging", app__imageTag=tag)
+    assert (
+        f"dropship:app.imageTag: '{tag}' is a moving tag, and a release pulls only images the host lacks: the host would keep "
+        "its first one. Deploy an immutable tag (a version, or the commit's SHA), or set app.pullPolicy always"
+    ) in message
+    settings = load_stack("staging", *config_of("staging", app__imageTag=tag, app__pullPolicy="always"))
+    assert settings.app.pull_policy == "always"
+
+
 def test_committed_stacks_are_valid() -> None:
     for stack in ("staging", "production"):
         settings = load_stack(stack, *config_of(stack))

@@ -190,7 +190,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
         "create": commands.deploy(
             app_dir="/srv/shop",
             project="shop",
-            image_tag="main",
+            image_tag="v1",
             compose_files=["compose.yaml"],
             health_url="https://staging.example.com/api/health",
             health_timeout=60,
@@ -298,7 +298,7 @@ def test_staging_outputs(staging: Run) -> None:
         "ipv6": DROPLET_IPV6,
         "urls": ["https://staging.example.com"],
         "sshCommand": f"ssh deploy@{DROPLET_IPV4}",
-        "release": "main",
+        "release": "v1",
         "appDirectory": "/srv/shop",
     }
     assert staging.secret_outputs == set()

@@ -203,10 +203,14 @@ def test_the_example_images_job_feeds_app_image_tag(name: str) -> None:
     if name == "production.yml":
         # Production deploys the release tag, which is also the tag the images job pushes.
         assert jobs["images"]["with"]["tag"] == jobs["up"]["env"]["RELEASE_TAG"] == "${{ github.ref_name }}"
+    elif name == "staging.yml":
+        # Staging always deploys the commit's tag (an immutable one), built here or by the team's own build.
+        assert jobs["up"]["env"]["IMAGE_TAG"] == "${{ needs.images.outputs.tag || github.sha }}"
+        step = next(s for s in jobs["up"]["steps"] if "app.imageTag" in s.get("run", ""))
+        assert "if" not in step
+        assert step["run"] == 'pulumi config set --stack staging app.imageTag "$IMAGE_TAG"'
     else:
         assert jobs["up"]["env"]["IMAGE_TAG"] == "${{ needs.images.outputs.tag }}"
-    if name == "staging.yml":
-        assert 'pulumi config set --stack staging app.imageTag "$IMAGE_TAG"' in runs_of(name, "up")
     if name == "preview-env.yml":
         assert 'pulumi config set --stack "$stack" app.imageTag "$IMAGE_TAG"' in PREVIEW_ENV_SCRIPT.read_text()
 
