@@ -57,9 +57,11 @@ install_from_docker_apt() {
   apt_install docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
 }
 
+# live-restore: containers keep running while the daemon restarts (a security update's
+# restart of docker.service, needrestart's included).
 daemon_json() {
   local max_size=$1 max_file=$2
-  printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
+  printf '{\n  "live-restore": true,\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
 }
 
 main() {
