@@ -1,6 +1,10 @@
 """Prepares a fresh server: waits for it, mounts its data volume (if any), installs Docker, turns on unattended
 security upgrades, creates the deploy user, proves that user can log in and use
-docker, then hardens sshd."""
+docker, then hardens sshd.
+
+Every step but the check logs in as the admin user (root on a droplet), which keeps key-only logins after
+hardening: a later change to any step's input (a setting, the deploy key, a new dropship version's script)
+runs that step again on a hardened host. docs/security.md weighs this design."""
 
 from __future__ import annotations
 
@@ -25,14 +29,14 @@ class DataVolume:
 @dataclass(frozen=True, kw_only=True)
 class HostBootstrapArgs:
     target: SshTarget
-    admin_user: str
-    """The user that can become root: root on a fresh droplet."""
     deploy_user: str
     deploy_sudo: bool
     docker_install: str
     """`distro` or `docker-apt`."""
     log_max_size: str
     log_max_file: int
+    reboot_time: str | None
+    """When unattended upgrades may reboot the host (HH:MM); none: never."""
     public_key: str
     app_dir: str
     volume: DataVolume | None = None
@@ -47,8 +51,9 @@ class HostBootstrap(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: HostBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:HostBootstrap", name, None, opts)
-        admin = args.target.as_user(args.admin_user)
-        sudo = args.admin_user != "root"
+        admin = args.target.admin()
+        admin_user = args.target.admin_user
+        sudo = admin_user != "root"
 
         def step(step_name: str, create: str, connection: remote.ConnectionArgs, after: list[pulumi.Resource]) -> remote.Command:
             return remote.Command(
@@ -71,7 +76,8 @@ class HostBootstrap(pulumi.ComponentResource):
             admin,
             [before_docker],
         )
-        upgrades = step("security-upgrades", commands.enable_security_upgrades(sudo=sudo), admin, [docker])
+        upgrades_command = commands.enable_security_upgrades(args.docker_install, args.reboot_time, sudo=sudo)
+        upgrades = step("security-upgrades", upgrades_command, admin, [docker])
         user = step(
             "deploy-user",
             commands.create_deploy_user(args.deploy_user, args.public_key, args.app_dir, args.deploy_sudo, sudo=sudo),
@@ -79,5 +85,5 @@ class HostBootstrap(pulumi.ComponentResource):
             [upgrades],
         )
         self.deploy_user_ready = step("deploy-user-check", commands.check_deploy_user(), args.target.as_user(args.deploy_user), [user])
-        self.ready = step("harden-ssh", commands.harden_ssh(args.deploy_user, sudo=sudo), admin, [self.deploy_user_ready])
+        self.ready = step("harden-ssh", commands.harden_ssh(args.deploy_user, admin_user, sudo=sudo), admin, [self.deploy_user_ready])
         self.register_outputs({})

@@ -1,4 +1,4 @@
-"""The droplet, its SSH key, and optionally a reserved IP and a data volume."""
+"""The droplet, the SSH keys it is born with, and optionally a reserved IP and a data volume."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_digitalocean as digitalocean
+import yaml
+
+from dropship import keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,7 +25,6 @@ class ServerArgs:
     """Keep a reserved IP: DNS points at it and survives a droplet replacement."""
     volume_size_gb: int | None
     volume_name: str
-    public_key: str
     tags: tuple[str, ...]
     protect: bool
 
@@ -33,6 +35,10 @@ class Server(pulumi.ComponentResource):
     ipv4: pulumi.Output[str]
     """The address to reach it at: the reserved IP if there is one."""
     ipv6: pulumi.Output[str] | None
+    host_key: pulumi.Output[str]
+    """The droplet's public SSH host key (Ed25519), installed by cloud-init before sshd first starts."""
+    admin_private_key: pulumi.Output[str]
+    """The key root accepts (secret): made by dropship, kept only in the stack's state."""
     droplet: digitalocean.Droplet
     volume_attachment: digitalocean.VolumeAttachment | None
     """Done once the data volume is attached; none without a volume."""
@@ -42,7 +48,14 @@ class Server(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=args.protect)
 
-        key = digitalocean.SshKey(f"{name}-key", name=args.resource_name, public_key=args.public_key, opts=child)
+        # Made once and kept in the state (a Stash keeps its first value): neither a rotated deploy key nor
+        # a new dropship version changes what the droplet was born with, which would replace it.
+        host_private_key = keys.kept_private_key(f"{name}-host-key", child)
+        self.admin_private_key = keys.kept_private_key(f"{name}-admin-key", child)
+        self.host_key = pulumi.Output.unsecret(host_private_key.apply(keys.public_key))
+        comment = f"dropship {args.resource_name}"
+        admin_public_key = pulumi.Output.unsecret(self.admin_private_key.apply(lambda k: keys.public_key(k, comment)))
+        key = digitalocean.SshKey(f"{name}-key", name=args.resource_name, public_key=admin_public_key, opts=child)
         self.droplet = digitalocean.Droplet(
             f"{name}-droplet",
             name=args.resource_name,
@@ -53,6 +66,7 @@ class Server(pulumi.ComponentResource):
             monitoring=args.monitoring,
             ipv6=args.ipv6,
             ssh_keys=[key.fingerprint],
+            user_data=host_private_key.apply(cloud_config),  # secret, as the key it holds
             tags=list(args.tags),
             opts=protected,
         )
@@ -86,3 +100,13 @@ class Server(pulumi.ComponentResource):
                 opts=child,
             )
         self.register_outputs({"id": self.id, "ipv4": self.ipv4, "ipv6": self.ipv6})
+
+
+def cloud_config(host_private_key: str) -> str:
+    """cloud-init user data that makes `host_private_key` the droplet's only SSH host key from its first boot."""
+    config = {
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {"ed25519_private": host_private_key, "ed25519_public": keys.public_key(host_private_key)},
+    }
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)

@@ -22,13 +22,12 @@ from dropship.remote.target import SshTarget
 SSH_PORT = 22
 """A droplet's sshd, and the port the firewall opens for it."""
 DROPLET_ADMIN = "root"
-"""The user DigitalOcean installs the SSH key for."""
+"""The user DigitalOcean installs the droplet's SSH key for (dropship's own admin key)."""
 
 
 @dataclass(frozen=True)
 class _Host:
     target: SshTarget
-    admin_user: str
     volume_attached: pulumi.Resource | None = None
     zone_id: pulumi.Output[str] | None = None
     """The Cloudflare zone, in droplet mode."""
@@ -54,12 +53,12 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             "host",
             HostBootstrapArgs(
                 target=host.target,
-                admin_user=host.admin_user,
                 deploy_user=settings.deploy.user,
                 deploy_sudo=settings.deploy.sudo,
                 docker_install=settings.docker.install,
                 log_max_size=settings.docker.log_max_size,
                 log_max_file=settings.docker.log_max_file,
+                reboot_time=settings.upgrades.reboot_time,
                 public_key=settings.ssh.public_key,
                 app_dir=settings.app_directory,
                 volume=None
@@ -144,7 +143,6 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             reserved_ip=droplet.reserved_ip,
             volume_size_gb=droplet.volume_size_gb,
             volume_name=settings.volume_name,
-            public_key=settings.ssh.public_key,
             tags=settings.tags,
             protect=settings.protect,
         ),
@@ -175,26 +173,34 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     pulumi.export("ipv4", server.ipv4)
     if server.ipv6 is not None:
         pulumi.export("ipv6", server.ipv6)
+    pulumi.export("hostKey", server.host_key)
     target = SshTarget(
         address=server.ipv4,
         port=SSH_PORT,
         private_key=private_key,
+        admin_user=DROPLET_ADMIN,
+        admin_private_key=server.admin_private_key,
         dial_error_limit=settings.ssh.dial_error_limit,
-        host_key=settings.ssh.host_key,
+        host_key=server.host_key,
         host=server.droplet,
         host_id=server.id,
     )
-    return _Host(target=target, admin_user=DROPLET_ADMIN, volume_attached=server.volume_attachment, zone_id=zone)
+    return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone)
 
 
 def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:
     pulumi.export("ipv4", existing.address)
+    if settings.ssh.host_key is not None:
+        pulumi.export("hostKey", settings.ssh.host_key)
+    admin_key = private_key if existing.private_key is None else pulumi.Output.secret(existing.private_key)
     target = SshTarget(
         address=existing.address,
         port=existing.port,
         private_key=private_key,
+        admin_user=existing.user,
+        admin_private_key=admin_key,
         dial_error_limit=settings.ssh.dial_error_limit,
         host_key=settings.ssh.host_key,
         host_id=existing.id,
     )
-    return _Host(target=target, admin_user=existing.user)
+    return _Host(target=target)

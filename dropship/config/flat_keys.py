@@ -38,6 +38,7 @@ from dropship.config.sections import (
     Server,
     SshSettings,
     TlsSettings,
+    UpgradesSettings,
 )
 from dropship.config.settings import PREVIEW_STACK, Environment, Settings
 from dropship.config.types import ENV_NAME_PATTERN
@@ -90,6 +91,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     ssh = _section("ssh", SshSettings, sections["ssh"], stack, problems)
     deploy = _section("deploy", DeploySettings, sections["deploy"], stack, problems)
     docker = _section("docker", DockerSettings, sections["docker"], stack, problems)
+    upgrades = _section("upgrades", UpgradesSettings, sections["upgrades"], stack, problems)
     app = _section("app", AppSettings, sections["app"], stack, problems)
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
     tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
@@ -107,7 +109,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
             _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
         if app.health_url is not None and app.health_url.startswith("/") and server is not None:
             _check_health_path(app, server, problems)
-    if problems or server is None or ssh is None or deploy is None or docker is None or app is None or tls is None:
+    if problems or server is None or ssh is None or deploy is None or docker is None or upgrades is None or app is None or tls is None:
         raise SettingsError(stack, problems)
 
     return Settings(
@@ -118,6 +120,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         ssh=ssh,
         deploy=deploy,
         docker=docker,
+        upgrades=upgrades,
         app=app,
         registry=registry,
         tls=tls,
@@ -245,6 +248,9 @@ def _check_server(
                 problems.append(Problem("dns.ttl", f"proxied records need ttl 1 (automatic); got {dns.ttl}"))
             if ssh is not None:
                 _check_ssh_ranges(environment, ssh, problems)
+                if ssh.host_key is not None:
+                    message = "only applies to an existing host: dropship makes a droplet's host key and pins it; remove it"
+                    problems.append(Problem("ssh.hostKey", message))
         case ExistingServer() | None:
             pass
 

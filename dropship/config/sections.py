@@ -32,6 +32,7 @@ from dropship.config.types import (
     RegistryHost,
     ServiceName,
     Slug,
+    TimeOfDay,
     UnixUser,
     ZoneId,
 )
@@ -86,7 +87,11 @@ class ExistingHostSettings(Section):
     port: Port = 22
     """Its SSH port."""
     user: UnixUser = "root"
-    """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo (`sudo -n`)."""
+    """The user dropship logs in as to bootstrap the host: root, or a user with passwordless sudo (`sudo -n`).
+    It keeps key-only logins after hardening, so that later changes to the bootstrap can run again."""
+    private_key: PrivateKey | None = None
+    """That user's key, when it is not `ssh.privateKey` (the deploy key). Set it to the current key before
+    rotating `ssh.*`: the bootstrap then installs the new deploy key as that user."""
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,128}$")] = ""
     """What identifies the machine at the address (its provider's instance id, say). Change it when the
     machine is replaced: every step runs again, as for a new droplet."""
@@ -135,9 +140,10 @@ Server = Annotated[DropletServer | ExistingServer, Field(discriminator="mode")]
 
 class SshSettings(Section):
     public_key: PublicKey
-    """The deploy key's public half: installed for the initial user (droplet) and the deploy user."""
+    """The deploy key's public half, installed for the deploy user."""
     private_key: PrivateKey
-    """The deploy key's private half, used by every remote command."""
+    """The deploy key's private half: every step as the deploy user logs in with it (and an existing host's
+    bootstrap too, unless `existingHost.privateKey` is set)."""
     source_ranges: tuple[Cidr, ...] = ()
     """CIDR ranges allowed to reach SSH through the cloud firewall (required for a droplet)."""
     allow_world: bool = False
@@ -145,7 +151,8 @@ class SshSettings(Section):
     dial_error_limit: Annotated[int, Field(ge=1, le=1000)] = 60
     """SSH connection attempts before a step fails (a booting droplet needs many)."""
     host_key: HostKey | None = None
-    """The server's public host key to pin, e.g. 'ssh-ed25519 AAAA...'; none: any key is accepted."""
+    """An existing host's public host key to pin, e.g. 'ssh-ed25519 AAAA...' (Ed25519 or ECDSA); none: any key
+    is accepted. A droplet's is made by dropship and always pinned."""
 
 
 class DeploySettings(Section):
@@ -162,6 +169,12 @@ class DockerSettings(Section):
     """Docker's json-file log rotation: size of one file."""
     log_max_file: Annotated[int, Field(ge=1, le=100)] = 3
     """Docker's json-file log rotation: files kept per container."""
+
+
+class UpgradesSettings(Section):
+    reboot_time: TimeOfDay | None = None
+    """When the host reboots by itself after a security upgrade that needs it (a new kernel): a time of day
+    such as 04:30 on the host's clock (UTC on a droplet). None: never; upgrades that need a reboot wait for you."""
 
 
 class AppSettings(Section):
@@ -261,10 +274,11 @@ SECTIONS: dict[str, type[Section]] = {
     "ssh": SshSettings,
     "deploy": DeploySettings,
     "docker": DockerSettings,
+    "upgrades": UpgradesSettings,
     "app": AppSettings,
     "registry": RegistrySettings,
     "tls": TlsSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 
-SECRET_KEYS = frozenset({"ssh.privateKey", "registry.password"})
+SECRET_KEYS = frozenset({"ssh.privateKey", "existingHost.privateKey", "registry.password"})

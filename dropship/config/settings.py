@@ -19,6 +19,7 @@ from dropship.config.sections import (
     RegistrySettings,
     SshSettings,
     TlsSettings,
+    UpgradesSettings,
 )
 
 PREVIEW_STACK = re.compile(r"^pr-([1-9][0-9]{0,8})$")
@@ -50,6 +51,7 @@ class Settings:
     ssh: SshSettings
     deploy: DeploySettings
     docker: DockerSettings
+    upgrades: UpgradesSettings
     app: AppSettings
     registry: RegistrySettings | None
     tls: TlsSettings

@@ -60,6 +60,12 @@ def _private_key(value: str) -> str:
     return value if value.endswith("\n") else value + "\n"
 
 
+def _time_of_day(value: str) -> str:
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value):
+        raise ValueError("expected a time of day such as 04:30 (24-hour, HH:MM, on the host's clock: UTC on a droplet)")
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -90,6 +96,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 PublicKey = Annotated[str, AfterValidator(_public_key)]
 PrivateKey = Annotated[str, AfterValidator(_private_key)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
+TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
 UnixUser = Annotated[str, matches(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name such as deploy")]
 AbsolutePath = Annotated[str, matches(r"/[A-Za-z0-9_./-]+", "an absolute path such as /srv/app")]
 ProjectName = Annotated[str, matches(r"[a-z0-9][a-z0-9_-]{0,62}", "a compose project name such as shop")]

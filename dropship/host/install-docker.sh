@@ -80,7 +80,10 @@ main() {
   if docker version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
     echo "docker already installed: $(docker --version)"
     if [ "$changed" = true ]; then
-      echo "restarting docker for the new daemon.json"
+      # A reload applies live-restore to the running daemon, so that the restart
+      # (which the log options need) leaves the containers running.
+      echo "restarting docker for the new daemon.json (containers keep running)"
+      systemctl reload docker
       systemctl restart docker
     fi
   else

@@ -44,8 +44,8 @@ def install_docker(source: str, log_max_size: str, log_max_file: int, *, sudo: b
     return run_script("install-docker.sh", source, log_max_size, str(log_max_file), as_root_via_sudo=sudo)
 
 
-def enable_security_upgrades(*, sudo: bool = False) -> str:
-    return run_script("enable-security-upgrades.sh", as_root_via_sudo=sudo)
+def enable_security_upgrades(docker_install: str, reboot_time: str | None, *, sudo: bool = False) -> str:
+    return run_script("enable-security-upgrades.sh", docker_install, reboot_time or "never", as_root_via_sudo=sudo)
 
 
 def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> str:
@@ -56,8 +56,8 @@ def check_deploy_user() -> str:
     return run_script("check-deploy-user.sh")
 
 
-def harden_ssh(deploy_user: str, *, sudo: bool = False) -> str:
-    return run_script("harden-ssh.sh", deploy_user, as_root_via_sudo=sudo)
+def harden_ssh(deploy_user: str, admin_user: str, *, sudo: bool = False) -> str:
+    return run_script("harden-ssh.sh", deploy_user, admin_user, as_root_via_sudo=sudo)
 
 
 def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> str:

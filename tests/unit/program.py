@@ -42,6 +42,7 @@ class Registered:
     deleted_with: str
     depends_on: list[str]
     additional_secret_outputs: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +51,11 @@ class Run:
     invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
+    stack: str = ""
+
+    def stashed(self, name: str) -> Any:
+        """The value the stack's state keeps for the Stash `name` (its first input)."""
+        return _unwrap(STASHED[(self.stack, name)])
 
     def of_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]
@@ -64,9 +70,14 @@ class Run:
         return self.of_type("command:remote:Command")
 
 
+STASHED: dict[tuple[str, str], Any] = {}
+"""What the engine's state would keep of each stack's Stash resources: their first input."""
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, stack: str) -> None:
         self.run = run
+        self.stack = stack
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -77,6 +88,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
         if args.typ == "digitalocean:index/reservedIp:ReservedIp":
             state["ipAddress"] = RESERVED_IPV4
+        if args.typ == "pulumi:index:Stash":
+            state["output"] = STASHED.setdefault((self.stack, args.name), state["input"])
         if args.typ == "command:remote:Command":
             state["stdout"] = f"stdout of {args.name}"
         if args.typ == "cloudflare:index/originCaCertificate:OriginCaCertificate":
@@ -113,6 +126,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     deleted_with=request.deletedWith,
                     depends_on=list(request.dependencies),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return super().RegisterResource(request)
@@ -162,8 +176,8 @@ def run_program(
     project_dir: Path = ROOT,
 ) -> Run:
     """Runs the program once for `stack`; `secrets` are set as secret config (keys without namespace)."""
-    run = Run()
-    mocks = RecordingMocks(run)
+    run = Run(stack=stack)
+    mocks = RecordingMocks(run, stack)
     runtime_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project="dropship", stack=stack, preview=preview, monitor=RecordingMonitor(mocks))
     all_config = dict(config)

@@ -26,8 +26,14 @@ def test_run_script_passes_values_as_quoted_arguments() -> None:
 
 
 def test_admin_user_other_than_root_runs_scripts_with_sudo() -> None:
-    assert commands.harden_ssh("deploy", sudo=True).startswith("sudo -n bash -c ")
-    assert commands.harden_ssh("deploy").startswith("bash -c ")
+    assert commands.harden_ssh("deploy", "admin", sudo=True).startswith("sudo -n bash -c ")
+    assert commands.harden_ssh("deploy", "root").startswith("bash -c ")
+
+
+def test_security_upgrades_arguments() -> None:
+    words = shlex.split(commands.enable_security_upgrades("docker-apt", "04:30"))
+    assert words[3:] == ["enable-security-upgrades.sh", "docker-apt", "04:30"]
+    assert shlex.split(commands.enable_security_upgrades("distro", None))[4:] == ["distro", "never"]
 
 
 def test_install_docker_arguments() -> None:

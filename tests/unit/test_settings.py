@@ -98,19 +98,28 @@ ED25519_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILRTlJluG84RZ/ZWSRx+YejD
 BAD = [
     # (stack, changes, key, expected text)
     (
-        "staging",
+        "local",
         {"ssh.hostKey": RSA_HOST_KEY},
         "ssh.hostKey",
         "an RSA host key cannot be pinned: pulumi-command offers only the ssh-rsa (SHA-1) signature for it, which OpenSSH 8.8+ refuses; "
         "pin the host's ed25519 key instead (ssh-keyscan -t ed25519 <host>)",
     ),
     (
-        "staging",
+        "local",
         {"ssh.hostKey": "AAAAC3NzaC1lZDI1NTE5"},
         "ssh.hostKey",
         "expected the server's public host key such as 'ssh-ed25519 AAAA...'",
     ),
-    ("staging", {"ssh.hostKey": "ssh-ed25519 not*base64"}, "ssh.hostKey", "its key data is not base64"),
+    ("local", {"ssh.hostKey": "ssh-ed25519 not*base64"}, "ssh.hostKey", "its key data is not base64"),
+    (
+        "staging",
+        {"ssh.hostKey": ED25519_HOST_KEY},
+        "ssh.hostKey",
+        "only applies to an existing host: dropship makes a droplet's host key and pins it; remove it",
+    ),
+    ("staging", {"upgrades.rebootTime": "4am"}, "upgrades.rebootTime", "expected a time of day such as 04:30 (24-hour, HH:MM"),
+    ("staging", {"upgrades.rebootTime": "24:00"}, "upgrades.rebootTime", "expected a time of day such as 04:30"),
+    ("local", {"existingHost.privateKey": "not a key"}, "existingHost.privateKey", "expected an OpenSSH private key"),
     (
         "staging",
         {"droplet.region": "Frankfurt"},
@@ -331,8 +340,15 @@ def test_secret_values_never_appear_in_messages() -> None:
 
 
 def test_an_ed25519_host_key_is_pinned_as_given() -> None:
-    config, secrets = config_of("staging", ssh__hostKey=ED25519_HOST_KEY + " host-comment")
-    assert load_stack("staging", config, secrets).ssh.host_key == ED25519_HOST_KEY + " host-comment"
+    config, secrets = config_of("local", ssh__hostKey=ED25519_HOST_KEY + " host-comment", registry__password=None)
+    assert load_stack("local", config, secrets).ssh.host_key == ED25519_HOST_KEY + " host-comment"
+
+
+def test_a_reboot_time_is_kept_and_the_default_is_never() -> None:
+    config, secrets = config_of("staging")
+    assert load_stack("staging", config, secrets).upgrades.reboot_time is None
+    config, secrets = config_of("staging", upgrades__rebootTime="04:30")
+    assert load_stack("staging", config, secrets).upgrades.reboot_time == "04:30"
 
 
 def test_error_keys_use_one_index_style() -> None:

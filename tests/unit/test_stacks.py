@@ -11,6 +11,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.server import cloud_config
+from dropship import keys
 from dropship.remote import commands
 from tests.unit.program import (
     CANARY,
@@ -51,12 +53,28 @@ def preview() -> Run:
     return run_program("pr-42", stack_config("staging"), STAGING_SECRETS)
 
 
-def connection(user: str, host: str = DROPLET_IPV4) -> dict[str, object]:
-    return {"host": host, "port": 22, "user": user, "privateKey": PRIVATE_KEY, "dialErrorLimit": 60, "perDialTimeout": 15}
+def connection(run: Run, user: str, host: str = DROPLET_IPV4) -> dict[str, object]:
+    """A droplet's connection: root with the droplet's own key, anyone else with the deploy key; the host key pinned."""
+    private_key = run.stashed("server-admin-key") if user == "root" else PRIVATE_KEY
+    host_key = keys.public_key(run.stashed("server-host-key"))
+    return {
+        "host": host,
+        "port": 22,
+        "user": user,
+        "privateKey": private_key,
+        "hostKey": host_key,
+        "dialErrorLimit": 60,
+        "perDialTimeout": 15,
+    }
 
 
 def test_staging_droplet(staging: Run) -> None:
-    assert staging.named("server-key").inputs == {"name": "dropship-staging", "publicKey": PUBLIC_KEY}
+    admin_key = staging.stashed("server-admin-key")
+    host_key = staging.stashed("server-host-key")
+    assert staging.named("server-key").inputs == {
+        "name": "dropship-staging",
+        "publicKey": keys.public_key(admin_key, "dropship dropship-staging"),
+    }
     droplet = staging.named("server-droplet")
     assert droplet.inputs == {
         "name": "dropship-staging",
@@ -68,7 +86,9 @@ def test_staging_droplet(staging: Run) -> None:
         "ipv6": True,
         "sshKeys": ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
         "tags": ["dropship", "dropship-staging"],
+        "userData": cloud_config(host_key),
     }
+    assert without_secrets(droplet.wire)["userData"] == "[secret]"
     assert droplet.protect is False
     assert staging.of_type("digitalocean:index/reservedIp:ReservedIp") == []
     assert staging.of_type("digitalocean:index/volume:Volume") == []
@@ -112,15 +132,15 @@ def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
     expected = {
         "host-wait": ("root", commands.wait_for_host()),
         "host-docker": ("root", commands.install_docker("docker-apt", "10m", 3)),
-        "host-security-upgrades": ("root", commands.enable_security_upgrades()),
+        "host-security-upgrades": ("root", commands.enable_security_upgrades("docker-apt", None)),
         "host-deploy-user": ("root", commands.create_deploy_user("deploy", PUBLIC_KEY, "/srv/shop", False)),
         "host-deploy-user-check": ("deploy", commands.check_deploy_user()),
-        "host-harden-ssh": ("root", commands.harden_ssh("deploy")),
+        "host-harden-ssh": ("root", commands.harden_ssh("deploy", "root")),
     }
     for name, (user, create) in expected.items():
         command = staging.named(name)
         assert command.inputs == {
-            "connection": connection(user),
+            "connection": connection(staging, user),
             "create": create,
             "triggers": [DROPLET_ID],
             "addPreviousOutputInEnv": False,
@@ -134,7 +154,7 @@ def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
 def test_env_file_goes_through_stdin_only(staging: Run) -> None:
     env = staging.named("env-write")
     assert env.inputs == {
-        "connection": connection("deploy"),
+        "connection": connection(staging, "deploy"),
         "create": commands.write_env("/srv/shop"),  # writes /srv/shop/incoming/.env
         "stdin": f"DATABASE_URL='postgres://shop@db/shop'\nPOSTGRES_PASSWORD='{CANARY}-pg'\nSECRET_KEY='{CANARY}-sk'\n",
         "logging": "none",
@@ -153,7 +173,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
     assert uploads == {
         **{
             f"app-file-{name}": {
-                "connection": connection("deploy"),
+                "connection": connection(staging, "deploy"),
                 "source": {signature: "c44067f5952c0a294b673a41bacd8c17", "path": str(shop / name)},
                 "remotePath": f"/srv/shop/incoming/{name}",
                 "triggers": [DROPLET_ID],
@@ -161,14 +181,14 @@ def test_app_uploads_and_release(staging: Run) -> None:
             for name in ("compose.yaml", "Caddyfile")
         },
         "app-dir-web/dist": {
-            "connection": connection("deploy"),
+            "connection": connection(staging, "deploy"),
             "source": {signature: "0def7320c3a5731c473e5ecbe6d01bc7", "path": str(shop / "web" / "dist")},
             "remotePath": "/srv/shop/incoming/web",
             "triggers": [DROPLET_ID, uploads_digest(shop, "web/dist")],
         },
         **{
             f"app-code-{module}": {
-                "connection": connection("deploy"),
+                "connection": connection(staging, "deploy"),
                 "source": {signature: "c44067f5952c0a294b673a41bacd8c17", "path": str(commands.SCRIPTS / module)},
                 "remotePath": f"/srv/shop/.dropship/host-{commands.host_code_digest()}/{module}",
                 "triggers": [DROPLET_ID],
@@ -186,7 +206,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
         if p.is_file()
     }
     assert release.inputs == {
-        "connection": connection("deploy"),
+        "connection": connection(staging, "deploy"),
         "create": commands.deploy(
             app_dir="/srv/shop",
             project="shop",
@@ -223,7 +243,7 @@ def test_staging_has_no_volume_step(staging: Run) -> None:
 def test_production_mounts_its_volume_after_it_is_attached_and_before_docker(production: Run) -> None:
     volume = production.named("host-volume")
     assert volume.inputs == {
-        "connection": connection("root", RESERVED_IPV4),
+        "connection": connection(production, "root", RESERVED_IPV4),
         "create": commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_dropship-production-data", "/mnt/data"),
         "triggers": [DROPLET_ID],
         "addPreviousOutputInEnv": False,
@@ -246,7 +266,7 @@ def test_production_release_gets_its_hostnames_data_directory_and_tls_mode(produ
 def test_production_gets_an_origin_certificate_whose_key_stays_on_the_droplet(production: Run) -> None:
     key = production.named("origin-key")
     assert key.inputs == {
-        "connection": connection("deploy", RESERVED_IPV4),
+        "connection": connection(production, "deploy", RESERVED_IPV4),
         "create": commands.origin_key("/srv/shop", ["app.example.com", "www.example.com"]),
         "triggers": [DROPLET_ID],
         "addPreviousOutputInEnv": False,
@@ -261,7 +281,7 @@ def test_production_gets_an_origin_certificate_whose_key_stays_on_the_droplet(pr
     assert production.named("origin-ssl-strict").inputs == {"zoneId": ZONE_ID, "settingId": "ssl", "value": "strict"}
     install = production.named("origin-install")
     assert install.inputs == {
-        "connection": connection("deploy", RESERVED_IPV4),
+        "connection": connection(production, "deploy", RESERVED_IPV4),
         "create": commands.install_origin_cert("/srv/shop"),
         "stdin": ORIGIN_CERTIFICATE,
         "triggers": [DROPLET_ID, ORIGIN_CERTIFICATE],
@@ -296,6 +316,7 @@ def test_staging_outputs(staging: Run) -> None:
     assert staging.outputs == {
         "ipv4": DROPLET_IPV4,
         "ipv6": DROPLET_IPV6,
+        "hostKey": keys.public_key(staging.stashed("server-host-key")),
         "urls": ["https://staging.example.com"],
         "sshCommand": f"ssh deploy@{DROPLET_IPV4}",
         "release": "v1",
