@@ -45,22 +45,33 @@ class Vegeta:
     """`with Vegeta("https://shop.test/", "127.0.0.5", root_ca) as load:` GETs the URL (or the URLs, in
     turn, of one site) `rate` times a second until the block ends, dialling `connect` (an address, or
     address:port) in place of the URLs' host, which only names the site: TLS SNI and the Host header.
-    Then `load.report(since, until)`."""
+    Then `load.report(since, until)`. Plain http:// URLs take no `root_ca`."""
 
-    def __init__(self, urls: str | Sequence[str], connect: str, root_ca: Path | str, rate: int = 500, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        connect: str,
+        root_ca: Path | str | None = None,
+        rate: int = 500,
+        timeout: float = 5.0,
+        netns: str | None = None,
+    ) -> None:
+        """`netns`: a network namespace (a path such as /run/netns/NAME) to send from instead of this machine's."""
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         sites = {urlsplit(url).netloc for url in self.urls}
         parts = urlsplit(self.urls[0])
-        if parts.scheme != "https" or not parts.hostname or len(sites) != 1:
-            raise ValueError(f"not https URLs of one site: {self.urls}")
-        port = parts.port or 443
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(sites) != 1:
+            raise ValueError(f"not http(s) URLs of one site: {self.urls}")
+        if (parts.scheme == "https") != (root_ca is not None):
+            raise ValueError("https URLs need the root CA to verify the site with, and http URLs take none")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         if ":" not in connect:
             connect = f"{connect}:{port}"
         self.args = [
             f"-rate={rate}/1s",
             "-duration=0",  # until SIGINT
             f"-connect-to={parts.hostname}:{port}:{connect}",
-            f"-root-certs={root_ca}",
+            *([f"-root-certs={root_ca}"] if root_ca is not None else []),
             f"-timeout={timeout}s",
             "-keepalive=true",
             "-workers=10",
@@ -70,6 +81,7 @@ class Vegeta:
             "-max-body=0",
         ]
         self.timeout = timeout
+        self.netns = netns
         self.results: list[_Result] = []
         self._bin = ""
         self._dir: Path | None = None
@@ -81,7 +93,14 @@ class Vegeta:
         (self._dir / "targets").write_text("".join(f"GET {url}\n\n" for url in self.urls))
         with (self._dir / "stderr").open("wb") as stderr:
             self._proc = subprocess.Popen(
-                [self._bin, "attack", *self.args, f"-targets={self._dir / 'targets'}", f"-output={self._dir / 'results.bin'}"],
+                [
+                    *(["nsenter", f"--net={self.netns}"] if self.netns else []),
+                    self._bin,
+                    "attack",
+                    *self.args,
+                    f"-targets={self._dir / 'targets'}",
+                    f"-output={self._dir / 'results.bin'}",
+                ],
                 stdin=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,  # a Ctrl-C in the terminal is ours to pass on, once

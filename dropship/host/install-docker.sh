@@ -84,6 +84,8 @@ main() {
       # (which the log options need) leaves the containers running.
       echo "restarting docker for the new daemon.json (containers keep running)"
       systemctl reload docker
+      # Restarts shortly before (an upgrade's, another up's) must not trip systemd's start limit.
+      systemctl reset-failed docker.service
       systemctl restart docker
     fi
   else

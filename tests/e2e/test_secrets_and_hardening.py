@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 
 from dev.harness import DEV_KEY, REGISTRY, Project, TestHost, sh
-from dropship.remote import commands
 
 Record = Callable[[str, object], None]
 
@@ -216,14 +215,14 @@ def test_secret_change(project: Project, evidence: Evidence) -> None:
 # --- hardening, checked on the host ---------------------------------------------------------
 
 
-def test_sshd_effective_settings_refuse_root_and_passwords(host: TestHost, record_property: Record) -> None:
-    record_property("hardening", "sshd (`sshd -T`): no root login, no passwords, keys only")
+def test_sshd_effective_settings_refuse_passwords_and_root_but_with_its_key(host: TestHost, record_property: Record) -> None:
+    record_property("hardening", "sshd (`sshd -T`): no passwords, keys only, root only with its key")
     effective = dict(line.split(" ", 1) for line in host.run("sshd -T").stdout.splitlines() if " " in line)
-    assert effective["permitrootlogin"] == "no"
+    assert effective["permitrootlogin"] == "without-password"  # sshd -T's name for prohibit-password
     assert effective["passwordauthentication"] == "no"
     assert effective["kbdinteractiveauthentication"] == "no"
     assert effective["pubkeyauthentication"] == "yes"
-    # Refused logins are tried last (test_root_and_password_logins_are_refused): sshd's
+    # Refused logins are tried last (test_password_logins_are_refused_for_root_and_deploy): sshd's
     # PerSourcePenalties then shuts 127.0.0.1 out for a while, `pulumi up` included.
 
 
@@ -246,13 +245,7 @@ def test_deploy_user_has_docker_but_no_sudo_unless_configured(host: TestHost, re
     assert host.run("id -nG deploy").stdout.split() == ["deploy", "docker"]
     assert not sudo_works()
     assert host.run("ls /etc/sudoers.d/dropship-deploy", check=False).returncode != 0
-    # deploy.sudo true, then false: the deploy-user step's own command, run as root on the host
-    # (a `pulumi up` cannot rerun a root step here: harden-ssh turned root logins off).
-    public_key = host.run("cat /home/deploy/.ssh/authorized_keys").stdout.strip()
-    for allow, expected in ((True, True), (False, False)):
-        host.run(commands.create_deploy_user("deploy", public_key, APP_DIR, allow))
-        assert sudo_works() is expected
-    assert host.run("id -nG deploy").stdout.split() == ["deploy", "docker"]
+    # deploy.sudo on and off again by `pulumi up` on a hardened host: test_day_two.
 
 
 def test_docker_log_rotation_is_in_effect(host: TestHost, record_property: Record) -> None:
@@ -348,11 +341,11 @@ def test_no_canary_anywhere_else(project: Project, host: TestHost, evidence: Evi
     assert '"ciphertext"' in evidence.exports[-2]
 
 
-def test_root_and_password_logins_are_refused(host: TestHost, record_property: Record) -> None:
-    record_property("hardening", "root and password logins refused (tried over SSH)")
-    root = host.ssh("root", "true", False)
-    assert root.returncode == 255 and "Permission denied" in root.stderr, root.stderr
-    password = host.ssh(
-        "deploy", "true", False, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
-    )
-    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr, password.stderr
+def test_password_logins_are_refused_for_root_and_deploy(host: TestHost, record_property: Record) -> None:
+    record_property("hardening", "root logs in with its key only; password logins refused for root and deploy (tried over SSH)")
+    assert host.ssh("root", "true", False).returncode == 0  # the admin's key: bootstrap steps can run again
+    for user in ("root", "deploy"):
+        password = host.ssh(
+            user, "true", False, "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
+        )
+        assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr, (user, password.stderr)

@@ -80,10 +80,18 @@ def run_lines() -> Iterator[tuple[Path, list[str]]]:
     for path, _, _, step in all_steps():
         for line in str(step.get("run", "")).splitlines():
             if line.strip() and not line.strip().startswith("#"):
-                yield path, shlex.split(line)
+                yield path, _as_root_removed(shlex.split(line))
     for line in PREVIEW_ENV_SCRIPT.read_text().splitlines():
         if line.strip().startswith("pulumi "):
             yield PREVIEW_ENV_SCRIPT, shlex.split(line.strip())
+
+
+AS_ROOT = ["sudo", "-E", "env", "PATH=$PATH"]
+"""How e2e-official.yml runs a command as root with the runner's PATH (the Pulumi CLI's)."""
+
+
+def _as_root_removed(words: list[str]) -> list[str]:
+    return words[len(AS_ROOT) :] if words[: len(AS_ROOT)] == AS_ROOT else words
 
 
 def pulumi_action_steps(name: str) -> list[dict[str, Any]]:
@@ -135,7 +143,14 @@ def test_actionlint_and_shellcheck_catch_a_broken_workflow(tmp_path: Path) -> No
 
 
 def test_the_workflows() -> None:
-    assert {p.name for p in WORKFLOWS.iterdir()} == {"preview.yml", "staging.yml", "production.yml", "preview-env.yml", "images.yml"}
+    assert {p.name for p in WORKFLOWS.iterdir()} == {
+        "preview.yml",
+        "staging.yml",
+        "production.yml",
+        "preview-env.yml",
+        "images.yml",
+        "e2e-official.yml",
+    }
 
 
 def test_pull_request_previews_staging_with_the_policy_pack_and_comments_the_diff() -> None:
@@ -260,9 +275,22 @@ def test_every_script_they_run_exists_and_is_executable() -> None:
 def test_every_make_target_they_run_exists() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = [words[1] for _, words in run_lines() if words[0] == "make"]
-    assert targets == ["venv"]
+    assert sorted(targets) == ["engine-info", "test-e2e", "venv"]
     for target in targets:
         assert re.search(rf"^{target}:", makefile, re.M), target
+
+
+def test_the_official_plugin_job_runs_the_e2e_tier_as_ci_does_after_checking_the_plugin_is_official() -> None:
+    job = workflow("e2e-official.yml")["jobs"]["e2e"]
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pulumi plugin install resource command "$(sed -n \'s/^pulumi-command==//p\' requirements.txt)"' in runs
+    for script in ("dev/apt-deps.sh", "dev/docker-engine.sh"):
+        assert f"bash {script}" in ci and any(f"bash {script}" in run for run in runs), script
+    check = next(run for run in runs if "engine-info" in run)
+    assert "grep -c '(official)' engine-info.txt)\" -eq 2" in check
+    assert runs.index(check) < next(i for i, run in enumerate(runs) if "make test-e2e" in run)
+    assert job["env"]["PULUMI_HOME"].startswith(job["env"]["DROPSHIP_CACHE"])
 
 
 def test_every_policy_pack_they_name_exists() -> None:

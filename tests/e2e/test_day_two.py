@@ -1,0 +1,142 @@
+"""Day two on a hardened host: every later change to a bootstrap input runs its step again and converges.
+
+One test host, hardened by the first `up` (root: key only; passwords off). Then, one `up` each:
+a new dropship version's bootstrap script (the first `up` ran the one before it), `docker.logMaxFile`,
+`deploy.sudo` on and off, and a rotated deploy key. Before each, `pulumi preview` names exactly
+the steps that will run; after each, it names none. And the Docker daemon is restarted under
+load through the edge: no request fails, no container restarts. The tests run in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dev.harness import Project, TestHost
+from dev.harness.testhost import DEV_KEY
+from dev.harness.vegeta import Vegeta
+from dropship import keys
+
+HOST = TestHost.for_module(__name__)
+WEB = "$(docker ps -q --filter label=com.docker.compose.service=web)"
+INSTALL_DOCKER = Path("dropship/host/install-docker.sh")
+LIVE_RESTORE = '"live-restore": true,\\n  '
+"""What the new version of install-docker.sh adds to daemon.json (as printf's format has it)."""
+
+
+def daemon_json(host: TestHost) -> dict[str, object]:
+    return dict(json.loads(host.run("cat /etc/docker/daemon.json").stdout))
+
+
+def containers(host: TestHost) -> dict[str, str]:
+    """Every container on the host: id -> when it last started."""
+    out = host.run("docker ps -aq | xargs -r docker inspect --format '{{.Id}} {{.State.StartedAt}}'").stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def converges(project: Project, expected: set[str]) -> None:
+    """`pulumi up` runs exactly the `expected` steps; a second one would change nothing."""
+    assert set(project.preview_steps()) == expected
+    project.up()
+    assert project.preview_steps() == {}
+
+
+@pytest.fixture(scope="module")
+def host(registry: None) -> Iterator[TestHost]:
+    with HOST.fresh() as test_host:
+        yield test_host
+
+
+@pytest.fixture(scope="module")
+def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    project = Project(tmp_path_factory.mktemp("day-two"), bin_dir)
+    project.init_local(host)
+    yield project
+    project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def test_first_up_with_the_previous_versions_script_hardens_the_host(project: Project, host: TestHost) -> None:
+    script = project.dir / INSTALL_DOCKER
+    current = script.read_text()
+    assert LIVE_RESTORE in current
+    script.write_text(current.replace(LIVE_RESTORE, ""))  # as dropship's previous version had it
+    project.up()
+    assert "live-restore" not in daemon_json(host)
+    effective = dict(line.split(" ", 1) for line in host.run("sshd -T").stdout.splitlines() if " " in line)
+    assert (effective["permitrootlogin"], effective["passwordauthentication"]) == ("without-password", "no")
+    script.write_text(current)
+
+
+def test_the_new_versions_script_runs_again_on_the_hardened_host(project: Project, host: TestHost) -> None:
+    before = containers(host)
+    converges(project, {"host-docker"})
+    assert daemon_json(host)["live-restore"] is True
+    assert containers(host) == before  # the daemon restarted for its new daemon.json; the containers did not
+
+
+def public_address(host: TestHost) -> str:
+    """The host's own address on its network (pasta gives the namespace a copy of this machine's)."""
+    out = host.run("ip -4 -o addr show scope global").stdout.split()
+    return out[out.index("inet") + 1].split("/")[0]
+
+
+def test_a_docker_restart_under_load_fails_no_request(host: TestHost) -> None:
+    """Load from a client on the host's network, as a droplet's IPv4 clients come (the kernel's NAT to the
+    edge), and from this machine through pasta (which arrives on the host's loopback, where Docker's
+    userland proxy takes it, as it takes a droplet's IPv6 clients: reported, not asserted)."""
+    before = containers(host)
+    address = public_address(host)
+    on_network = Vegeta(f"http://{address}/health", address, rate=100, netns=f"/run/netns/{host.name}")
+    through_proxy = Vegeta(f"http://{host.address}/health", host.address, rate=100)
+    with on_network, through_proxy:
+        time.sleep(3)
+        started = time.time()
+        host.run("systemctl restart docker")
+        host.run("until docker info >/dev/null 2>&1; do sleep 0.2; done")
+        print(f"\nthe Docker daemon restarted in {time.time() - started:.1f} s")
+        time.sleep(5)
+    print(f"from the host's network, across the restart: {on_network.report()}")
+    print(f"through Docker's userland proxy, across the restart: {through_proxy.report()}")
+    assert on_network.report().sent >= 800
+    assert on_network.report().failed == 0, on_network.report().errors
+    assert containers(host) == before
+
+
+def test_a_new_log_rotation_setting_runs_the_docker_step_again(project: Project, host: TestHost) -> None:
+    project.set("docker.logMaxFile", "5")
+    converges(project, {"host-docker"})
+    assert daemon_json(host)["log-opts"] == {"max-size": "10m", "max-file": "5"}
+
+
+def test_deploy_sudo_on_and_off_again(project: Project, host: TestHost) -> None:
+    def deploy_sudo() -> bool:
+        return host.run("runuser -u deploy -- sudo -n true", check=False).returncode == 0
+
+    assert not deploy_sudo()
+    project.set("deploy.sudo", "true")
+    converges(project, {"host-deploy-user"})
+    assert deploy_sudo()
+    project.set("deploy.sudo", "false")
+    converges(project, {"host-deploy-user"})
+    assert not deploy_sudo()
+
+
+def test_a_rotated_deploy_key_is_installed_by_the_admin_and_used_from_then_on(project: Project, host: TestHost) -> None:
+    new_key = keys.new_private_key()
+    new_public = keys.public_key(new_key, "rotated")
+    project.set("existingHost.privateKey", DEV_KEY.read_text(), secret=True)  # root keeps the key it has
+    project.set("ssh.publicKey", new_public)
+    project.set("ssh.privateKey", new_key, secret=True)
+    steps = set(project.preview_steps())
+    # The deploy user's key is installed as root; every step as the deploy user logs in anew.
+    assert {"host-deploy-user", "host-deploy-user-check", "env-write", "app-release"} <= steps
+    assert not steps & {"host-wait", "host-docker", "host-security-upgrades", "host-harden-ssh"}
+    converges(project, steps)
+    assert host.run("cat /home/deploy/.ssh/authorized_keys").stdout.strip() == new_public
+    with urllib.request.urlopen(host.url("/health"), timeout=10) as answer:
+        assert answer.status == 200
