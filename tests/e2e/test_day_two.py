@@ -2,7 +2,7 @@
 
 One test host, hardened by the first `up` (root: key only; passwords off). Then, one `up` each:
 a new dropship version's bootstrap script (the first `up` ran the one before it), `docker.logMaxFile`,
-`deploy.sudo` on and off, and a rotated deploy key. Before each, `pulumi preview` names exactly
+`deploy.sudo` on and off, `upgrades.rebootTime` with Docker's repository, and a rotated deploy key. Before each, `pulumi preview` names exactly
 the steps that will run; after each, it names none. And the Docker daemon is restarted under
 load through the edge: no request fails, no container restarts. The tests run in file order.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import Project, TestHost
+from components.server import cloud_config
+from dev.harness import Project, TestHost, sh
 from dev.harness.testhost import DEV_KEY
 from dev.harness.vegeta import Vegeta
 from dropship import keys
@@ -27,6 +28,10 @@ WEB = "$(docker ps -q --filter label=com.docker.compose.service=web)"
 INSTALL_DOCKER = Path("dropship/host/install-docker.sh")
 LIVE_RESTORE = '"live-restore": true,\\n  '
 """What the new version of install-docker.sh adds to daemon.json (as printf's format has it)."""
+
+
+def host_key(host: TestHost) -> str:
+    return host.run("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
 
 
 def daemon_json(host: TestHost) -> dict[str, object]:
@@ -55,7 +60,8 @@ def host(registry: None) -> Iterator[TestHost]:
 @pytest.fixture(scope="module")
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("day-two"), bin_dir)
-    project.init_local(host)
+    # Pinned from the start, as a droplet's is: every connection of every up below checks it.
+    project.init_local(host, settings={"ssh.hostKey": host_key(host)})
     yield project
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 
@@ -126,6 +132,21 @@ def test_deploy_sudo_on_and_off_again(project: Project, host: TestHost) -> None:
     assert not deploy_sudo()
 
 
+def test_a_reboot_time_and_dockers_own_repository_reach_unattended_upgrades(project: Project, host: TestHost) -> None:
+    # docker.install docker-apt keeps the engine this host has (it works), and adds Docker's origin.
+    project.set("docker.install", "docker-apt")
+    project.set("upgrades.rebootTime", "04:30")
+    converges(project, {"host-docker", "host-security-upgrades"})
+    config = host.run("apt-config dump Unattended-Upgrade").stdout
+    assert 'Unattended-Upgrade::Automatic-Reboot "true";' in config
+    assert 'Unattended-Upgrade::Automatic-Reboot-Time "04:30";' in config
+    # What unattended-upgrades itself will allow, ${distro_codename} expanded:
+    allowed = host.run("unattended-upgrade --dry-run --debug 2>&1 | grep -m1 'Allowed origins are'").stdout
+    codename = host.run(". /etc/os-release && echo $VERSION_CODENAME").stdout.strip()
+    assert f"origin=Docker,codename={codename},label=Docker CE" in allowed, allowed
+    assert "label=Debian-Security" in allowed, allowed  # the distribution's own, still there
+
+
 def test_a_rotated_deploy_key_is_installed_by_the_admin_and_used_from_then_on(project: Project, host: TestHost) -> None:
     new_key = keys.new_private_key()
     new_public = keys.public_key(new_key, "rotated")
@@ -140,3 +161,30 @@ def test_a_rotated_deploy_key_is_installed_by_the_admin_and_used_from_then_on(pr
     assert host.run("cat /home/deploy/.ssh/authorized_keys").stdout.strip() == new_public
     with urllib.request.urlopen(host.url("/health"), timeout=10) as answer:
         assert answer.status == 200
+
+
+def test_a_first_boot_installs_the_host_key_dropship_made_and_a_changed_key_stops_the_next_up(
+    project: Project, host: TestHost, tmp_path: Path
+) -> None:
+    """A droplet's user data, run by cloud-init (Debian's, from a NoCloud seed) as on its first boot. The
+    host's key then differs from the stack's pin, which must stop the next `up` before anything runs."""
+    private_key = keys.new_private_key()
+    (tmp_path / "user-data").write_text(cloud_config(private_key))
+    (tmp_path / "meta-data").write_text("instance-id: dropship-day-two\n")
+    (tmp_path / "datasource.cfg").write_text("datasource_list: [NoCloud, None]\n")
+    host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 cloud-init >/dev/null")
+    host.run("mkdir -p /var/lib/cloud/seed/nocloud /etc/cloud/cloud.cfg.d")
+    for name, target in (("user-data", "/var/lib/cloud/seed/nocloud/"), ("meta-data", "/var/lib/cloud/seed/nocloud/")):
+        sh("docker", "cp", str(tmp_path / name), f"{host.name}:{target}{name}")
+    sh("docker", "cp", str(tmp_path / "datasource.cfg"), f"{host.name}:/etc/cloud/cloud.cfg.d/99-dropship-test.cfg")
+    host.run("cloud-init clean && cloud-init init >/dev/null 2>&1 && systemctl restart ssh")
+    assert host.run("ls /etc/ssh/ssh_host_*_key").stdout.split() == ["/etc/ssh/ssh_host_ed25519_key"]
+    scanned = sh("ssh-keyscan", "-t", "ed25519", host.address).stdout.split()
+    assert " ".join(scanned[1:3]) == keys.public_key(private_key)
+
+    project.set("app.imageTag", "v2")
+    failed = project.pulumi("up", "--yes", "--skip-preview", "--color", "never", check=False)
+    assert failed.returncode != 0
+    assert "ssh: host key mismatch" in failed.stdout, failed.stdout[-3000:]
+    with urllib.request.urlopen(host.url("/health"), timeout=10) as answer:
+        assert json.loads(answer.read())["release"] == "v1"  # nothing ran

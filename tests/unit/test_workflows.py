@@ -284,7 +284,7 @@ def test_the_official_plugin_job_runs_the_e2e_tier_as_ci_does_after_checking_the
     job = workflow("e2e-official.yml")["jobs"]["e2e"]
     runs = [str(step.get("run", "")) for step in job["steps"]]
     ci = (ROOT / ".ci" / "run").read_text()
-    assert 'pulumi plugin install resource command "$(sed -n \'s/^pulumi-command==//p\' requirements.txt)"' in runs
+    assert "pulumi plugin install resource command \"$(sed -n 's/^pulumi-command==//p' requirements.txt)\"" in runs
     for script in ("dev/apt-deps.sh", "dev/docker-engine.sh"):
         assert f"bash {script}" in ci and any(f"bash {script}" in run for run in runs), script
     check = next(run for run in runs if "engine-info" in run)
