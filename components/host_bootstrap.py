@@ -55,12 +55,15 @@ class HostBootstrap(pulumi.ComponentResource):
         admin_user = args.target.admin_user
         sudo = admin_user != "root"
 
-        def step(step_name: str, create: str, connection: remote.ConnectionArgs, after: list[pulumi.Resource]) -> remote.Command:
+        def step(
+            step_name: str, script: commands.Script, connection: remote.ConnectionArgs, after: list[pulumi.Resource]
+        ) -> remote.Command:
             return remote.Command(
                 f"{name}-{step_name}",
                 add_previous_output_in_env=False,
                 connection=connection,
-                create=create,
+                create=script.command,
+                stdin=script.stdin,
                 triggers=[args.target.host_id],
                 opts=args.target.options(self, after),
             )

@@ -106,7 +106,7 @@ def cloud_config(host_private_key: str) -> str:
     """cloud-init user data that makes `host_private_key` the droplet's only SSH host key from its first boot."""
     config = {
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
+        "ssh_genkeytypes": ["ed25519"],  # generated only if missing, and it is given; [] is refused
         "ssh_keys": {"ed25519_private": host_private_key, "ed25519_public": keys.public_key(host_private_key)},
     }
     return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False)

@@ -1,12 +1,14 @@
 """Builders of the remote commands: plain strings, no I/O but reading dropship/host.
 
-The short bootstrap steps are shellcheck-clean scripts in `dropship/host/` that run as
-`bash -c '<script>' <name> <args...>`, so that a change to a script or to one of its
-arguments changes the command string, which is what makes pulumi-command run the step
-again. The release is Python (`HOST_CODE`), uploaded under a content-hashed directory, so
-its command is a short `python3 <that directory>/release.py <args...>` that changes with
-the code too. Values are passed as quoted arguments, never templated into code; secrets
-never pass through here: they travel on stdin.
+The bootstrap steps are shellcheck-clean scripts in `dropship/host/`. Each runs as a short
+`bash -s -- <args...>  # <name>` with the script's text on stdin (`Script`), so that a
+failure shows that line and the script's own messages, never the script; a change to the
+script (stdin) or to an argument (the command) makes pulumi-command run the step again.
+The other steps run as `bash -c '<script>' <name> <args...>`. The release is Python
+(`HOST_CODE`), uploaded under a content-hashed directory, so its command is a short
+`python3 <that directory>/release.py <args...>` that changes with the code too. Values are
+passed as quoted arguments, never templated into code; secrets never pass through here:
+they travel on stdin.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -29,6 +32,21 @@ def script_text(name: str) -> str:
     return "".join((SCRIPTS / part).read_text() for part in (*LIBRARIES.get(name, ()), name))
 
 
+@dataclass(frozen=True)
+class Script:
+    """A step's command line and the script it runs, to send on stdin."""
+
+    command: str
+    stdin: str
+
+
+def script_on_stdin(name: str, *args: str, as_root_via_sudo: bool = False) -> Script:
+    """dropship/host/<name> read by bash from stdin. Every script calls its `main` on its last line, so
+    bash has read all of stdin before anything runs that could read it too."""
+    command = f"{shlex.join(['bash', '-s', '--', *args])}  # {name}"
+    return Script(command=f"sudo -n {command}" if as_root_via_sudo else command, stdin=script_text(name))
+
+
 def run_script(name: str, *args: str, as_root_via_sudo: bool = False) -> str:
     """The command line that runs dropship/host/<name> with the given arguments."""
     words = ["bash", "-c", script_text(name), name, *args]
@@ -36,32 +54,32 @@ def run_script(name: str, *args: str, as_root_via_sudo: bool = False) -> str:
     return f"sudo -n {command}" if as_root_via_sudo else command
 
 
-def wait_for_host(*, sudo: bool = False) -> str:
-    return run_script("wait-for-host.sh", as_root_via_sudo=sudo)
+def wait_for_host(*, sudo: bool = False) -> Script:
+    return script_on_stdin("wait-for-host.sh", as_root_via_sudo=sudo)
 
 
-def install_docker(source: str, log_max_size: str, log_max_file: int, *, sudo: bool = False) -> str:
-    return run_script("install-docker.sh", source, log_max_size, str(log_max_file), as_root_via_sudo=sudo)
+def install_docker(source: str, log_max_size: str, log_max_file: int, *, sudo: bool = False) -> Script:
+    return script_on_stdin("install-docker.sh", source, log_max_size, str(log_max_file), as_root_via_sudo=sudo)
 
 
-def enable_security_upgrades(docker_install: str, reboot_time: str | None, *, sudo: bool = False) -> str:
-    return run_script("enable-security-upgrades.sh", docker_install, reboot_time or "never", as_root_via_sudo=sudo)
+def enable_security_upgrades(docker_install: str, reboot_time: str | None, *, sudo: bool = False) -> Script:
+    return script_on_stdin("enable-security-upgrades.sh", docker_install, reboot_time or "never", as_root_via_sudo=sudo)
 
 
-def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> str:
-    return run_script("create-deploy-user.sh", user, public_key, app_dir, _flag(allow_sudo), as_root_via_sudo=sudo)
+def create_deploy_user(user: str, public_key: str, app_dir: str, allow_sudo: bool, *, sudo: bool = False) -> Script:
+    return script_on_stdin("create-deploy-user.sh", user, public_key, app_dir, _flag(allow_sudo), as_root_via_sudo=sudo)
 
 
-def check_deploy_user() -> str:
-    return run_script("check-deploy-user.sh")
+def check_deploy_user() -> Script:
+    return script_on_stdin("check-deploy-user.sh")
 
 
-def harden_ssh(deploy_user: str, admin_user: str, *, sudo: bool = False) -> str:
-    return run_script("harden-ssh.sh", deploy_user, admin_user, as_root_via_sudo=sudo)
+def harden_ssh(deploy_user: str, admin_user: str, *, sudo: bool = False) -> Script:
+    return script_on_stdin("harden-ssh.sh", deploy_user, admin_user, as_root_via_sudo=sudo)
 
 
-def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> str:
-    return run_script("mount-volume.sh", device, mount_path, as_root_via_sudo=sudo)
+def mount_volume(device: str, mount_path: str, *, sudo: bool = False) -> Script:
+    return script_on_stdin("mount-volume.sh", device, mount_path, as_root_via_sudo=sudo)
 
 
 def tls_directory(app_dir: str) -> str:

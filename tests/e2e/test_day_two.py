@@ -173,11 +173,14 @@ def test_a_first_boot_installs_the_host_key_dropship_made_and_a_changed_key_stop
     (tmp_path / "meta-data").write_text("instance-id: dropship-day-two\n")
     (tmp_path / "datasource.cfg").write_text("datasource_list: [NoCloud, None]\n")
     host.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=120 cloud-init >/dev/null")
-    host.run("mkdir -p /var/lib/cloud/seed/nocloud /etc/cloud/cloud.cfg.d")
+    host.run("cloud-init clean && mkdir -p /var/lib/cloud/seed/nocloud /etc/cloud/cloud.cfg.d")
     for name, target in (("user-data", "/var/lib/cloud/seed/nocloud/"), ("meta-data", "/var/lib/cloud/seed/nocloud/")):
         sh("docker", "cp", str(tmp_path / name), f"{host.name}:{target}{name}")
     sh("docker", "cp", str(tmp_path / "datasource.cfg"), f"{host.name}:/etc/cloud/cloud.cfg.d/99-dropship-test.cfg")
-    host.run("cloud-init clean && cloud-init init >/dev/null 2>&1 && systemctl restart ssh")
+    # Its two first-boot stages: the local one finds the seed, the network one runs cc_ssh.
+    host.run("cloud-init init --local >/dev/null 2>&1 && cloud-init init >/dev/null 2>&1 && systemctl restart ssh")
+    status = host.run("cloud-init status --long", check=False).stdout
+    assert "DataSourceNoCloud" in status and "errors: []" in status and "recoverable_errors: {}" in status, status
     assert host.run("ls /etc/ssh/ssh_host_*_key").stdout.split() == ["/etc/ssh/ssh_host_ed25519_key"]
     scanned = sh("ssh-keyscan", "-t", "ed25519", host.address).stdout.split()
     assert " ".join(scanned[1:3]) == keys.public_key(private_key)

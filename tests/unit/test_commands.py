@@ -17,28 +17,33 @@ from tests.unit.program import ROOT
 SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if "venv" not in p.parts and ".cache" not in p.parts)
 
 
-def test_run_script_passes_values_as_quoted_arguments() -> None:
-    command = commands.create_deploy_user("deploy", "ssh-ed25519 AAAA x y", "/srv/app", False)
-    words = shlex.split(command)
+def test_a_bootstrap_step_is_one_short_line_with_its_script_on_stdin() -> None:
+    step = commands.create_deploy_user("deploy", "ssh-ed25519 AAAA x y", "/srv/app", False)
+    assert step.command == "bash -s -- deploy 'ssh-ed25519 AAAA x y' /srv/app false  # create-deploy-user.sh"
+    assert step.stdin == commands.script_text("create-deploy-user.sh")
+
+
+def test_the_other_steps_pass_values_as_quoted_arguments() -> None:
+    words = shlex.split(commands.write_env("/srv/app"))
     assert words[:2] == ["bash", "-c"]
-    assert words[2] == commands.script_text("create-deploy-user.sh")
-    assert words[3:] == ["create-deploy-user.sh", "deploy", "ssh-ed25519 AAAA x y", "/srv/app", "false"]
+    assert words[2] == commands.script_text("write-env.sh")
+    assert words[3:] == ["write-env.sh", "/srv/app/incoming"]
 
 
 def test_admin_user_other_than_root_runs_scripts_with_sudo() -> None:
-    assert commands.harden_ssh("deploy", "admin", sudo=True).startswith("sudo -n bash -c ")
-    assert commands.harden_ssh("deploy", "root").startswith("bash -c ")
+    assert commands.harden_ssh("deploy", "admin", sudo=True).command.startswith("sudo -n bash -s -- ")
+    assert commands.harden_ssh("deploy", "root").command == "bash -s -- deploy root  # harden-ssh.sh"
 
 
 def test_security_upgrades_arguments() -> None:
-    words = shlex.split(commands.enable_security_upgrades("docker-apt", "04:30"))
-    assert words[3:] == ["enable-security-upgrades.sh", "docker-apt", "04:30"]
-    assert shlex.split(commands.enable_security_upgrades("distro", None))[4:] == ["distro", "never"]
+    assert commands.enable_security_upgrades("docker-apt", "04:30").command == (
+        "bash -s -- docker-apt 04:30  # enable-security-upgrades.sh"
+    )
+    assert shlex.split(commands.enable_security_upgrades("distro", None).command, comments=True)[3:] == ["distro", "never"]
 
 
 def test_install_docker_arguments() -> None:
-    words = shlex.split(commands.install_docker("distro", "20m", 5))
-    assert words[3:] == ["install-docker.sh", "distro", "20m", "5"]
+    assert commands.install_docker("distro", "20m", 5).command == "bash -s -- distro 20m 5  # install-docker.sh"
 
 
 def test_deploy_arguments_in_order() -> None:

@@ -287,5 +287,7 @@ def test_env_command_with_logging_none_complies() -> None:
 
 
 def test_other_commands_may_log() -> None:
-    args = resource(COMMAND, {"create": commands.check_deploy_user(), "logging": "stdoutAndStderr"}, "local", "host-deploy-user-check")
+    args = resource(
+        COMMAND, {"create": commands.check_deploy_user().command, "logging": "stdoutAndStderr"}, "local", "host-deploy-user-check"
+    )
     assert violations(args) == {}

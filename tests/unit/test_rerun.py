@@ -64,3 +64,20 @@ def test_new_release_code_uploads_itself_beside_the_old_and_reruns_only_the_rele
     assert changed(before, after) == {"app-release", "app-code-release.py", "app-code-rollout.py", "app-code-health.py"}
     assert after.named("app-code-release.py").inputs["remotePath"] == "/srv/shop/.dropship/host-0123456789abcdef/release.py"
     assert after.named("app-release").inputs["create"].startswith("python3 /srv/shop/.dropship/host-0123456789abcdef/release.py ")
+
+
+def test_a_new_version_of_one_bootstrap_script_reruns_only_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = staging()
+    original = commands.script_text
+    monkeypatch.setattr(commands, "script_text", lambda name: original(name) + ("# changed\n" if name == "install-docker.sh" else ""))
+    after = staging()
+    assert changed(before, after) == {"host-docker"}
+    assert before.named("host-docker").inputs["create"] == after.named("host-docker").inputs["create"]
+
+
+def test_bootstrap_steps_are_short_lines_that_hold_no_script() -> None:
+    run = staging()
+    for command in run.commands:
+        if command.name.startswith("host-"):
+            assert len(command.inputs["create"]) < 300, command.name
+            assert "main " not in command.inputs["create"] and "set -eu" in command.inputs["stdin"], command.name

@@ -137,11 +137,12 @@ def test_staging_bootstrap_commands_in_order(staging: Run) -> None:
         "host-deploy-user-check": ("deploy", commands.check_deploy_user()),
         "host-harden-ssh": ("root", commands.harden_ssh("deploy", "root")),
     }
-    for name, (user, create) in expected.items():
+    for name, (user, script) in expected.items():
         command = staging.named(name)
         assert command.inputs == {
             "connection": connection(staging, user),
-            "create": create,
+            "create": script.command,
+            "stdin": script.stdin,
             "triggers": [DROPLET_ID],
             "addPreviousOutputInEnv": False,
         }, name
@@ -244,7 +245,8 @@ def test_production_mounts_its_volume_after_it_is_attached_and_before_docker(pro
     volume = production.named("host-volume")
     assert volume.inputs == {
         "connection": connection(production, "root", RESERVED_IPV4),
-        "create": commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_dropship-production-data", "/mnt/data"),
+        "create": commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_dropship-production-data", "/mnt/data").command,
+        "stdin": commands.script_text("mount-volume.sh"),
         "triggers": [DROPLET_ID],
         "addPreviousOutputInEnv": False,
     }
@@ -459,7 +461,7 @@ def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
         LOCAL_SECRETS,
     )
     volume = run.named("host-volume")
-    assert volume.inputs["create"] == commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_shop-data", "/mnt/shop")
+    assert volume.inputs["create"] == commands.mount_volume("/dev/disk/by-id/scsi-0DO_Volume_shop-data", "/mnt/shop").command
     assert "host-wait" in {d.rsplit("::", 1)[-1] for d in volume.depends_on}
     assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands)
     # A new id replaces every step; the old app directory's delete names the old machine (see remove-app.sh).
