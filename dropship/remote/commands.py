@@ -1,8 +1,8 @@
 """Builders of the remote commands: plain strings, no I/O but reading dropship/host.
 
 The bootstrap steps are shellcheck-clean scripts in `dropship/host/`. Each runs as a short
-`bash -s -- <args...>  # <name>` with the script's text on stdin (`Script`), so that a
-failure shows that line and the script's own messages, never the script; a change to the
+`bash -c '. /dev/stdin' <name> <args...>` with the script's text on stdin (`Script`), so that
+a failure shows that line and the script's own messages, never the script; a change to the
 script (stdin) or to an argument (the command) makes pulumi-command run the step again.
 The other steps run as `bash -c '<script>' <name> <args...>`. The release is Python
 (`HOST_CODE`), uploaded under a content-hashed directory, so its command is a short
@@ -32,6 +32,9 @@ def script_text(name: str) -> str:
     return "".join((SCRIPTS / part).read_text() for part in (*LIBRARIES.get(name, ()), name))
 
 
+SOURCE_STDIN = ". /dev/stdin"
+
+
 @dataclass(frozen=True)
 class Script:
     """A step's command line and the script it runs, to send on stdin."""
@@ -41,9 +44,9 @@ class Script:
 
 
 def script_on_stdin(name: str, *args: str, as_root_via_sudo: bool = False) -> Script:
-    """dropship/host/<name> read by bash from stdin. Every script calls its `main` on its last line, so
-    bash has read all of stdin before anything runs that could read it too."""
-    command = f"{shlex.join(['bash', '-s', '--', *args])}  # {name}"
+    """dropship/host/<name> sourced from stdin, as `<name>` ($0) with `args`: bash reads a sourced file
+    whole before it runs any of it, so nothing the script runs can read the script instead of its input."""
+    command = shlex.join(["bash", "-c", SOURCE_STDIN, name, *args])
     return Script(command=f"sudo -n {command}" if as_root_via_sudo else command, stdin=script_text(name))
 
 

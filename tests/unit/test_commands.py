@@ -19,7 +19,7 @@ SCRIPTS = sorted(p for p in ROOT.rglob("*.sh") if "venv" not in p.parts and ".ca
 
 def test_a_bootstrap_step_is_one_short_line_with_its_script_on_stdin() -> None:
     step = commands.create_deploy_user("deploy", "ssh-ed25519 AAAA x y", "/srv/app", False)
-    assert step.command == "bash -s -- deploy 'ssh-ed25519 AAAA x y' /srv/app false  # create-deploy-user.sh"
+    assert step.command == "bash -c '. /dev/stdin' create-deploy-user.sh deploy 'ssh-ed25519 AAAA x y' /srv/app false"
     assert step.stdin == commands.script_text("create-deploy-user.sh")
 
 
@@ -31,19 +31,19 @@ def test_the_other_steps_pass_values_as_quoted_arguments() -> None:
 
 
 def test_admin_user_other_than_root_runs_scripts_with_sudo() -> None:
-    assert commands.harden_ssh("deploy", "admin", sudo=True).command.startswith("sudo -n bash -s -- ")
-    assert commands.harden_ssh("deploy", "root").command == "bash -s -- deploy root  # harden-ssh.sh"
+    assert commands.harden_ssh("deploy", "admin", sudo=True).command.startswith("sudo -n bash -c '. /dev/stdin' harden-ssh.sh ")
+    assert commands.harden_ssh("deploy", "root").command == "bash -c '. /dev/stdin' harden-ssh.sh deploy root"
 
 
 def test_security_upgrades_arguments() -> None:
     assert commands.enable_security_upgrades("docker-apt", "04:30").command == (
-        "bash -s -- docker-apt 04:30  # enable-security-upgrades.sh"
+        "bash -c '. /dev/stdin' enable-security-upgrades.sh docker-apt 04:30"
     )
-    assert shlex.split(commands.enable_security_upgrades("distro", None).command, comments=True)[3:] == ["distro", "never"]
+    assert shlex.split(commands.enable_security_upgrades("distro", None).command)[4:] == ["distro", "never"]
 
 
 def test_install_docker_arguments() -> None:
-    assert commands.install_docker("distro", "20m", 5).command == "bash -s -- distro 20m 5  # install-docker.sh"
+    assert commands.install_docker("distro", "20m", 5).command == "bash -c '. /dev/stdin' install-docker.sh distro 20m 5"
 
 
 def test_deploy_arguments_in_order() -> None:
@@ -172,3 +172,16 @@ def test_libraries_only_define_functions_and_go_before_their_scripts(library: st
         if library in libraries:
             assert commands.script_text(script).startswith(text)
             assert commands.script_text(script).endswith((ROOT / "dropship" / "host" / script).read_text())
+
+
+def test_a_script_on_stdin_runs_as_its_name_with_its_arguments_and_leaves_nothing_to_read() -> None:
+    # What the bootstrap steps rely on: bash reads the sourced stdin whole, so a command in the script
+    # that reads stdin (cat here; apt or dpkg on a host) finds it empty instead of eating the script.
+    script = '#!/usr/bin/env bash\nset -eu\nmain() {\n  echo "$0: $*"\n  cat\n  echo "read nothing"\n}\n\nmain "$@"\n'
+    command = shlex.join(["bash", "-c", commands.SOURCE_STDIN, "probe.sh", "a b", "c"])
+    result = subprocess.run(
+        ["bash", "-c", command], input=script + "echo 'the line after main'\n", capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    # Read line by line (bash -s), cat would have printed that last line instead of bash running it.
+    assert result.stdout == "probe.sh: a b c\nread nothing\nthe line after main\n"
