@@ -47,7 +47,7 @@ class HostBootstrap(pulumi.ComponentResource):
     deploy_user_ready: remote.Command
     """Completes once the deploy user has logged in and reached docker."""
     ready: remote.Command
-    """The last step: after it the host is ready for the app (and root logins are off)."""
+    """The last step: after it the host is ready for the app (no passwords; root only with its key)."""
 
     def __init__(self, name: str, args: HostBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:HostBootstrap", name, None, opts)
