@@ -4,7 +4,7 @@ docker, then hardens sshd.
 
 Every step but the check logs in as the admin user (root on a droplet), which keeps key-only logins after
 hardening: a later change to any step's input (a setting, the deploy key, a new dropship version's script)
-runs that step again on a hardened host. docs/security.md weighs this design."""
+runs that step again on a hardened host. docs/day-two.md weighs this design."""
 
 from __future__ import annotations
 
