@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pulumi
 
+from components.alerts import Alerts, AlertsArgs, Slack
 from components.app import App, AppArgs, Registry
 from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
@@ -173,6 +174,8 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     pulumi.export("ipv4", server.ipv4)
     if server.ipv6 is not None:
         pulumi.export("ipv6", server.ipv6)
+    if settings.alerts_on:
+        pulumi.export("alertPolicies", _alerts(settings, droplet_id=server.id).policies)
     pulumi.export("hostKey", server.host_key)
     target = SshTarget(
         address=server.ipv4,
@@ -186,6 +189,29 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         host_id=server.id,
     )
     return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone)
+
+
+def _alerts(settings: Settings, *, droplet_id: pulumi.Output[str]) -> Alerts:
+    alerts = settings.alerts
+    slack = None
+    if alerts.slack_webhook_url is not None and alerts.slack_channel is not None:
+        slack = Slack(channel=alerts.slack_channel, url=pulumi.Output.secret(alerts.slack_webhook_url))
+    return Alerts(
+        "alerts",
+        AlertsArgs(
+            resource_name=settings.resource_name,
+            urls=settings.urls,
+            droplet_id=droplet_id,
+            emails=alerts.emails,
+            slack=slack,
+            cpu_percent=alerts.cpu_percent,
+            memory_percent=alerts.memory_percent,
+            disk_percent=alerts.disk_percent,
+            window=alerts.window,
+            latency_ms=alerts.latency_ms,
+            certificate_days=alerts.certificate_days,
+        ),
+    )
 
 
 def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key: pulumi.Output[str]) -> _Host:

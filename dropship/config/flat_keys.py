@@ -37,6 +37,7 @@ from dropship.config.sections import (
     Section,
     Server,
     SshSettings,
+    AlertsSettings,
     TlsSettings,
     UpgradesSettings,
 )
@@ -92,6 +93,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     deploy = _section("deploy", DeploySettings, sections["deploy"], stack, problems)
     docker = _section("docker", DockerSettings, sections["docker"], stack, problems)
     upgrades = _section("upgrades", UpgradesSettings, sections["upgrades"], stack, problems)
+    alerts = _section("alerts", AlertsSettings, sections["alerts"], stack, problems)
     app = _section("app", AppSettings, sections["app"], stack, problems)
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
     tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
@@ -101,6 +103,8 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         protect = False
 
     _check_server(environment, server, ssh, problems)
+    if alerts is not None and server is not None:
+        _check_alerts(environment, alerts, server, problems)
     if tls is not None:
         _check_tls(tls, server, problems)
     if app is not None:
@@ -109,7 +113,17 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
             _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
         if app.health_url is not None and app.health_url.startswith("/") and server is not None:
             _check_health_path(app, server, problems)
-    if problems or server is None or ssh is None or deploy is None or docker is None or upgrades is None or app is None or tls is None:
+    if (
+        problems
+        or server is None
+        or ssh is None
+        or deploy is None
+        or docker is None
+        or upgrades is None
+        or alerts is None
+        or app is None
+        or tls is None
+    ):
         raise SettingsError(stack, problems)
 
     return Settings(
@@ -121,6 +135,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         deploy=deploy,
         docker=docker,
         upgrades=upgrades,
+        alerts=alerts,
         app=app,
         registry=registry,
         tls=tls,
@@ -253,6 +268,22 @@ def _check_server(
                     problems.append(Problem("ssh.hostKey", message))
         case ExistingServer() | None:
             pass
+
+
+def _check_alerts(
+    environment: Environment, alerts: AlertsSettings, server: DropletServer | ExistingServer, problems: list[Problem]
+) -> None:
+    if alerts.enabled and isinstance(server, ExistingServer):
+        problems.append(Problem("alerts.enabled", "alerts are DigitalOcean's: they need server.mode droplet; remove it"))
+    on = alerts.enabled if alerts.enabled is not None else environment is Environment.PRODUCTION
+    if on and isinstance(server, DropletServer) and environment is not Environment.PREVIEW:
+        if not alerts.emails and alerts.slack_webhook_url is None:
+            problems.append(
+                Problem("alerts.emails", 'alerts need a recipient: set alerts.emails (e.g. ["ops@example.com"]) or alerts.slackWebhookUrl')
+            )
+    if (alerts.slack_webhook_url is None) != (alerts.slack_channel is None):
+        missing = "alerts.slackChannel" if alerts.slack_channel is None else "alerts.slackWebhookUrl"
+        problems.append(Problem(missing, "Slack alerts need both alerts.slackWebhookUrl and alerts.slackChannel"))
 
 
 def _check_tls(tls: TlsSettings, server: DropletServer | ExistingServer | None, problems: list[Problem]) -> None:

@@ -15,12 +15,14 @@ from dropship.config.types import (
     AbsolutePath,
     Cidr,
     DropletTag,
+    Email,
     EnvName,
     HealthUrl,
     HostAddress,
     HostKey,
     Hostname,
     HttpUrl,
+    HttpsUrl,
     ImageTag,
     LogSize,
     Port,
@@ -171,6 +173,32 @@ class DockerSettings(Section):
     """Docker's json-file log rotation: files kept per container."""
 
 
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+
+class AlertsSettings(Section):
+    enabled: bool | None = None
+    """DigitalOcean uptime checks and droplet alerts; default: on in production, off elsewhere (never in a preview)."""
+    emails: tuple[Email, ...] = ()
+    """Who gets the alerts by email."""
+    slack_webhook_url: HttpsUrl | None = None
+    """A Slack incoming webhook that gets the alerts (with `alerts.slackChannel`)."""
+    slack_channel: Annotated[str, Field(pattern=r"^#?[a-z0-9_-]{1,80}$")] | None = None
+    """The Slack channel of `alerts.slackWebhookUrl`, e.g. #ops."""
+    cpu_percent: Percent = 80
+    """Alert when the droplet's CPU use stays above this (percent) for `alerts.window`."""
+    memory_percent: Percent = 90
+    """Alert when its memory use stays above this (percent)."""
+    disk_percent: Percent = 85
+    """Alert when its disk use stays above this (percent)."""
+    window: Literal["5m", "10m", "30m", "1h"] = "5m"
+    """How long a droplet metric must stay above its threshold."""
+    latency_ms: Annotated[int, Field(ge=1, le=60000)] = 2000
+    """Alert when a URL answers slower than this (milliseconds)."""
+    certificate_days: Annotated[int, Field(ge=1, le=90)] = 14
+    """Alert when a URL's certificate expires in fewer days than this."""
+
+
 class UpgradesSettings(Section):
     reboot_time: TimeOfDay | None = None
     """When the host reboots by itself after a security upgrade that needs it (a new kernel): a time of day
@@ -275,10 +303,11 @@ SECTIONS: dict[str, type[Section]] = {
     "deploy": DeploySettings,
     "docker": DockerSettings,
     "upgrades": UpgradesSettings,
+    "alerts": AlertsSettings,
     "app": AppSettings,
     "registry": RegistrySettings,
     "tls": TlsSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 
-SECRET_KEYS = frozenset({"ssh.privateKey", "existingHost.privateKey", "registry.password"})
+SECRET_KEYS = frozenset({"ssh.privateKey", "existingHost.privateKey", "registry.password", "alerts.slackWebhookUrl"})

@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 from dropship import uploads
 from dropship.config.errors import NAMESPACE
 from dropship.config.sections import (
+    AlertsSettings,
     AppSettings,
     DeploySettings,
     DockerSettings,
@@ -52,6 +53,7 @@ class Settings:
     deploy: DeploySettings
     docker: DockerSettings
     upgrades: UpgradesSettings
+    alerts: AlertsSettings
     app: AppSettings
     registry: RegistrySettings | None
     tls: TlsSettings
@@ -113,6 +115,13 @@ class Settings:
             return None
         relative = uploads.host_path(self.tls.acme_ca_root, uploads.compose_root(self.app.compose_files))
         return f"{self.app_directory}/{relative}"
+
+    @property
+    def alerts_on(self) -> bool:
+        """Uptime checks and droplet alerts: a droplet's, on by default in production, never in a preview."""
+        if not isinstance(self.server, DropletServer) or self.environment is Environment.PREVIEW:
+            return False
+        return self.alerts.enabled if self.alerts.enabled is not None else self.environment is Environment.PRODUCTION
 
     @property
     def volume_name(self) -> str:

@@ -66,6 +66,13 @@ def _time_of_day(value: str) -> str:
     return value
 
 
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("expected an https:// URL such as https://hooks.slack.com/services/T000/B000/XXXX")
+    return value
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -118,6 +125,8 @@ def _health_url(value: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Email = Annotated[str, matches(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", "an email address such as ops@example.com")]
 HealthUrl = Annotated[str, AfterValidator(_health_url)]
 ProjectFile = Annotated[str, AfterValidator(_relative_file)]
 Port = Annotated[int, Field(ge=1, le=65535)]

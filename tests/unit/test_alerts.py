@@ -1,0 +1,132 @@
+"""The stack's alerts under Pulumi's mocks, with exact inputs: production has them by default, previews never."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.program import CANARY, Run, run_program, stack_config, without_secrets
+from tests.unit.test_settings import STAGING_SECRETS, problems_of
+
+SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{CANARY}"
+NOTIFY = {"emails": ["ops@example.com"], "slacks": [{"channel": "#ops", "url": SLACK_URL}]}
+
+
+@pytest.fixture(scope="module")
+def production() -> Run:
+    config = dict(stack_config("production"))
+    config["dropship:alerts.slackChannel"] = "#ops"
+    return run_program("production", config, {**STAGING_SECRETS, "alerts.slackWebhookUrl": SLACK_URL})
+
+
+def test_every_url_has_an_uptime_check_with_down_slow_and_certificate_alerts(production: Run) -> None:
+    checks = {r.name: r.inputs for r in production.of_type("digitalocean:index/uptimeCheck:UptimeCheck")}
+    assert checks == {
+        "alerts-check-0": {
+            "name": "dropship-production app.example.com",
+            "target": "https://app.example.com",
+            "type": "https",
+            "enabled": True,
+        },
+        "alerts-check-1": {
+            "name": "dropship-production www.example.com",
+            "target": "https://www.example.com",
+            "type": "https",
+            "enabled": True,
+        },
+    }
+    alerts = {r.name: r.inputs for r in production.of_type("digitalocean:index/uptimeAlert:UptimeAlert")}
+    assert alerts["alerts-down-0"] == {
+        "checkId": "alerts-check-0-id",
+        "name": "dropship-production app.example.com down",
+        "type": "down",
+        "period": "2m",
+        "notifications": [NOTIFY],
+    }
+    assert alerts["alerts-slow-1"] == {
+        "checkId": "alerts-check-1-id",
+        "name": "dropship-production www.example.com slow",
+        "type": "latency",
+        "threshold": 2000,
+        "comparison": "greater_than",
+        "period": "5m",
+        "notifications": [NOTIFY],
+    }
+    assert alerts["alerts-certificate-0"] == {
+        "checkId": "alerts-check-0-id",
+        "name": "dropship-production app.example.com certificate",
+        "type": "ssl_expiry",
+        "threshold": 14,
+        "comparison": "less_than",
+        "period": "5m",
+        "notifications": [NOTIFY],
+    }
+    assert len(alerts) == 6
+
+
+def test_the_droplet_has_cpu_memory_and_disk_alerts(production: Run) -> None:
+    monitors = {r.name: r.inputs for r in production.of_type("digitalocean:index/monitorAlert:MonitorAlert")}
+    expected = {
+        "alerts-cpu": ("v1/insights/droplet/cpu", 80, "CPU"),
+        "alerts-memory": ("v1/insights/droplet/memory_utilization_percent", 90, "memory"),
+        "alerts-disk": ("v1/insights/droplet/disk_utilization_percent", 85, "disk"),
+    }
+    assert monitors == {
+        name: {
+            "type": metric,
+            "compare": "GreaterThan",
+            "value": value,
+            "window": "5m",
+            "entities": ["424242"],
+            "description": f"dropship-production: {label} above {value}% for 5m",
+            "enabled": True,
+            "alerts": NOTIFY,
+        }
+        for name, (metric, value, label) in expected.items()
+    }
+
+
+def test_the_slack_webhook_is_a_secret_everywhere_and_the_policies_are_an_output(production: Run) -> None:
+    for resource in production.resources:
+        assert CANARY not in str(without_secrets(resource.wire)), resource.name
+    assert "dropship-production: CPU above 80% for 5m" in production.outputs["alertPolicies"]
+    assert "dropship-production app.example.com down" in production.outputs["alertPolicies"]
+
+
+def test_staging_has_none_unless_asked_and_a_preview_never() -> None:
+    staging = run_program("staging", stack_config("staging"), STAGING_SECRETS)
+    assert staging.of_type("digitalocean:index/uptimeCheck:UptimeCheck") == []
+    config = {**stack_config("staging"), "dropship:alerts.enabled": "true", "dropship:alerts.emails": '["ops@example.com"]'}
+    assert len(run_program("staging", config, STAGING_SECRETS).of_type("digitalocean:index/monitorAlert:MonitorAlert")) == 3
+    preview = run_program("pr-42", config, STAGING_SECRETS)
+    assert preview.of_type("digitalocean:index/monitorAlert:MonitorAlert") == []
+    assert "alertPolicies" not in preview.outputs
+
+
+@pytest.mark.parametrize(
+    ("stack", "changes", "expected"),
+    [
+        ("production", {"alerts__emails": None}, "dropship:alerts.emails: alerts need a recipient: set alerts.emails"),
+        ("staging", {"alerts__cpuPercent": "150"}, "dropship:alerts.cpuPercent: Input should be less than or equal to 100; got '150'"),
+        ("staging", {"alerts__diskPercent": "0"}, "dropship:alerts.diskPercent: Input should be greater than or equal to 1; got '0'"),
+        (
+            "staging",
+            {"alerts__slackWebhookUrl": "http://hooks.slack.com/x", "alerts__slackChannel": "#ops"},
+            "dropship:alerts.slackWebhookUrl: expected an https:// URL such as https://hooks.slack.com/services/T000/B000/XXXX",
+        ),
+        ("staging", {"alerts__slackChannel": "#ops"}, "dropship:alerts.slackWebhookUrl: Slack alerts need both"),
+        (
+            "staging",
+            {"alerts__emails": '["ops at example"]'},
+            "dropship:alerts.emails[0]: expected an email address such as ops@example.com",
+        ),
+        ("local", {"alerts__enabled": "true", "registry__password": None}, "dropship:alerts.enabled: alerts are DigitalOcean's"),
+    ],
+)
+def test_bad_alert_settings_are_refused(stack: str, changes: dict[str, str | None], expected: str) -> None:
+    assert expected in problems_of(stack, config_stack=stack, **changes)
+
+
+def test_a_slack_url_in_plain_text_is_refused() -> None:
+    message = problems_of("staging", alerts__slackWebhookUrl=SLACK_URL, alerts__slackChannel="#ops")
+    assert "dropship:alerts.slackWebhookUrl: stored in plain text; set it as a secret" in message
+    assert CANARY not in message
