@@ -123,7 +123,7 @@ def test_staging_has_none_unless_asked_and_a_preview_never() -> None:
     ],
 )
 def test_bad_alert_settings_are_refused(stack: str, changes: dict[str, str | None], expected: str) -> None:
-    assert expected in problems_of(stack, config_stack=stack, **changes)
+    assert expected in problems_of(stack, None, stack, **changes)
 
 
 def test_a_slack_url_in_plain_text_is_refused() -> None:
