@@ -28,7 +28,9 @@ from dropship.config.sections import (
     SERVER_SECTIONS,
     SERVER_VARIANTS,
     SMALLEST_SIZE,
+    AlertsSettings,
     AppSettings,
+    BackupsSettings,
     DeploySettings,
     DockerSettings,
     DropletServer,
@@ -37,7 +39,6 @@ from dropship.config.sections import (
     Section,
     Server,
     SshSettings,
-    AlertsSettings,
     TlsSettings,
     UpgradesSettings,
 )
@@ -94,6 +95,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     docker = _section("docker", DockerSettings, sections["docker"], stack, problems)
     upgrades = _section("upgrades", UpgradesSettings, sections["upgrades"], stack, problems)
     alerts = _section("alerts", AlertsSettings, sections["alerts"], stack, problems)
+    backups = _section("backups", BackupsSettings, sections["backups"], stack, problems)
     app = _section("app", AppSettings, sections["app"], stack, problems)
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
     tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
@@ -111,6 +113,8 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         _check_app(stack, app, env, project_dir, problems)
         if tls is not None and tls.acme_ca_root is not None:
             _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
+        if backups is not None and server is not None:
+            _check_backups(backups, app, server, project_dir, problems)
         if app.health_url is not None and app.health_url.startswith("/") and server is not None:
             _check_health_path(app, server, problems)
     if (
@@ -121,6 +125,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         or docker is None
         or upgrades is None
         or alerts is None
+        or backups is None
         or app is None
         or tls is None
     ):
@@ -136,6 +141,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         docker=docker,
         upgrades=upgrades,
         alerts=alerts,
+        backups=backups,
         app=app,
         registry=registry,
         tls=tls,
@@ -276,11 +282,11 @@ def _check_alerts(
     if alerts.enabled and isinstance(server, ExistingServer):
         problems.append(Problem("alerts.enabled", "alerts are DigitalOcean's: they need server.mode droplet; remove it"))
     on = alerts.enabled if alerts.enabled is not None else environment is Environment.PRODUCTION
-    if on and isinstance(server, DropletServer) and environment is not Environment.PREVIEW:
-        if not alerts.emails and alerts.slack_webhook_url is None:
-            problems.append(
-                Problem("alerts.emails", 'alerts need a recipient: set alerts.emails (e.g. ["ops@example.com"]) or alerts.slackWebhookUrl')
-            )
+    needed = on and isinstance(server, DropletServer) and environment is not Environment.PREVIEW
+    if needed and not alerts.emails and alerts.slack_webhook_url is None:
+        problems.append(
+            Problem("alerts.emails", 'alerts need a recipient: set alerts.emails (e.g. ["ops@example.com"]) or alerts.slackWebhookUrl')
+        )
     if (alerts.slack_webhook_url is None) != (alerts.slack_channel is None):
         missing = "alerts.slackChannel" if alerts.slack_channel is None else "alerts.slackWebhookUrl"
         problems.append(Problem(missing, "Slack alerts need both alerts.slackWebhookUrl and alerts.slackChannel"))
@@ -365,19 +371,59 @@ def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir
             _check_rolling_services(app, project_dir, problems)
 
 
-def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:
-    """A rolled service runs two containers side by side for a moment: no fixed host port, no fixed name."""
-    if not app.rolling_services:
-        return
+def _compose_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> dict[str, list[dict[str, Any]]] | None:
+    """Each service of the compose files -> its definitions (one per file that has it); None if a file is not YAML."""
     services: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(app.compose_files):
         try:
             document = yaml.safe_load((project_dir / name).read_text()) or {}
         except yaml.YAMLError as error:
             problems.append(Problem(flat_key("app", "composeFiles", i), f"not valid YAML: {error}".splitlines()[0]))
-            return
+            return None
         for service, definition in (document.get("services") or {}).items():
             services.setdefault(str(service), []).append(definition or {})
+    return services
+
+
+def _check_backups(
+    backups: BackupsSettings, app: AppSettings, server: DropletServer | ExistingServer, project_dir: Path, problems: list[Problem]
+) -> None:
+    if not backups.databases:
+        return
+    services = _compose_services(app, project_dir, problems)
+    for i, service in enumerate(backups.databases):
+        if services is not None and service not in services:
+            known = ", ".join(sorted(services)) or "none"
+            problems.append(
+                Problem(
+                    flat_key("backups", "databases", i),
+                    f"no service {given(service)} in {', '.join(app.compose_files)} (its services: {known})",
+                )
+            )
+    if backups.bucket is None and isinstance(server, ExistingServer):
+        problems.append(
+            Problem(
+                "backups.bucket",
+                "required on an existing host: name an S3-compatible bucket (dropship creates a Spaces bucket only for a droplet)",
+            )
+        )
+    if backups.bucket is not None:
+        for key, value in (
+            ("backups.endpoint", backups.endpoint),
+            ("backups.accessKeyId", backups.access_key_id),
+            ("backups.secretAccessKey", backups.secret_access_key),
+        ):
+            if value is None:
+                problems.append(Problem(key, "required with backups.bucket: the bucket's S3 endpoint and a key that may write to it"))
+
+
+def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:
+    """A rolled service runs two containers side by side for a moment: no fixed host port, no fixed name."""
+    if not app.rolling_services:
+        return
+    services = _compose_services(app, project_dir, problems)
+    if services is None:
+        return
     for i, service in enumerate(app.rolling_services):
         key = flat_key("app", "rollingServices", i)
         definitions = services.get(service)

@@ -13,6 +13,8 @@ from pydantic.alias_generators import to_camel
 
 from dropship.config.types import (
     AbsolutePath,
+    BucketName,
+    CalendarSpec,
     Cidr,
     DropletTag,
     Email,
@@ -21,8 +23,8 @@ from dropship.config.types import (
     HostAddress,
     HostKey,
     Hostname,
-    HttpUrl,
     HttpsUrl,
+    HttpUrl,
     ImageTag,
     LogSize,
     Port,
@@ -199,6 +201,25 @@ class AlertsSettings(Section):
     """Alert when a URL's certificate expires in fewer days than this."""
 
 
+class BackupsSettings(Section):
+    databases: tuple[ServiceName, ...] = ()
+    """Postgres services of the compose files to back up (`pg_dump` in the service's own container); none: no backups."""
+    schedule: CalendarSpec = "daily"
+    """When the host's systemd timer runs the backup: OnCalendar= syntax, on the host's clock (UTC on a droplet)."""
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Days a backup is kept (the Spaces bucket's lifecycle rule; your own bucket's rules are yours)."""
+    bucket: BucketName | None = None
+    """A bucket of yours to upload to; none: a droplet's stack creates a Spaces bucket and a key scoped to it."""
+    endpoint: HttpsUrl | None = None
+    """The S3 endpoint of `backups.bucket`, e.g. https://fra1.digitaloceanspaces.com."""
+    access_key_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    """An access key that may write to `backups.bucket`."""
+    secret_access_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    """Its secret."""
+    failure_url: HttpsUrl | None = None
+    """A URL the host asks (POST) when a backup fails, e.g. a healthchecks.io check's /fail URL."""
+
+
 class UpgradesSettings(Section):
     reboot_time: TimeOfDay | None = None
     """When the host reboots by itself after a security upgrade that needs it (a new kernel): a time of day
@@ -304,10 +325,13 @@ SECTIONS: dict[str, type[Section]] = {
     "docker": DockerSettings,
     "upgrades": UpgradesSettings,
     "alerts": AlertsSettings,
+    "backups": BackupsSettings,
     "app": AppSettings,
     "registry": RegistrySettings,
     "tls": TlsSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 
-SECRET_KEYS = frozenset({"ssh.privateKey", "existingHost.privateKey", "registry.password", "alerts.slackWebhookUrl"})
+SECRET_KEYS = frozenset(
+    {"ssh.privateKey", "existingHost.privateKey", "registry.password", "alerts.slackWebhookUrl", "backups.secretAccessKey"}
+)

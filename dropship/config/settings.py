@@ -13,6 +13,7 @@ from dropship.config.errors import NAMESPACE
 from dropship.config.sections import (
     AlertsSettings,
     AppSettings,
+    BackupsSettings,
     DeploySettings,
     DockerSettings,
     DropletServer,
@@ -54,6 +55,7 @@ class Settings:
     docker: DockerSettings
     upgrades: UpgradesSettings
     alerts: AlertsSettings
+    backups: BackupsSettings
     app: AppSettings
     registry: RegistrySettings | None
     tls: TlsSettings

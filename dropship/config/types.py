@@ -104,6 +104,16 @@ PublicKey = Annotated[str, AfterValidator(_public_key)]
 PrivateKey = Annotated[str, AfterValidator(_private_key)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
 TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
+_CALENDAR_FIELD = r"(\*|[0-9]{1,4}([.][.][0-9]{1,4})?)(/[0-9]{1,3})?(,(\*|[0-9]{1,4}([.][.][0-9]{1,4})?)(/[0-9]{1,3})?)*"
+CalendarSpec = Annotated[
+    str,
+    matches(
+        rf"(minutely|hourly|daily|weekly|monthly)|((Mon|Tue|Wed|Thu|Fri|Sat|Sun)([.][.,](Mon|Tue|Wed|Thu|Fri|Sat|Sun))* )?"
+        rf"({_CALENDAR_FIELD}-{_CALENDAR_FIELD}-{_CALENDAR_FIELD} )?{_CALENDAR_FIELD}:{_CALENDAR_FIELD}(:{_CALENDAR_FIELD})?( UTC)?",
+        "a systemd calendar time such as daily, *-*-* 03:30:00 or Mon..Fri 02:00 (OnCalendar=, see systemd.time(7))",
+    ),
+]
+BucketName = Annotated[str, matches(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "an S3 bucket name such as shop-backups")]
 UnixUser = Annotated[str, matches(r"[a-z_][a-z0-9_-]{0,31}", "a Unix user name such as deploy")]
 AbsolutePath = Annotated[str, matches(r"/[A-Za-z0-9_./-]+", "an absolute path such as /srv/app")]
 ProjectName = Annotated[str, matches(r"[a-z0-9][a-z0-9_-]{0,62}", "a compose project name such as shop")]
