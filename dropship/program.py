@@ -9,6 +9,7 @@ import pulumi
 
 from components.alerts import Alerts, AlertsArgs, Slack
 from components.app import App, AppArgs, Registry
+from components.backup_bucket import BackupBucket, BackupBucketArgs
 from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
 from components.firewall import Firewall, FirewallArgs
@@ -174,6 +175,17 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     pulumi.export("ipv4", server.ipv4)
     if server.ipv6 is not None:
         pulumi.export("ipv6", server.ipv6)
+    if settings.backups.databases and settings.backups.bucket is None:
+        storage = BackupBucket(
+            "backups",
+            BackupBucketArgs(
+                resource_name=settings.resource_name,
+                region=droplet.region,
+                retention_days=settings.backups.retention_days,
+                protect=settings.protect,
+            ),
+        )
+        pulumi.export("backupBucket", storage.bucket)
     if settings.alerts_on:
         pulumi.export("alertPolicies", _alerts(settings, droplet_id=server.id).policies)
     pulumi.export("hostKey", server.host_key)

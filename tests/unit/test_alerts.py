@@ -130,3 +130,25 @@ def test_a_slack_url_in_plain_text_is_refused() -> None:
     message = problems_of("staging", alerts__slackWebhookUrl=SLACK_URL, alerts__slackChannel="#ops")
     assert "dropship:alerts.slackWebhookUrl: stored in plain text; set it as a secret" in message
     assert CANARY not in message
+
+
+def test_a_droplets_backups_get_a_private_spaces_bucket_with_retention_and_a_key_scoped_to_it() -> None:
+    config = {**stack_config("production"), "dropship:backups.databases": '["db"]', "dropship:backups.retentionDays": "14"}
+    run = run_program("production", config, STAGING_SECRETS)
+    bucket = run.named("backups-bucket")
+    assert bucket.inputs == {
+        "name": "dropship-production-backups",
+        "region": "fra1",
+        "acl": "private",
+        "lifecycleRules": [{"enabled": True, "expiration": {"days": 14}, "abortIncompleteMultipartUploadDays": 1}],
+    }
+    assert bucket.protect is True
+    key = run.named("backups-key")
+    assert key.inputs == {
+        "name": "dropship-production-backups",
+        "grants": [{"bucket": "dropship-production-backups", "permission": "readwrite"}],
+    }
+    assert "secretKey" in key.additional_secret_outputs
+    assert run.outputs["backupBucket"] == "dropship-production-backups"
+    staging = run_program("staging", {**stack_config("staging"), "dropship:backups.databases": '["db"]'}, STAGING_SECRETS)
+    assert staging.named("backups-bucket").protect is False
