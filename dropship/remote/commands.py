@@ -187,6 +187,20 @@ def deploy(
     return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
 
 
+BACKUP_SCRIPT = "backup.sh"
+"""In dropship/host: backs up, lists and restores the app's Postgres services (uploaded as it is)."""
+
+
+def backup_script(app_dir: str) -> str:
+    """Where the host keeps the backup script: the timer's, and people's, to back up, list and restore."""
+    return f"{app_dir}/.dropship/{BACKUP_SCRIPT}"
+
+
+def backups(verb: str, *, app_dir: str, project: str, service: str, name: str | None = None) -> str:
+    """`backup`, `list` or `restore [NAME|latest]` of one database service, as the deploy user runs it."""
+    return shlex.join(["bash", backup_script(app_dir), verb, app_dir, project, service, *([name] if name else [])])
+
+
 HOST_CODE = ("release.py", "rollout.py", "health.py")
 """The release's Python modules in dropship/host, uploaded to the server as they are."""
 
