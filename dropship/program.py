@@ -10,6 +10,7 @@ import pulumi
 from components.alerts import Alerts, AlertsArgs, Slack
 from components.app import App, AppArgs, Registry
 from components.backup_bucket import BackupBucket, BackupBucketArgs
+from components.backups import Backups, BackupsArgs, BackupStorage
 from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
 from components.firewall import Firewall, FirewallArgs
@@ -33,6 +34,8 @@ class _Host:
     volume_attached: pulumi.Resource | None = None
     zone_id: pulumi.Output[str] | None = None
     """The Cloudflare zone, in droplet mode."""
+    backup_bucket: BackupBucket | None = None
+    """The Spaces bucket the stack made for its backups (a droplet's, when no bucket is named)."""
 
 
 def build(settings: Settings, *, project_dir: Path) -> None:
@@ -124,6 +127,22 @@ def build(settings: Settings, *, project_dir: Path) -> None:
         ),
     ).release
 
+    if settings.backups.databases and not settings.host_gone:
+        Backups(
+            "backups",
+            BackupsArgs(
+                target=host.target,
+                user=settings.deploy.user,
+                app_dir=settings.app_directory,
+                project=app.name,
+                databases=settings.backups.databases,
+                schedule=settings.backups.schedule,
+                storage=_backup_storage(settings, host.backup_bucket),
+                failure_url=settings.backups.failure_url,
+                after=after,
+            ),
+        )
+
     port_flag = f" -p {host.target.port}" if host.target.port != SSH_PORT else ""
     pulumi.export("urls", list(settings.urls))
     pulumi.export("sshCommand", pulumi.Output.concat("ssh", port_flag, f" {settings.deploy.user}@", host.target.address))
@@ -175,8 +194,9 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     pulumi.export("ipv4", server.ipv4)
     if server.ipv6 is not None:
         pulumi.export("ipv6", server.ipv6)
+    backup_bucket = None
     if settings.backups.databases and settings.backups.bucket is None:
-        storage = BackupBucket(
+        backup_bucket = BackupBucket(
             "backups",
             BackupBucketArgs(
                 resource_name=settings.resource_name,
@@ -185,7 +205,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
                 protect=settings.protect,
             ),
         )
-        pulumi.export("backupBucket", storage.bucket)
+        pulumi.export("backupBucket", backup_bucket.bucket)
     if settings.alerts_on:
         pulumi.export("alertPolicies", _alerts(settings, droplet_id=server.id).policies)
     pulumi.export("hostKey", server.host_key)
@@ -200,7 +220,23 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         host=server.droplet,
         host_id=server.id,
     )
-    return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone)
+    return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone, backup_bucket=backup_bucket)
+
+
+def _backup_storage(settings: Settings, bucket: BackupBucket | None) -> BackupStorage:
+    if bucket is not None:
+        return BackupStorage(
+            endpoint=bucket.endpoint, bucket=bucket.bucket, access_key_id=bucket.access_key_id, secret_access_key=bucket.secret_access_key
+        )
+    backups = settings.backups
+    # The settings require all four with backups.bucket.
+    assert backups.bucket and backups.endpoint and backups.access_key_id and backups.secret_access_key
+    return BackupStorage(
+        endpoint=backups.endpoint,
+        bucket=backups.bucket,
+        access_key_id=backups.access_key_id,
+        secret_access_key=pulumi.Output.secret(backups.secret_access_key),
+    )
 
 
 def _alerts(settings: Settings, *, droplet_id: pulumi.Output[str]) -> Alerts:

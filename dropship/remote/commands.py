@@ -23,7 +23,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parents[1] / "host"
 
 
-LIBRARIES = {"install-docker.sh": ("apt.sh",), "enable-security-upgrades.sh": ("apt.sh",)}
+LIBRARIES = {"install-docker.sh": ("apt.sh",), "enable-security-upgrades.sh": ("apt.sh",), "install-backups.sh": ("apt.sh",)}
 """Function libraries in dropship/host whose text goes before a script's own."""
 
 
@@ -199,6 +199,36 @@ def backup_script(app_dir: str) -> str:
 def backups(verb: str, *, app_dir: str, project: str, service: str, name: str | None = None) -> str:
     """`backup`, `list` or `restore [NAME|latest]` of one database service, as the deploy user runs it."""
     return shlex.join(["bash", backup_script(app_dir), verb, app_dir, project, service, *([name] if name else [])])
+
+
+def backup_env_directory(app_dir: str) -> str:
+    """Where the backup service's environment file (`.env`, mode 600, the deploy user's) is."""
+    return f"{app_dir}/.dropship/backup"
+
+
+def write_backup_env(app_dir: str) -> str:
+    return run_script("write-env.sh", backup_env_directory(app_dir))
+
+
+def backup_environment(
+    *, endpoint: str, bucket: str, access_key_id: str, secret_access_key: str, failure_url: str | None
+) -> dict[str, str]:
+    """The backup service's environment: rclone's remote `dropship:` (S3) and where to upload and report."""
+    env = {
+        "RCLONE_CONFIG_DROPSHIP_TYPE": "s3",
+        "RCLONE_CONFIG_DROPSHIP_PROVIDER": "DigitalOcean" if endpoint.endswith(".digitaloceanspaces.com") else "Other",
+        "RCLONE_CONFIG_DROPSHIP_ENDPOINT": endpoint,
+        "RCLONE_CONFIG_DROPSHIP_ACCESS_KEY_ID": access_key_id,
+        "RCLONE_CONFIG_DROPSHIP_SECRET_ACCESS_KEY": secret_access_key,
+        "DROPSHIP_BACKUP_BUCKET": bucket,
+    }
+    if failure_url:
+        env["DROPSHIP_BACKUP_FAILURE_URL"] = failure_url
+    return env
+
+
+def install_backups(app_dir: str, project: str, user: str, schedule: str, services: Iterable[str], *, sudo: bool = False) -> Script:
+    return script_on_stdin("install-backups.sh", app_dir, project, user, schedule, *services, as_root_via_sudo=sudo)
 
 
 HOST_CODE = ("release.py", "rollout.py", "health.py")

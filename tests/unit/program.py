@@ -88,6 +88,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
         if args.typ == "digitalocean:index/reservedIp:ReservedIp":
             state["ipAddress"] = RESERVED_IPV4
+        if args.typ == "digitalocean:index/spacesKey:SpacesKey":
+            state.update(accessKey="DO00SPACESKEY", secretKey=f"{CANARY}-spaces-secret")
         if args.typ == "pulumi:index:Stash":
             state["output"] = STASHED.setdefault((self.stack, args.name), state["input"])
         if args.typ == "command:remote:Command":

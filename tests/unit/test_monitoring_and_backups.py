@@ -1,9 +1,10 @@
-"""The stack's alerts under Pulumi's mocks, with exact inputs: production has them by default, previews never."""
+"""Alerts and backups under Pulumi's mocks, with exact inputs: production has alerts by default, previews never."""
 
 from __future__ import annotations
 
 import pytest
 
+from dropship.remote import commands
 from tests.unit.program import CANARY, Run, run_program, stack_config, without_secrets
 from tests.unit.test_settings import STAGING_SECRETS, problems_of
 
@@ -152,3 +153,31 @@ def test_a_droplets_backups_get_a_private_spaces_bucket_with_retention_and_a_key
     assert run.outputs["backupBucket"] == "dropship-production-backups"
     staging = run_program("staging", {**stack_config("staging"), "dropship:backups.databases": '["db"]'}, STAGING_SECRETS)
     assert staging.named("backups-bucket").protect is False
+
+
+def test_the_backup_timers_run_the_uploaded_script_as_the_deploy_user_with_the_keys_only_in_a_600_file() -> None:
+    config = {**stack_config("production"), "dropship:backups.databases": '["db"]', "dropship:backups.schedule": "*-*-* 03:30:00"}
+    run = run_program("production", config, STAGING_SECRETS)
+    script = run.named("backups-script")
+    assert script.inputs["remotePath"] == "/srv/shop/.dropship/backup.sh"
+    assert script.inputs["connection"]["user"] == "deploy"
+    env = run.named("backups-env")
+    assert env.inputs["create"] == commands.write_backup_env("/srv/shop")
+    assert env.inputs["stdin"] == commands.render_env(
+        {
+            "RCLONE_CONFIG_DROPSHIP_TYPE": "s3",
+            "RCLONE_CONFIG_DROPSHIP_PROVIDER": "DigitalOcean",
+            "RCLONE_CONFIG_DROPSHIP_ENDPOINT": "https://fra1.digitaloceanspaces.com",
+            "RCLONE_CONFIG_DROPSHIP_ACCESS_KEY_ID": "DO00SPACESKEY",
+            "RCLONE_CONFIG_DROPSHIP_SECRET_ACCESS_KEY": f"{CANARY}-spaces-secret",
+            "DROPSHIP_BACKUP_BUCKET": "dropship-production-backups",
+        }
+    )
+    assert without_secrets(env.wire)["stdin"] == "[secret]" and env.inputs["logging"] == "none"
+    timers = run.named("backups-timers")
+    install = commands.install_backups("/srv/shop", "shop", "deploy", "*-*-* 03:30:00", ["db"])
+    assert (timers.inputs["create"], timers.inputs["stdin"]) == (install.command, install.stdin)
+    assert timers.inputs["connection"]["user"] == "root"
+    assert {"backups-script", "backups-env"} <= {d.rsplit("::", 1)[-1] for d in timers.depends_on}
+    for resource in run.resources:
+        assert f"{CANARY}-spaces-secret" not in str(without_secrets(resource.wire)), resource.name

@@ -1,0 +1,94 @@
+"""Scheduled backups of the app's Postgres services: the script, its environment (secret, mode 600) and the
+systemd timers that run it as the deploy user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from dropship.remote import commands
+from dropship.remote.target import SshTarget
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupStorage:
+    endpoint: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    access_key_id: pulumi.Input[str]
+    secret_access_key: pulumi.Output[str]
+    """Secret."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackupsArgs:
+    target: SshTarget
+    user: str
+    app_dir: str
+    project: str
+    databases: tuple[str, ...]
+    schedule: str
+    storage: BackupStorage
+    failure_url: str | None
+    after: tuple[pulumi.Resource, ...]
+
+
+class Backups(pulumi.ComponentResource):
+    timers: remote.Command
+    """Installs the timers; done once every database has one."""
+
+    def __init__(self, name: str, args: BackupsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("dropship:index:Backups", name, None, opts)
+        target = args.target
+        deploy = target.as_user(args.user)
+        script = remote.CopyToRemote(
+            f"{name}-script",
+            connection=deploy,
+            source=pulumi.FileAsset(str(commands.SCRIPTS / commands.BACKUP_SCRIPT)),
+            remote_path=commands.backup_script(args.app_dir),
+            triggers=[target.host_id],
+            opts=target.options(self, list(args.after)),
+        )
+        storage = args.storage
+
+        def render(values: list[str]) -> str:
+            endpoint, bucket, access_key_id, secret_access_key = values
+            environment = commands.backup_environment(
+                endpoint=endpoint,
+                bucket=bucket,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+                failure_url=args.failure_url,
+            )
+            return commands.render_env(environment)
+
+        content: pulumi.Output[str] = pulumi.Output.all(
+            storage.endpoint, storage.bucket, storage.access_key_id, storage.secret_access_key
+        ).apply(render)
+        env = remote.Command(
+            f"{name}-env",
+            add_previous_output_in_env=False,
+            connection=deploy,
+            create=commands.write_backup_env(args.app_dir),
+            stdin=content,  # secret: it holds the secret key
+            logging=remote.Logging.NONE,
+            triggers=[target.host_id],
+            opts=pulumi.ResourceOptions.merge(
+                target.options(self, list(args.after)),
+                pulumi.ResourceOptions(additional_secret_outputs=["stdin", "stdout", "stderr"]),
+            ),
+        )
+        install = commands.install_backups(
+            args.app_dir, args.project, args.user, args.schedule, args.databases, sudo=target.admin_user != "root"
+        )
+        self.timers = remote.Command(
+            f"{name}-timers",
+            add_previous_output_in_env=False,
+            connection=target.admin(),
+            create=install.command,
+            stdin=install.stdin,
+            triggers=[target.host_id],
+            opts=target.options(self, [script, env]),
+        )
+        self.register_outputs({})
