@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from components.origin_certificate import OriginCertificate, OriginCertificateAr
 from components.server import Server, ServerArgs
 from dropship.config import DropletServer, ExistingServer, Settings
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
+from dropship.remote import commands
 from dropship.remote.commands import render_env
 from dropship.remote.target import SshTarget
 
@@ -147,6 +149,9 @@ def build(settings: Settings, *, project_dir: Path) -> None:
     pulumi.export("urls", list(settings.urls))
     pulumi.export("sshCommand", pulumi.Output.concat("ssh", port_flag, f" {settings.deploy.user}@", host.target.address))
     pulumi.export("release", release)
+    pulumi.export(
+        "commands", _commands(settings, ssh=pulumi.Output.concat("ssh", port_flag, f" {settings.deploy.user}@", host.target.address))
+    )
     pulumi.export("appDirectory", settings.app_directory)
 
 
@@ -221,6 +226,18 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         host_id=server.id,
     )
     return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone, backup_bucket=backup_bucket)
+
+
+def _commands(settings: Settings, *, ssh: pulumi.Output[str]) -> pulumi.Output[dict[str, str]]:
+    """One-line commands for what people look at: the app's logs, its releases, its backups."""
+    app_dir, project = settings.app_directory, settings.app.name
+    compose = shlex.join(["docker", "compose", "--project-name", project, "--project-directory", app_dir])
+    lines = {"logs": f"{compose} logs --follow --tail 100", "releases": f"cat {app_dir}/releases.log"}
+    for service in settings.backups.databases:
+        backups = commands.backups("list", app_dir=app_dir, project=project, service=service)
+        lines[f"backups {service}"] = backups
+        lines[f"restore {service}"] = commands.backups("restore", app_dir=app_dir, project=project, service=service, name="latest")
+    return ssh.apply(lambda prefix: {name: f"{prefix} {shlex.quote(line)}" for name, line in lines.items()})
 
 
 def _backup_storage(settings: Settings, bucket: BackupBucket | None) -> BackupStorage:

@@ -66,6 +66,13 @@ main() {
   local verb=${1:-}
   shift || true
   [ "$#" -ge 3 ] || fail "usage: backup.sh backup|list|restore APP_DIR PROJECT SERVICE [NAME|latest]"
+  # Run by hand (not by its timer): the same environment file the timer's service reads.
+  if [ -z "${DROPSHIP_BACKUP_BUCKET:-}" ] && [ -r "$1/.dropship/backup/.env" ]; then
+    set -a
+    # shellcheck source=/dev/null
+    . "$1/.dropship/backup/.env"
+    set +a
+  fi
   case "$verb" in
     backup)
       local status=0

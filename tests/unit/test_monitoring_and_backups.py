@@ -181,3 +181,10 @@ def test_the_backup_timers_run_the_uploaded_script_as_the_deploy_user_with_the_k
     assert {"backups-script", "backups-env"} <= {d.rsplit("::", 1)[-1] for d in timers.depends_on}
     for resource in run.resources:
         assert f"{CANARY}-spaces-secret" not in str(without_secrets(resource.wire)), resource.name
+
+
+def test_the_outputs_say_how_to_see_the_last_backup_and_restore_it() -> None:
+    run = run_program("staging", {**stack_config("staging"), "dropship:backups.databases": '["db"]'}, STAGING_SECRETS)
+    lines = run.outputs["commands"]
+    assert lines["backups db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh list /srv/shop shop db'"
+    assert lines["restore db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh restore /srv/shop shop db latest'"

@@ -323,6 +323,10 @@ def test_staging_outputs(staging: Run) -> None:
         "sshCommand": f"ssh deploy@{DROPLET_IPV4}",
         "release": "v1",
         "appDirectory": "/srv/shop",
+        "commands": {
+            "logs": f"ssh deploy@{DROPLET_IPV4} 'docker compose --project-name shop --project-directory /srv/shop logs --follow --tail 100'",
+            "releases": f"ssh deploy@{DROPLET_IPV4} 'cat /srv/shop/releases.log'",
+        },
     }
     assert staging.secret_outputs == set()
 
