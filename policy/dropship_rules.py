@@ -14,6 +14,8 @@ configuration (PULUMI_STACK/PULUMI_CONFIG), otherwise from
   `pr-<n>.<a staging hostname>`. Staging's hostnames are the policy config
   `stagingHostnames` if given (`--policy-pack-config`), otherwise
   `dropship:dns.hostnames` of Pulumi.staging.yaml.
+- production (the whole stack): an uptime check, and CPU, memory and disk
+  alerts on the droplet.
 - every stack: the remote command that runs write-env.sh has logging none.
 """
 
@@ -31,9 +33,12 @@ import yaml
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 NAMESPACE = "dropship"
@@ -49,6 +54,13 @@ FIREWALL = "digitalocean:index/firewall:Firewall"
 DNS_RECORDS = frozenset({"cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record"})
 COMMANDS = frozenset({"command:remote:Command", "command:local:Command"})
 ENV_SCRIPT = "write-env.sh"
+UPTIME_CHECK = "digitalocean:index/uptimeCheck:UptimeCheck"
+MONITOR_ALERT = "digitalocean:index/monitorAlert:MonitorAlert"
+DROPLET_METRICS = {
+    "v1/insights/droplet/cpu": "CPU",
+    "v1/insights/droplet/memory_utilization_percent": "memory",
+    "v1/insights/droplet/disk_utilization_percent": "disk",
+}
 
 
 def stack_of(urn: str) -> str:
@@ -198,6 +210,21 @@ def preview_hostnames(args: ResourceValidationArgs, settings: StackSettings, sta
     return [f"DNS record '{name}' of preview stack {stack} is not one of {', '.join(allowed)} (pr-<n>.<a staging hostname>)"]
 
 
+def production_alerts(resources: Sequence[PolicyResource], settings: StackSettings) -> list[str]:
+    droplets = [r for r in resources if r.resource_type == DROPLET]
+    if not droplets or settings.environment(stack := stack_of(droplets[0].urn)) != "production":
+        return []
+    fix = "set alerts.emails (or alerts.slackWebhookUrl) and leave alerts.enabled unset"
+    problems = []
+    if not any(r.resource_type == UPTIME_CHECK for r in resources):
+        problems.append(f"production stack {stack} has no uptime check; {fix}")
+    watched = {r.props.get("type") for r in resources if r.resource_type == MONITOR_ALERT}
+    missing = [label for metric, label in DROPLET_METRICS.items() if metric not in watched]
+    if missing:
+        problems.append(f"production stack {stack} has no {', '.join(missing)} alert on its droplet; {fix}")
+    return problems
+
+
 # --- every stack ---------------------------------------------------------------
 
 
@@ -213,9 +240,20 @@ def env_never_logged(args: ResourceValidationArgs, settings: StackSettings, stac
     return [f"command '{args.name}' of stack {stack} writes the .env ({ENV_SCRIPT}) with logging {logging!r}; it must be 'none'"]
 
 
-def policies(project_dir: Path) -> list[ResourceValidationPolicy]:
+def policies(project_dir: Path) -> list[ResourceValidationPolicy | StackValidationPolicy]:
     settings = StackSettings(project_dir)
+
+    def alerts(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for message in production_alerts(args.resources, settings):
+            report_violation(message, None)
+
     return [
+        StackValidationPolicy(
+            name="production-alerts",
+            description="Production stacks watch their URLs (uptime checks) and their droplet's CPU, memory and disk.",
+            validate=alerts,
+            enforcement_level=EnforcementLevel.MANDATORY,
+        ),
         _policy(
             "production-droplet-backups-and-protect",
             "Production droplets have backups and are protected from deletion.",

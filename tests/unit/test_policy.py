@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pulumi_policy import PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
 from dropship.config import sections, settings
 from dropship.remote import commands
@@ -34,6 +42,7 @@ RULES = {
     "preview-smallest-size",
     "preview-hostnames-under-staging",
     "env-file-never-logged",
+    "production-alerts",
 }
 
 
@@ -57,7 +66,7 @@ def violations(args: ResourceValidationArgs, project_dir: Path = ROOT, only: str
     """policy name -> messages it reported for `args` (policies that report nothing are left out)."""
     found: dict[str, list[str]] = {}
     for policy in policies(project_dir):
-        if only and policy.name != only:
+        if (only and policy.name != only) or not isinstance(policy, ResourceValidationPolicy):
             continue
 
         def report(message: str, urn: str | None = None, policy: ResourceValidationPolicy = policy) -> None:
@@ -291,3 +300,32 @@ def test_other_commands_may_log() -> None:
         COMMAND, {"create": commands.check_deploy_user().command, "logging": "stdoutAndStderr"}, "local", "host-deploy-user-check"
     )
     assert violations(args) == {}
+
+
+def stack_violations(run: Run, stack: str) -> list[str]:
+    """What the stack policies report for every resource `run` registered."""
+    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    resources = [
+        PolicyResource(r.type, r.inputs, f"urn:pulumi:{stack}::dropship::{r.type}::{r.name}", r.name, options, None, None, [], {})
+        for r in run.resources
+    ]
+    found: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    for policy in policies(ROOT):
+        if isinstance(policy, StackValidationPolicy) and policy.validate is not None:
+            policy.validate(StackValidationArgs(resources), report)
+    return found
+
+
+def test_production_must_watch_its_urls_and_its_droplet() -> None:
+    assert stack_violations(run_program("production", stack_config("production"), STAGING_SECRETS), "production") == []
+    config = {**stack_config("production"), "dropship:alerts.enabled": "false"}
+    fix = "set alerts.emails (or alerts.slackWebhookUrl) and leave alerts.enabled unset"
+    assert stack_violations(run_program("production", config, STAGING_SECRETS), "production") == [
+        f"production stack production has no uptime check; {fix}",
+        f"production stack production has no CPU, memory, disk alert on its droplet; {fix}",
+    ]
+    assert stack_violations(run_program("staging", stack_config("staging"), STAGING_SECRETS), "staging") == []
