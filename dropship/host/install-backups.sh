@@ -43,6 +43,8 @@ main() {
   shift 4
   systemd-analyze calendar "$schedule" >/dev/null || { echo "not a systemd calendar time: ${schedule}" >&2; exit 2; }
   command -v rclone >/dev/null 2>&1 || apt_install rclone
+  # So that the deploy user can read the timers' journal.
+  usermod --append --groups systemd-journal "$user"
   for service in "$@"; do
     unit=$(unit_name "$project" "$service")
     wanted="${wanted}${unit}.timer "
