@@ -210,8 +210,9 @@ class BackupsSettings(Section):
     """Days a backup is kept (the Spaces bucket's lifecycle rule; your own bucket's rules are yours)."""
     bucket: BucketName | None = None
     """A bucket of yours to upload to; none: a droplet's stack creates a Spaces bucket and a key scoped to it."""
-    endpoint: HttpsUrl | None = None
-    """The S3 endpoint of `backups.bucket`, e.g. https://fra1.digitaloceanspaces.com."""
+    endpoint: HttpUrl | None = None
+    """The S3 endpoint of `backups.bucket`, e.g. https://fra1.digitaloceanspaces.com (http:// for a server on a
+    private network)."""
     access_key_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     """An access key that may write to `backups.bucket`."""
     secret_access_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
