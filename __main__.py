@@ -3,7 +3,10 @@
 from pathlib import Path
 
 from dropship.config import read_settings
-from dropship.program import build
 
 project_dir = Path(__file__).parent
-build(read_settings(project_dir), project_dir=project_dir)
+settings = read_settings(project_dir)
+# After the settings: a refused configuration fails before the providers' SDKs load.
+from dropship.program import build  # noqa: E402
+
+build(settings, project_dir=project_dir)

@@ -5,24 +5,27 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pulumi
 
-from components.alerts import Alerts, AlertsArgs, Slack
 from components.app import App, AppArgs, Registry
-from components.backup_bucket import BackupBucket, BackupBucketArgs
 from components.backups import Backups, BackupsArgs, BackupStorage
-from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
 from components.env_file import EnvFile, EnvFileArgs
-from components.firewall import Firewall, FirewallArgs
 from components.host_bootstrap import DataVolume, HostBootstrap, HostBootstrapArgs
-from components.origin_certificate import OriginCertificate, OriginCertificateArgs
-from components.server import Server, ServerArgs
 from dropship.config import DropletServer, ExistingServer, Settings
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
 from dropship.remote import commands
 from dropship.remote.commands import render_env
 from dropship.remote.target import SshTarget
+
+if TYPE_CHECKING:
+    from components.alerts import Alerts
+    from components.backup_bucket import BackupBucket
+
+# The components of DigitalOcean and Cloudflare resources are imported where a droplet stack
+# uses them: their SDKs take about 4 s to load, which every `up` and `preview` of an existing
+# host's stack, and every refused configuration, would otherwise wait for.
 
 SSH_PORT = 22
 """A droplet's sshd, and the port the firewall opens for it."""
@@ -75,6 +78,8 @@ def build(settings: Settings, *, project_dir: Path) -> None:
         )
         after = (bootstrap.ready,)
         if settings.tls.mode == "cloudflare-origin" and host.zone_id is not None:
+            from components.origin_certificate import OriginCertificate, OriginCertificateArgs
+
             origin = OriginCertificate(
                 "origin",
                 OriginCertificateArgs(
@@ -156,6 +161,11 @@ def build(settings: Settings, *, project_dir: Path) -> None:
 
 
 def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, private_key: pulumi.Output[str]) -> _Host:
+    from components.backup_bucket import BackupBucket, BackupBucketArgs
+    from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
+    from components.firewall import Firewall, FirewallArgs
+    from components.server import Server, ServerArgs
+
     server = Server(
         "server",
         ServerArgs(
@@ -257,6 +267,8 @@ def _backup_storage(settings: Settings, bucket: BackupBucket | None) -> BackupSt
 
 
 def _alerts(settings: Settings, *, droplet_id: pulumi.Output[str]) -> Alerts:
+    from components.alerts import Alerts, AlertsArgs, Slack
+
     alerts = settings.alerts
     slack = None
     if alerts.slack_webhook_url is not None and alerts.slack_channel is not None:
