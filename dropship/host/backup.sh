@@ -49,7 +49,11 @@ backup() { # APP_DIR PROJECT SERVICE
 }
 
 list() { # APP_DIR PROJECT SERVICE
-  rclone lsf --files-only "$(prefix "$2" "$3")" | sort
+  local names status=0
+  names=$(rclone lsf --files-only "$(prefix "$2" "$3")") || status=$?
+  # rclone exits 3 for a directory that does not exist: storage with directories before the first backup.
+  [ "$status" -eq 0 ] || [ "$status" -eq 3 ] || fail "cannot list the backups of service $3 in $(prefix "$2" "$3") (rclone exited $status)"
+  [ -z "$names" ] || printf '%s\n' "$names" | sort
 }
 
 restore() { # APP_DIR PROJECT SERVICE [NAME|latest]
