@@ -241,8 +241,8 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
 def _commands(settings: Settings, *, ssh: pulumi.Output[str]) -> pulumi.Output[dict[str, str]]:
     """One-line commands for what people look at: the app's logs, its releases, its backups."""
     app_dir, project = settings.app_directory, settings.app.name
-    compose = shlex.join(["docker", "compose", "--project-name", project, "--project-directory", app_dir])
-    lines = {"logs": f"{compose} logs --follow --tail 100", "releases": f"cat {app_dir}/releases.log"}
+    # The project by name alone: compose finds its containers by their labels, without the release's files.
+    lines = {"logs": f"docker compose --project-name {shlex.quote(project)} logs --follow --tail 100", "releases": f"cat {app_dir}/releases.log"}
     for service in settings.backups.databases:
         backups = commands.backups("list", app_dir=app_dir, project=project, service=service)
         lines[f"backups {service}"] = backups

@@ -217,8 +217,9 @@ class BackupsSettings(Section):
     """An access key that may write to `backups.bucket`."""
     secret_access_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     """Its secret."""
-    failure_url: HttpsUrl | None = None
-    """A URL the host asks (POST) when a backup fails, e.g. a healthchecks.io check's /fail URL."""
+    failure_url: HttpUrl | None = None
+    """A URL the host asks (POST) when a backup fails, e.g. a healthchecks.io check's /fail URL (http:// for a
+    server on a private network)."""
 
 
 class UpgradesSettings(Section):

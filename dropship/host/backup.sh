@@ -21,8 +21,12 @@ RESTORE='exec pg_restore --clean --if-exists --no-owner --exit-on-error --userna
 
 fail() { echo "dropship backup: $*" >&2; exit 1; }
 
-compose_exec() { # APP_DIR PROJECT SERVICE SCRIPT
-  docker compose --project-name "$2" --project-directory "$1" --env-file "$1/.env" --env-file "$1/release.env" exec -T "$3" sh -c "$4"
+in_service() { # PROJECT SERVICE SCRIPT: runs SCRIPT in the service's running container, stdin passed on
+  local id
+  # By compose's labels, not its files: the timer has none of the release's compose files and settings.
+  id=$(docker ps --quiet --filter "label=com.docker.compose.project=$1" --filter "label=com.docker.compose.service=$2" | head -n 1)
+  [ -n "$id" ] || fail "service $2 of $1 has no running container"
+  docker exec --interactive "$id" sh -c "$3"
 }
 
 prefix() { printf 'dropship:%s/%s/%s/' "${DROPSHIP_BACKUP_BUCKET:?DROPSHIP_BACKUP_BUCKET is not set}" "$1" "$2"; }
@@ -42,7 +46,7 @@ backup() { # APP_DIR PROJECT SERVICE
   dump=$(mktemp "${TMPDIR:-/tmp}/dropship-backup.XXXXXX")
   # shellcheck disable=SC2064
   trap "rm -f '$dump'" EXIT
-  compose_exec "$1" "$2" "$3" "$DUMP" >"$dump" || fail "pg_dump of service $3 failed"
+  in_service "$2" "$3" "$DUMP" </dev/null >"$dump" || fail "pg_dump of service $3 failed"
   [ -s "$dump" ] || fail "pg_dump of service $3 wrote nothing"
   rclone copyto --s3-no-check-bucket "$dump" "$(prefix "$2" "$3")$name" || fail "upload of $name failed"
   echo "dropship backup: service $3 -> $(prefix "$2" "$3")$name ($(stat -c %s "$dump") bytes)"
@@ -62,7 +66,7 @@ restore() { # APP_DIR PROJECT SERVICE [NAME|latest]
     name=$(list "$@" | tail -n 1)
     [ -n "$name" ] || fail "no backup of service $3 in $(prefix "$2" "$3")"
   fi
-  rclone cat "$(prefix "$2" "$3")$name" | compose_exec "$1" "$2" "$3" "$RESTORE" || fail "restore of $name into service $3 failed"
+  rclone cat "$(prefix "$2" "$3")$name" | in_service "$2" "$3" "$RESTORE" || fail "restore of $name into service $3 failed"
   echo "dropship backup: restored $name into service $3"
 }
 

@@ -28,11 +28,12 @@ timer_unit() { # PROJECT SERVICE SCHEDULE
     '# Managed by dropship.' \
     '[Unit]' \
     "Description=dropship: back up service $2 of $1 ($3)" \
+    "X-Dropship-Project=$1" \
     '' \
     '[Timer]' \
     "OnCalendar=$3" \
     'Persistent=true' \
-    'RandomizedDelaySec=60' \
+    'AccuracySec=1s' \
     '' \
     '[Install]' \
     'WantedBy=timers.target'
@@ -52,7 +53,8 @@ main() {
     timer_unit "$project" "$service" "$schedule" >"/etc/systemd/system/${unit}.timer"
   done
   for unit in /etc/systemd/system/dropship-backup-"$project"-*.timer; do
-    [ -e "$unit" ] || continue
+    # The glob also matches the units of a project named "${project}-<more>".
+    grep -qxF "X-Dropship-Project=${project}" "$unit" 2>/dev/null || continue
     case "$wanted" in *" ${unit##*/} "*) continue ;; esac
     systemctl disable --now "${unit##*/}" >/dev/null 2>&1 || true
     rm -f "$unit" "${unit%.timer}.service"
@@ -61,7 +63,7 @@ main() {
   systemctl daemon-reload
   for service in "$@"; do
     unit=$(unit_name "$project" "$service")
-    systemctl enable --now "${unit}.timer" >/dev/null 2>&1
+    systemctl enable --now "${unit}.timer" >/dev/null
     echo "backups of ${service}: $(systemctl show -P NextElapseUSecRealtime "${unit}.timer" 2>/dev/null || echo scheduled) (${schedule})"
   done
 }

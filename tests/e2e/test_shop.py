@@ -1,6 +1,9 @@
 """The shop (examples/shop), as `make up` deploys it: HTTPS for the stack's hostnames with certificates
 from Pebble by HTTP-01, the API and the worker on Postgres and Redis, migrations before traffic, and
-the data (rows and certificates) on the stack's volume, still there on a new host that gets it.
+the data (rows and certificates) on the stack's volume, still there on a new host that gets it; then
+backups: the host's timer uploads pg_dumps to S3-compatible storage (`rclone serve s3` on this machine's
+loopback) on its own, a failed upload is loud, and a new host without the volume gets the rows back by
+the stack's `restore db` command.
 
 The tests run in file order and share this module's deployment.
 """
@@ -8,6 +11,8 @@ The tests run in file order and share this module's deployment.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import socket
 import ssl
 import time
@@ -19,12 +24,19 @@ from typing import Any
 import pytest
 
 from dev.harness import Project, TestHost, pebble
+from dev.harness.ports import free_port
+from dev.harness.receiver import PostReceiver
+from dev.harness.s3 import S3Server
 from dev.harness.vegeta import Vegeta
 
 HOSTNAMES = ("shop-e2e.test", "www.shop-e2e.test")
 VOLUME = "dropship-e2e-shop-data"
 DEVICE = f"/dev/disk/by-id/scsi-0DO_Volume_{VOLUME}"
-HOST = replace(TestHost.for_module(__name__), volume=VOLUME)
+S3_PORT, FAILURE_PORT = free_port(), free_port()
+"""The S3 server's and the failure URL's ports on this machine's loopback, forwarded into the host."""
+HOST = replace(TestHost.for_module(__name__, forward=(5000, S3_PORT, FAILURE_PORT)), volume=VOLUME)
+BUCKET = "shop-backups"
+BACKUP_UNIT = "dropship-backup-shop-db.service"
 UP: dict[str, str] = {}  # the first `pulumi up`'s output
 
 
@@ -206,3 +218,98 @@ def test_rows_and_certificates_survive_a_new_host_that_gets_the_same_volume(proj
 def test_a_second_up_changes_nothing(project: Project) -> None:
     project.up()
     assert set(project.last_update_changes()) == {"same"}
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    root = tmp_path_factory.mktemp("s3")
+    (root / BUCKET).mkdir()
+    with S3Server(S3_PORT, root) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def failures() -> Iterator[PostReceiver]:
+    with PostReceiver(FAILURE_PORT) as receiver:
+        yield receiver
+
+
+def dumps(s3: S3Server) -> list[Path]:
+    return sorted((s3.root / BUCKET / "shop" / "db").glob("*.dump"))
+
+
+def remote_command(line: str, host: TestHost) -> str:
+    """The command of one of the stack's `commands` outputs, an `ssh deploy@<host> '<command>'` line."""
+    ssh, destination, command = shlex.split(line)
+    assert (ssh, destination) == ("ssh", f"deploy@{host.address}")
+    return command
+
+
+def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
+    project: Project, host: TestHost, s3: S3Server, failures: PostReceiver
+) -> None:
+    project.set("backups.databases", '["db"]')
+    project.set("backups.schedule", "*-*-* *:*:0/20")  # every 20 s, so that the timer fires during the test
+    project.set("backups.bucket", BUCKET)
+    project.set("backups.endpoint", s3.endpoint)
+    project.set("backups.accessKeyId", s3.access_key_id)
+    project.set("backups.secretAccessKey", s3.secret_access_key, secret=True)
+    project.set("backups.failureUrl", failures.url())
+    output = project.up().stdout
+    assert s3.secret_access_key not in output
+    assert project.preview_steps() == {}
+    deadline = time.monotonic() + 90
+    while not dumps(s3):  # nobody but the timer starts the backup
+        assert time.monotonic() < deadline, host.run(f"systemctl list-timers --all; journalctl -u {BACKUP_UNIT} -o cat").stdout
+        time.sleep(2)
+    dump = dumps(s3)[0]
+    assert dump.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format, compressed
+    assert host.run("stat -c '%a %U' /srv/shop/.dropship/backup/.env").stdout.split() == ["600", "deploy"]
+    assert s3.secret_access_key not in host.run(f"systemctl cat {BACKUP_UNIT} dropship-backup-shop-db.timer").stdout
+    assert s3.secret_access_key not in project.pulumi("stack", "export").stdout
+    # The deploy user reads its journal, and lists the backups with the stack's one-line command.
+    journal = host.ssh("deploy", f"journalctl -u {BACKUP_UNIT} -o cat").stdout
+    assert f"dropship backup: service db -> dropship:{BUCKET}/shop/db/{dump.name}" in journal
+    lines = project.outputs()["commands"]
+    listed = host.ssh("deploy", remote_command(lines["backups db"], host)).stdout.split()
+    assert dump.name in listed
+    logs = host.ssh("deploy", f"timeout 5 {remote_command(lines['logs'], host)}", check=False).stdout
+    assert re.search(r"^db-1 +\| ", logs, re.M), logs[-2000:]
+    assert " v2 " in host.ssh("deploy", remote_command(lines["releases"], host)).stdout
+    assert failures.received == []
+
+
+def test_a_backup_whose_upload_fails_is_failed_in_the_journal_and_pings_the_failure_url(
+    host: TestHost, s3: S3Server, failures: PostReceiver
+) -> None:
+    s3.stop()
+    try:
+        started = host.run(f"systemctl start {BACKUP_UNIT}", check=False)
+        assert started.returncode != 0
+        assert host.run(f"systemctl is-failed {BACKUP_UNIT}", check=False).stdout.strip() == "failed"
+        journal = host.run(f"journalctl -u {BACKUP_UNIT} -o cat").stdout
+        assert "dropship backup: upload of " in journal
+        assert any(report.startswith("backup of service db of shop failed on ") for report in failures.received), failures.received
+    finally:
+        s3.start()
+
+
+def test_restore_brings_the_rows_back_on_a_new_host_without_the_volume(project: Project, host: TestHost, s3: S3Server) -> None:
+    assert orders(host) == ["teapot", "kettle"]
+    deadline = time.monotonic() + 60
+    before = dumps(s3)
+    while dumps(s3) == before:  # a backup taken after the storage came back
+        assert time.monotonic() < deadline, "no backup since the storage came back"
+        time.sleep(2)
+    latest = dumps(s3)[-1]
+    host.stop()  # the droplet is destroyed, and this time its volume too
+    host.remove_volume()
+    host.start()
+    project.set("existingHost.id", "third")
+    project.set("backups.schedule", "daily")  # no backup of the new, empty database before the restore
+    project.up()
+    assert orders(host) == []  # a new database: the migrations ran, no rows
+    restored = host.ssh("deploy", remote_command(project.outputs()["commands"]["restore db"], host))
+    assert f"dropship backup: restored {latest.name} into service db" in restored.stdout
+    assert orders(host) == ["teapot", "kettle"]
+    assert https(host, HOSTNAMES[0], "/api/health").json()["postgres"] == "ok"

@@ -1,12 +1,11 @@
 """dropship/host/backup.sh with a real rclone (its local backend standing in for the bucket) and a recording
-`docker` whose `compose exec` plays Postgres: pg_dump prints a dump, pg_restore keeps what it is given."""
+`docker` whose one container, found by compose's labels, plays Postgres: pg_dump prints a dump, pg_restore
+keeps what it is given."""
 
 from __future__ import annotations
 
-import http.server
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dev.harness.engine import DEV, sh
+from dev.harness.receiver import PostReceiver
 from dropship.remote import commands
 from tests.unit.program import ROOT
 
@@ -22,6 +22,9 @@ pytestmark = pytest.mark.system  # rclone, built with Go on first use
 FAKE_DOCKER = """#!/bin/sh
 printf '%s\\n' "$*" >>"$FAKE_DOCKER_LOG"
 case "$*" in
+  "ps --quiet --filter label=com.docker.compose.project=shop --filter label=com.docker.compose.service=db")
+    [ -n "${FAKE_NO_CONTAINER:-}" ] || echo c0ffee ;;
+  ps*) ;;
   *"pg_dump"*) [ -z "${FAKE_DUMP_FAILS:-}" ] || { echo "pg_dump: connection refused" >&2; exit 1; }; printf 'PGDMP %s' "$FAKE_DUMP" ;;
   *"pg_restore"*) cat >"$FAKE_RESTORED" ;;
 esac
@@ -73,21 +76,8 @@ def box(tmp_path: Path, rclone: str) -> Box:
 
 @pytest.fixture
 def failure_url() -> Iterator[tuple[str, list[str]]]:
-    received: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/fail", received
-    server.shutdown()
+    with PostReceiver() as receiver:
+        yield receiver.url(), receiver.received
 
 
 def test_a_backup_dumps_in_the_service_and_uploads_it_under_a_sortable_name(box: Box) -> None:
@@ -96,9 +86,10 @@ def test_a_backup_dumps_in_the_service_and_uploads_it_under_a_sortable_name(box:
     (dump,) = (box.root / "bucket" / "shop" / "db").iterdir()
     assert dump.read_text() == "PGDMP first"
     assert dump.name.endswith("Z.dump") and len(dump.name) == len("20261201T033000Z.dump")
-    (call,) = box.docker_calls()
-    assert call.startswith(f"compose --project-name shop --project-directory {box.root / 'app'} ")
-    assert " exec -T db sh -c exec pg_dump --format=custom " in call
+    ps, call = box.docker_calls()
+    assert ps.startswith("ps ")
+    assert call.startswith("exec --interactive c0ffee ")
+    assert " sh -c exec pg_dump --format=custom " in call
     assert box.run("list").stdout.split() == [dump.name]
 
 
@@ -138,3 +129,10 @@ def test_a_failed_upload_is_a_failed_backup(box: Box, failure_url: tuple[str, li
     assert result.returncode == 1
     assert "dropship backup: upload of " in result.stderr
     assert len(received) == 1
+
+
+def test_a_service_without_a_running_container_is_a_failed_backup(box: Box) -> None:
+    result = box.run("backup", FAKE_NO_CONTAINER="1")
+    assert result.returncode == 1
+    assert "dropship backup: service db of shop has no running container" in result.stderr
+    assert not (box.root / "bucket").exists()

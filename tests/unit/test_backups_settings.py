@@ -43,7 +43,7 @@ def test_systemd_calendar_times_are_accepted(schedule: str) -> None:
             {"backups__databases": '["db"]', "backups__bucket": "shop-backups"},
             "dropship:backups.endpoint: required with backups.bucket",
         ),
-        ("staging", {"backups__failureUrl": "http://hc-ping.com/x/fail"}, "dropship:backups.failureUrl: expected an https:// URL"),
+        ("staging", {"backups__failureUrl": "hc-ping.com/x/fail"}, "dropship:backups.failureUrl: expected an http:// or https:// URL"),
         ("staging", {"backups__bucket": "Shop_Backups"}, "dropship:backups.bucket: expected an S3 bucket name such as shop-backups"),
     ],
 )

@@ -324,7 +324,7 @@ def test_staging_outputs(staging: Run) -> None:
         "release": "v1",
         "appDirectory": "/srv/shop",
         "commands": {
-            "logs": f"ssh deploy@{DROPLET_IPV4} 'docker compose --project-name shop --project-directory /srv/shop logs --follow --tail 100'",
+            "logs": f"ssh deploy@{DROPLET_IPV4} 'docker compose --project-name shop logs --follow --tail 100'",
             "releases": f"ssh deploy@{DROPLET_IPV4} 'cat /srv/shop/releases.log'",
         },
     }
