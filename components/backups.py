@@ -32,6 +32,8 @@ class BackupsArgs:
     storage: BackupStorage
     failure_url: str | None
     after: tuple[pulumi.Resource, ...]
+    host_gone: bool = False
+    """existingHost.gone: only the timers' step is registered, so that destroying it runs nothing there."""
 
 
 class Backups(pulumi.ComponentResource):
@@ -42,6 +44,10 @@ class Backups(pulumi.ComponentResource):
         super().__init__("dropship:index:Backups", name, None, opts)
         target = args.target
         deploy = target.as_user(args.user)
+        if args.host_gone:
+            self.timers = self._timers(name, args, [])
+            self.register_outputs({})
+            return
         script = remote.CopyToRemote(
             f"{name}-script",
             connection=deploy,
@@ -79,16 +85,29 @@ class Backups(pulumi.ComponentResource):
                 pulumi.ResourceOptions(additional_secret_outputs=["stdin", "stdout", "stderr"]),
             ),
         )
-        install = commands.install_backups(
-            args.app_dir, args.project, args.user, args.schedule, args.databases, sudo=target.admin_user != "root"
+        self.timers = self._timers(name, args, [script, env])
+        self.register_outputs({})
+
+    def _timers(self, name: str, args: BackupsArgs, depends_on: list[pulumi.Resource]) -> remote.Command:
+        target = args.target
+        sudo = target.admin_user != "root"
+        machine = pulumi.Output.from_input(target.host_id)
+        install = machine.apply(
+            lambda m: commands.install_backups(args.app_dir, args.project, args.user, args.schedule, m, args.databases, sudo=sudo)
         )
-        self.timers = remote.Command(
+        options = target.options(self, depends_on)
+        if args.host_gone:
+            # With the host gone: registered unchanged and retained on delete, as the app's directory is,
+            # so that destroying it forgets it without SSH.
+            options = pulumi.ResourceOptions.merge(options, pulumi.ResourceOptions(retain_on_delete=True, ignore_changes=["*"]))
+        # Its delete removes the timers and the environment file: backups turned off, or `pulumi destroy`.
+        return remote.Command(
             f"{name}-timers",
             add_previous_output_in_env=False,
             connection=target.admin(),
-            create=install.command,
-            stdin=install.stdin,
+            create=install.apply(lambda i: i.command),
+            stdin=install.apply(lambda i: i.stdin),
+            delete=machine.apply(lambda m: commands.remove_backups(args.app_dir, args.project, m, sudo=sudo)),
             triggers=[target.host_id],
-            opts=target.options(self, [script, env]),
+            opts=options,
         )
-        self.register_outputs({})

@@ -134,7 +134,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
         ),
     ).release
 
-    if settings.backups.databases and not settings.host_gone:
+    if settings.backups.databases:
         Backups(
             "backups",
             BackupsArgs(
@@ -147,6 +147,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
                 storage=_backup_storage(settings, host.backup_bucket),
                 failure_url=settings.backups.failure_url,
                 after=after,
+                host_gone=settings.host_gone,
             ),
         )
 
@@ -242,7 +243,10 @@ def _commands(settings: Settings, *, ssh: pulumi.Output[str]) -> pulumi.Output[d
     """One-line commands for what people look at: the app's logs, its releases, its backups."""
     app_dir, project = settings.app_directory, settings.app.name
     # The project by name alone: compose finds its containers by their labels, without the release's files.
-    lines = {"logs": f"docker compose --project-name {shlex.quote(project)} logs --follow --tail 100", "releases": f"cat {app_dir}/releases.log"}
+    lines = {
+        "logs": f"docker compose --project-name {shlex.quote(project)} logs --follow --tail 100",
+        "releases": f"cat {app_dir}/releases.log",
+    }
     for service in settings.backups.databases:
         backups = commands.backups("list", app_dir=app_dir, project=project, service=service)
         lines[f"backups {service}"] = backups

@@ -227,8 +227,15 @@ def backup_environment(
     return env
 
 
-def install_backups(app_dir: str, project: str, user: str, schedule: str, services: Iterable[str], *, sudo: bool = False) -> Script:
-    return script_on_stdin("install-backups.sh", app_dir, project, user, schedule, *services, as_root_via_sudo=sudo)
+def install_backups(
+    app_dir: str, project: str, user: str, schedule: str, machine: str, services: Iterable[str], *, sudo: bool = False
+) -> Script:
+    return script_on_stdin("install-backups.sh", "install", app_dir, project, user, schedule, machine, *services, as_root_via_sudo=sudo)
+
+
+def remove_backups(app_dir: str, project: str, machine: str, *, sudo: bool = False) -> str:
+    """The delete of install_backups' step. It runs with the step's stdin, which holds the same script."""
+    return script_on_stdin("install-backups.sh", "remove", app_dir, project, machine, as_root_via_sudo=sudo).command
 
 
 HOST_CODE = ("release.py", "rollout.py", "health.py")

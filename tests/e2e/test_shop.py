@@ -273,8 +273,9 @@ def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
     lines = project.outputs()["commands"]
     listed = host.ssh("deploy", remote_command(lines["backups db"], host)).stdout.split()
     assert dump.name in listed
-    logs = host.ssh("deploy", f"timeout 5 {remote_command(lines['logs'], host)}", check=False).stdout
-    assert re.search(r"^db-1 +\| ", logs, re.M), logs[-2000:]
+    logs = host.ssh("deploy", f"timeout 5 {remote_command(lines['logs'], host)} 2>&1", check=False).stdout
+    for service in ("api", "db"):  # Postgres logs to stderr
+        assert re.search(rf"\b{service}-\d+ +\| ", logs), logs[-2000:]
     assert " v2 " in host.ssh("deploy", remote_command(lines["releases"], host)).stdout
     assert failures.received == []
 
@@ -313,3 +314,13 @@ def test_restore_brings_the_rows_back_on_a_new_host_without_the_volume(project: 
     assert f"dropship backup: restored {latest.name} into service db" in restored.stdout
     assert orders(host) == ["teapot", "kettle"]
     assert https(host, HOSTNAMES[0], "/api/health").json()["postgres"] == "ok"
+
+
+def test_turning_backups_off_removes_the_timers_and_their_keys(project: Project, host: TestHost) -> None:
+    # The old host's step was deleted when the new host's was made, at the same address: it removed nothing there.
+    assert host.run("systemctl is-enabled dropship-backup-shop-db.timer").stdout.strip() == "enabled"
+    project.set("backups.databases", "[]")
+    project.up()
+    assert host.run("ls /etc/systemd/system").stdout.count("dropship-backup-") == 0
+    assert host.run("test -e /srv/shop/.dropship/backup", check=False).returncode != 0
+    assert project.preview_steps() == {}

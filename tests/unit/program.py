@@ -43,6 +43,7 @@ class Registered:
     depends_on: list[str]
     additional_secret_outputs: list[str]
     ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
 
 
 @dataclass
@@ -129,6 +130,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     depends_on=list(request.dependencies),
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     ignore_changes=list(request.ignoreChanges),
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return super().RegisterResource(request)

@@ -7,6 +7,7 @@ import pytest
 from dropship.remote import commands
 from tests.unit.program import CANARY, Run, run_program, stack_config, without_secrets
 from tests.unit.test_settings import STAGING_SECRETS, problems_of
+from tests.unit.test_stacks import DROPLET_ID, LOCAL_SECRETS, local_config
 
 SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{CANARY}"
 NOTIFY = {"emails": ["ops@example.com"], "slacks": [{"channel": "#ops", "url": SLACK_URL}]}
@@ -175,8 +176,12 @@ def test_the_backup_timers_run_the_uploaded_script_as_the_deploy_user_with_the_k
     )
     assert without_secrets(env.wire)["stdin"] == "[secret]" and env.inputs["logging"] == "none"
     timers = run.named("backups-timers")
-    install = commands.install_backups("/srv/shop", "shop", "deploy", "*-*-* 03:30:00", ["db"])
+    install = commands.install_backups("/srv/shop", "shop", "deploy", "*-*-* 03:30:00", DROPLET_ID, ["db"])
     assert (timers.inputs["create"], timers.inputs["stdin"]) == (install.command, install.stdin)
+    # Its delete is the same script's `remove` (a delete runs with the step's stdin), for this droplet only.
+    assert timers.inputs["delete"] == commands.remove_backups("/srv/shop", "shop", DROPLET_ID)
+    assert timers.inputs["delete"].startswith("bash -c '. /dev/stdin' install-backups.sh remove /srv/shop shop ")
+    assert timers.inputs["triggers"] == [DROPLET_ID]
     assert timers.inputs["connection"]["user"] == "root"
     assert {"backups-script", "backups-env"} <= {d.rsplit("::", 1)[-1] for d in timers.depends_on}
     for resource in run.resources:
@@ -188,3 +193,22 @@ def test_the_outputs_say_how_to_see_the_last_backup_and_restore_it() -> None:
     lines = run.outputs["commands"]
     assert lines["backups db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh list /srv/shop shop db'"
     assert lines["restore db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh restore /srv/shop shop db latest'"
+
+
+def test_with_the_host_gone_only_the_timers_step_is_kept_and_its_delete_is_skipped() -> None:
+    backups = {
+        "backups.databases": '["db"]',
+        "backups.bucket": "shop-backups",
+        "backups.endpoint": "http://127.0.0.1:9000",
+        "backups.accessKeyId": "shop",
+    }
+    secrets = {**LOCAL_SECRETS, "backups.secretAccessKey": f"{CANARY}-s3"}
+    normal = run_program("local", local_config(**backups), secrets)
+    assert normal.named("backups-timers").retain_on_delete is False
+    gone = run_program("local", local_config(**backups, **{"existingHost.gone": "true"}), secrets)
+    names = {r.name for r in gone.resources}
+    assert "backups-timers" in names
+    assert not names & {"backups-script", "backups-env"}
+    timers = gone.named("backups-timers")
+    assert (timers.retain_on_delete, timers.ignore_changes) == (True, ["*"])
+    assert timers.inputs["delete"] == normal.named("backups-timers").inputs["delete"]
