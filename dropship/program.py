@@ -250,6 +250,7 @@ def _commands(settings: Settings, *, ssh: pulumi.Output[str]) -> pulumi.Output[d
     for service in settings.backups.databases:
         backups = commands.backups("list", app_dir=app_dir, project=project, service=service)
         lines[f"backups {service}"] = backups
+        lines[f"last backup {service}"] = f"journalctl --unit {commands.backup_unit(project, service)} --lines 20 --no-pager"
         lines[f"restore {service}"] = commands.backups("restore", app_dir=app_dir, project=project, service=service, name="latest")
     return ssh.apply(lambda prefix: {name: f"{prefix} {shlex.quote(line)}" for name, line in lines.items()})
 

@@ -201,6 +201,11 @@ def backups(verb: str, *, app_dir: str, project: str, service: str, name: str | 
     return shlex.join(["bash", backup_script(app_dir), verb, app_dir, project, service, *([name] if name else [])])
 
 
+def backup_unit(project: str, service: str) -> str:
+    """The systemd service that backs up one database (install-backups.sh names it the same way)."""
+    return f"dropship-backup-{project}-{service}.service"
+
+
 def backup_env_directory(app_dir: str) -> str:
     """Where the backup service's environment file (`.env`, mode 600, the deploy user's) is."""
     return f"{app_dir}/.dropship/backup"

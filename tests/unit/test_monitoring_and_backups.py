@@ -192,6 +192,7 @@ def test_the_outputs_say_how_to_see_the_last_backup_and_restore_it() -> None:
     run = run_program("staging", {**stack_config("staging"), "dropship:backups.databases": '["db"]'}, STAGING_SECRETS)
     lines = run.outputs["commands"]
     assert lines["backups db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh list /srv/shop shop db'"
+    assert lines["last backup db"] == "ssh deploy@203.0.113.50 'journalctl --unit dropship-backup-shop-db.service --lines 20 --no-pager'"
     assert lines["restore db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh restore /srv/shop shop db latest'"
 
 
