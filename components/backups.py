@@ -90,7 +90,7 @@ class Backups(pulumi.ComponentResource):
 
     def _timers(self, name: str, args: BackupsArgs, depends_on: list[pulumi.Resource]) -> remote.Command:
         target = args.target
-        sudo = target.admin_user != "root"
+        sudo = target.admin_needs_sudo
         machine = pulumi.Output.from_input(target.host_id)
         install = machine.apply(
             lambda m: commands.install_backups(args.app_dir, args.project, args.user, args.schedule, m, args.databases, sudo=sudo)

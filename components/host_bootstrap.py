@@ -53,7 +53,7 @@ class HostBootstrap(pulumi.ComponentResource):
         super().__init__("dropship:index:HostBootstrap", name, None, opts)
         admin = args.target.admin()
         admin_user = args.target.admin_user
-        sudo = admin_user != "root"
+        sudo = args.target.admin_needs_sudo
 
         def step(
             step_name: str, script: commands.Script, connection: remote.ConnectionArgs, after: list[pulumi.Resource]

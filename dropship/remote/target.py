@@ -29,6 +29,11 @@ class SshTarget:
     def options(self, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=parent, depends_on=depends_on or [], deleted_with=self.host)
 
+    @property
+    def admin_needs_sudo(self) -> bool:
+        """Admin steps become root with `sudo -n` unless the admin user is root."""
+        return self.admin_user != "root"
+
     def admin(self) -> remote.ConnectionArgs:
         return self._connection(self.admin_user, self.admin_private_key)
 
