@@ -20,15 +20,4 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=dev/lib/go-tool.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 
-main() {
-  (($#)) || die "usage: dev/rclone.sh path | <rclone args>"
-  local bin
-  bin=$(go_tool_bin rclone "$RCLONE_PACKAGE" "$RCLONE_VERSION")
-  if [[ $1 == path ]]; then
-    printf '%s\n' "$bin"
-  else
-    exec "$bin" "$@"
-  fi
-}
-
-main "$@"
+go_tool_main rclone "$RCLONE_PACKAGE" "$RCLONE_VERSION" "$@"

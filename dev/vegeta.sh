@@ -19,15 +19,4 @@ die() { log "error: $*"; exit 1; }
 # shellcheck source=dev/lib/go-tool.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/go-tool.sh"
 
-main() {
-  (($#)) || die "usage: dev/vegeta.sh path | <vegeta args>"
-  local bin
-  bin=$(go_tool_bin vegeta "$VEGETA_PACKAGE" "$VEGETA_VERSION")
-  if [[ $1 == path ]]; then
-    printf '%s\n' "$bin"
-  else
-    exec "$bin" "$@"
-  fi
-}
-
-main "$@"
+go_tool_main vegeta "$VEGETA_PACKAGE" "$VEGETA_VERSION" "$@"

@@ -19,6 +19,11 @@ def sh(*args: str, env: dict[str, str] | None = None, check: bool = True, timeou
     return result
 
 
+def go_tool(name: str, timeout: float = 3600) -> str:
+    """The path of a tool dev/<name>.sh builds from Go modules (once; the first build can take minutes)."""
+    return sh("bash", str(DEV / f"{name}.sh"), "path", timeout=timeout).stdout.strip().splitlines()[-1]
+
+
 TOOLCHAIN = ROOT / "offline" / "toolchain.sh"
 """Prints the engine's bin directory (building the offline engine once when there is no official one)."""
 

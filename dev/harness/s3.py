@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from dev.harness.engine import DEV, sh
+from dev.harness.engine import go_tool
 
 
 class S3Server:
@@ -22,6 +22,7 @@ class S3Server:
         self.access_key_id = "dropship-e2e"
         self.secret_access_key = secrets.token_hex(16)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._rclone = ""
 
     @property
     def endpoint(self) -> str:
@@ -29,16 +30,15 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> S3Server:
-        rclone = sh("bash", str(DEV / "rclone.sh"), "path", timeout=3600).stdout.strip().splitlines()[-1]
+        self._rclone = go_tool("rclone")
         self.root.mkdir(parents=True, exist_ok=True)
-        self.start(rclone)
+        self.start()
         return self
 
-    def start(self, rclone: str | None = None) -> None:
-        binary = rclone or sh("bash", str(DEV / "rclone.sh"), "path").stdout.strip().splitlines()[-1]
+    def start(self) -> None:
         self._proc = subprocess.Popen(
             [
-                binary,
+                self._rclone,
                 "serve",
                 "s3",
                 "--addr",

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-from dev.harness.engine import DEV, sh
+from dev.harness.engine import go_tool, sh
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Vegeta:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Vegeta:
-        self._bin = sh("bash", str(DEV / "vegeta.sh"), "path", timeout=1800).stdout.strip().splitlines()[-1]
+        self._bin = go_tool("vegeta", timeout=1800)
         self._dir = Path(tempfile.mkdtemp(prefix="dropship-vegeta-"))
         (self._dir / "targets").write_text("".join(f"GET {url}\n\n" for url in self.urls))
         with (self._dir / "stderr").open("wb") as stderr:

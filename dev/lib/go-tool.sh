@@ -21,3 +21,15 @@ go_tool_bin() { # NAME PACKAGE VERSION: prints the binary's path, building it if
   fi
   printf '%s\n' "$bin"
 }
+
+go_tool_main() { # NAME PACKAGE VERSION ARGS...: `path` prints the binary's path (building it); other ARGS run it
+  local name=$1 package=$2 version=$3 bin
+  shift 3
+  (($#)) || die "usage: dev/$name.sh path | <$name args>"
+  bin=$(go_tool_bin "$name" "$package" "$version")
+  if [[ $1 == path ]]; then
+    printf '%s\n' "$bin"
+  else
+    exec "$bin" "$@"
+  fi
+}

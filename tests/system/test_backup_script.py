@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness.engine import DEV, sh
+from dev.harness.engine import go_tool
 from dev.harness.receiver import PostReceiver
 from dropship.remote import commands
 from tests.unit.program import ROOT
@@ -49,7 +49,7 @@ class Box:
 
 @pytest.fixture(scope="module")
 def rclone() -> str:
-    return sh("bash", str(DEV / "rclone.sh"), "path", timeout=3600).stdout.strip().splitlines()[-1]
+    return go_tool("rclone")
 
 
 @pytest.fixture
