@@ -1,4 +1,5 @@
-"""The DigitalOcean cloud firewall: SSH from known ranges, web from everywhere, all outbound."""
+"""The DigitalOcean cloud firewall: SSH from known ranges, web from everywhere (a Swarm's: from its load
+balancer only, and Swarm's ports between its own droplets), all outbound."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import pulumi
 import pulumi_digitalocean as digitalocean
 
 ANYWHERE = ["0.0.0.0/0", "::/0"]
+SWARM_PORTS = (("tcp", "2377"), ("tcp", "7946"), ("udp", "7946"), ("udp", "4789"))
+"""Swarm's cluster management, node gossip and overlay network (VXLAN)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwarmPeers:
+    droplet_tag: str
+    """The stack's own tag, on each of its droplets: the firewall covers them and lets them talk Swarm."""
+    load_balancer_id: pulumi.Input[str]
+    """The only source of HTTP(S)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,19 +29,34 @@ class FirewallArgs:
     ssh_source_ranges: tuple[str, ...]
     web_source_ranges: pulumi.Input[list[str]]
     """Everywhere, or only Cloudflare's ranges when the DNS records are proxied."""
+    swarm: SwarmPeers | None = None
+    """A Swarm of droplets: the firewall is the tag's, web comes from the load balancer only."""
 
 
 class Firewall(pulumi.ComponentResource):
     def __init__(self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:Firewall", name, None, opts)
-        web = [
-            digitalocean.FirewallInboundRuleArgs(protocol="tcp", port_range=port, source_addresses=args.web_source_ranges)
-            for port in ("80", "443")
-        ]
+        swarm = args.swarm
+        if swarm is None:
+            web = [
+                digitalocean.FirewallInboundRuleArgs(protocol="tcp", port_range=port, source_addresses=args.web_source_ranges)
+                for port in ("80", "443")
+            ]
+        else:
+            web = [
+                digitalocean.FirewallInboundRuleArgs(protocol="tcp", port_range=port, source_load_balancer_uids=[swarm.load_balancer_id])
+                for port in ("80", "443")
+            ]
+            web += [
+                digitalocean.FirewallInboundRuleArgs(protocol=protocol, port_range=port, source_tags=[swarm.droplet_tag])
+                for protocol, port in SWARM_PORTS
+            ]
         self.firewall = digitalocean.Firewall(
             f"{name}-firewall",
             name=args.resource_name,
-            droplet_ids=[pulumi.Output.from_input(args.droplet_id).apply(int)],
+            # A Swarm's by its tag, so that a droplet added later is covered from its first boot.
+            droplet_ids=[pulumi.Output.from_input(args.droplet_id).apply(int)] if swarm is None else None,
+            tags=[swarm.droplet_tag] if swarm is not None else None,
             inbound_rules=[
                 digitalocean.FirewallInboundRuleArgs(
                     protocol="tcp", port_range=str(args.ssh_port), source_addresses=list(args.ssh_source_ranges)

@@ -1,4 +1,5 @@
-"""The droplet, the SSH keys it is born with, and optionally a reserved IP and a data volume."""
+"""The droplet (a Swarm's first, and its other droplets), the SSH keys they are born with, and optionally a
+reserved IP and a data volume (the first droplet's)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,31 @@ class ServerArgs:
     volume_name: str
     tags: tuple[str, ...]
     protect: bool
+    count: int = 1
+    """Droplets: the first one keeps its resources as a single droplet has them, so that a stack grows in place."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One droplet of the stack."""
+
+    name: str
+    droplet: digitalocean.Droplet
+    host_key: pulumi.Output[str]
+    """Its public SSH host key, pinned by every connection to it."""
+
+    @property
+    def id(self) -> pulumi.Output[str]:
+        return self.droplet.id
+
+    @property
+    def ipv4(self) -> pulumi.Output[str]:
+        return self.droplet.ipv4_address
+
+    @property
+    def private_ipv4(self) -> pulumi.Output[str]:
+        """Its address in the region's VPC, where the Swarm's nodes talk."""
+        return self.droplet.ipv4_address_private
 
 
 class Server(pulumi.ComponentResource):
@@ -42,6 +68,8 @@ class Server(pulumi.ComponentResource):
     droplet: digitalocean.Droplet
     volume_attachment: digitalocean.VolumeAttachment | None
     """Done once the data volume is attached; none without a volume."""
+    nodes: list[Node]
+    """Every droplet, the first one first."""
 
     def __init__(self, name: str, args: ServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:Server", name, None, opts)
@@ -56,20 +84,30 @@ class Server(pulumi.ComponentResource):
         comment = f"dropship {args.resource_name}"
         admin_public_key = pulumi.Output.unsecret(self.admin_private_key.apply(lambda k: keys.public_key(k, comment)))
         key = digitalocean.SshKey(f"{name}-key", name=args.resource_name, public_key=admin_public_key, opts=child)
-        self.droplet = digitalocean.Droplet(
-            f"{name}-droplet",
-            name=args.resource_name,
-            region=args.region,
-            size=args.size,
-            image=args.image,
-            backups=args.backups,
-            monitoring=args.monitoring,
-            ipv6=args.ipv6,
-            ssh_keys=[key.fingerprint],
-            user_data=host_private_key.apply(cloud_config),  # secret, as the key it holds
-            tags=list(args.tags),
-            opts=protected,
-        )
+
+        def droplet(resource: str, droplet_name: str, host_private_key: pulumi.Output[str]) -> digitalocean.Droplet:
+            return digitalocean.Droplet(
+                resource,
+                name=droplet_name,
+                region=args.region,
+                size=args.size,
+                image=args.image,
+                backups=args.backups,
+                monitoring=args.monitoring,
+                ipv6=args.ipv6,
+                ssh_keys=[key.fingerprint],
+                user_data=host_private_key.apply(cloud_config),  # secret, as the key it holds
+                tags=list(args.tags),
+                opts=protected,
+            )
+
+        self.droplet = droplet(f"{name}-droplet", args.resource_name, host_private_key)
+        self.nodes = [Node(args.resource_name, self.droplet, self.host_key)]
+        for number in range(2, args.count + 1):
+            node_key = keys.kept_private_key(f"{name}-node-{number}-host-key", child)
+            node_name = f"{args.resource_name}-{number}"
+            node = droplet(f"{name}-node-{number}", node_name, node_key)
+            self.nodes.append(Node(node_name, node, pulumi.Output.unsecret(node_key.apply(keys.public_key))))
         self.id = self.droplet.id
         self.ipv4 = self.droplet.ipv4_address
         if args.reserved_ip:

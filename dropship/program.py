@@ -164,7 +164,8 @@ def build(settings: Settings, *, project_dir: Path) -> None:
 def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, private_key: pulumi.Output[str]) -> _Host:
     from components.backup_bucket import BackupBucket, BackupBucketArgs
     from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
-    from components.firewall import Firewall, FirewallArgs
+    from components.firewall import Firewall, FirewallArgs, SwarmPeers
+    from components.load_balancer import LoadBalancer, LoadBalancerArgs
     from components.server import Server, ServerArgs
 
     server = Server(
@@ -182,8 +183,21 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             volume_name=settings.volume_name,
             tags=settings.tags,
             protect=settings.protect,
+            count=droplet.count,
         ),
     )
+    # A Swarm (droplet.count above 1) is reached through its load balancer; DNS points there.
+    load_balancer = None
+    if droplet.count > 1:
+        load_balancer = LoadBalancer(
+            "lb",
+            LoadBalancerArgs(
+                resource_name=settings.resource_name,
+                region=droplet.region,
+                droplet_tag=settings.stack_tag,
+                source_ranges=web_source_ranges(proxied=True) if dns.proxied else None,
+            ),
+        )
     Firewall(
         "firewall",
         FirewallArgs(
@@ -192,6 +206,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             ssh_port=SSH_PORT,
             ssh_source_ranges=settings.ssh.source_ranges,
             web_source_ranges=web_source_ranges(proxied=dns.proxied),
+            swarm=None if load_balancer is None else SwarmPeers(droplet_tag=settings.stack_tag, load_balancer_id=load_balancer.id),
         ),
     )
     zone = zone_id(zone_name=dns.zone, zone_id=dns.zone_id)
@@ -200,16 +215,20 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
         DnsArgs(
             zone_id=zone,
             hostnames=dns.hostnames,
-            ipv4=server.ipv4,
-            ipv6=server.ipv6,
+            ipv4=server.ipv4 if load_balancer is None else load_balancer.ip,
+            ipv6=server.ipv6 if load_balancer is None else None,
             ttl=dns.ttl,
             proxied=dns.proxied,
             comment=f"managed by dropship, stack {settings.project}/{settings.stack}",
         ),
     )
-    pulumi.export("ipv4", server.ipv4)
-    if server.ipv6 is not None:
-        pulumi.export("ipv6", server.ipv6)
+    if load_balancer is None:
+        pulumi.export("ipv4", server.ipv4)
+        if server.ipv6 is not None:
+            pulumi.export("ipv6", server.ipv6)
+    else:
+        pulumi.export("ipv4", load_balancer.ip)
+        pulumi.export("nodes", [{"name": node.name, "ipv4": node.ipv4} for node in server.nodes])
     backup_bucket = None
     if settings.backups.databases and settings.backups.bucket is None:
         backup_bucket = BackupBucket(

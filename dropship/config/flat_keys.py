@@ -34,6 +34,7 @@ from dropship.config.sections import (
     DeploySettings,
     DockerSettings,
     DropletServer,
+    DropletSettings,
     ExistingServer,
     RegistrySettings,
     Section,
@@ -245,7 +246,9 @@ def _server(
 
 def _derive_preview(stack: str, server: DropletServer) -> DropletServer:
     """A pr-<n> stack copies staging's config; everything that must differ derives from its name."""
-    droplet = server.droplet.model_copy(update={"size": SMALLEST_SIZE, "backups": False, "reserved_ip": False, "volume_size_gb": None})
+    droplet = server.droplet.model_copy(
+        update={"size": SMALLEST_SIZE, "backups": False, "reserved_ip": False, "volume_size_gb": None, "count": 1, "managers": None}
+    )
     hostnames = tuple(h if h.startswith(f"{stack}.") else f"{stack}.{h}" for h in server.dns.hostnames)
     return server.model_copy(update={"droplet": droplet, "dns": server.dns.model_copy(update={"hostnames": hostnames})})
 
@@ -254,7 +257,8 @@ def _check_server(
     environment: Environment, server: DropletServer | ExistingServer | None, ssh: SshSettings | None, problems: list[Problem]
 ) -> None:
     match server:
-        case DropletServer(dns=dns):
+        case DropletServer(dns=dns, droplet=droplet):
+            _check_swarm(droplet, problems)
             if not dns.zone and not dns.zone_id:
                 problems.append(Problem("dns.zone", "required: the Cloudflare zone name (or set dns.zoneId)"))
             if not dns.hostnames:
@@ -274,6 +278,22 @@ def _check_server(
                     problems.append(Problem("ssh.hostKey", message))
         case ExistingServer() | None:
             pass
+
+
+def _check_swarm(droplet: DropletSettings, problems: list[Problem]) -> None:
+    if droplet.managers is not None and droplet.managers not in (1, 3):
+        problems.append(Problem("droplet.managers", f"expected 1 or 3 (a Swarm needs a majority of its managers); got {droplet.managers}"))
+    elif droplet.manager_count > droplet.count:
+        problems.append(
+            Problem(
+                "droplet.managers",
+                f"{droplet.manager_count} managers need droplet.count {droplet.manager_count} or more; it is {droplet.count}",
+            )
+        )
+    if droplet.count > 1 and droplet.reserved_ip:
+        problems.append(
+            Problem("droplet.reservedIp", "a Swarm's address is its load balancer's (droplet.count is above 1); remove droplet.reservedIp")
+        )
 
 
 def _check_alerts(

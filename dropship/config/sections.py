@@ -70,6 +70,19 @@ class DropletSettings(Section):
     """Where the volume is mounted on the droplet (before Docker starts, so that Docker's named volumes live on it)."""
     tags: tuple[DropletTag, ...] = ()
     """Extra droplet tags, beside `dropship` and `dropship-<stack>`."""
+    count: Annotated[int, Field(ge=1, le=9)] = 1
+    """Droplets of the stack. Above 1 they form a Docker Swarm behind a DigitalOcean load balancer
+    (docs/swarm.md); a preview always has 1."""
+    managers: Annotated[int, Field(ge=1, le=3)] | None = None
+    """Swarm managers among the droplets: 1 or 3, the rest are workers. Default: 1 below 5 droplets, 3 from 5."""
+    remove_nodes: bool = False
+    """Let an `up` with a smaller `droplet.count` destroy the extra droplets (their containers move to the others)."""
+
+    @property
+    def manager_count(self) -> int:
+        if self.managers is not None:
+            return self.managers
+        return 3 if self.count >= 5 else 1
 
 
 class DnsSettings(Section):

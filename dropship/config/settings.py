@@ -131,9 +131,22 @@ class Settings:
         return f"{self.resource_name}-data"
 
     @property
+    def stack_tag(self) -> str:
+        """The droplet tag of this stack alone: a Swarm's firewall and load balancer find its droplets by it."""
+        return f"{NAMESPACE}-{self.stack}"
+
+    @property
+    def droplet_count(self) -> int:
+        match self.server:
+            case DropletServer(droplet=droplet):
+                return droplet.count
+            case ExistingServer():
+                return 1
+
+    @property
     def tags(self) -> tuple[str, ...]:
         """Droplet tags: dropship's own first, then `droplet.tags`."""
-        base = (NAMESPACE, f"{NAMESPACE}-{self.stack}")
+        base = (NAMESPACE, self.stack_tag)
         match self.server:
             case DropletServer(droplet=droplet):
                 return base + tuple(t for t in droplet.tags if t not in base)

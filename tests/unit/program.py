@@ -22,6 +22,7 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 ZONE_ID = "0123456789abcdef0123456789abcdef"
 DROPLET_IPV4 = "203.0.113.50"
 DROPLET_IPV6 = "2001:db8::50"
+LOAD_BALANCER_IPV4 = "203.0.113.80"
 RESERVED_IPV4 = "198.51.100.77"
 CLOUDFLARE_IPV4 = ["173.245.48.0/20", "103.21.244.0/22"]
 CLOUDFLARE_IPV6 = ["2400:cb00::/32"]
@@ -83,8 +84,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == "digitalocean:index/droplet:Droplet":
-            state.update(ipv4Address=DROPLET_IPV4, ipv6Address=DROPLET_IPV6, urn=f"do:droplet:{args.name}")
-            return "424242", state
+            # A Swarm's other droplets (server-node-<n>) get addresses and ids of their own.
+            number = int(args.name.rsplit("-", 1)[1]) if args.name.startswith("server-node-") else 1
+            state.update(
+                ipv4Address=DROPLET_IPV4 if number == 1 else f"203.0.113.{10 + number}",
+                ipv4AddressPrivate=f"10.114.0.{number + 1}",
+                ipv6Address=DROPLET_IPV6,
+                urn=f"do:droplet:{args.name}",
+            )
+            return str(424241 + number), state
+        if args.typ == "digitalocean:index/loadBalancer:LoadBalancer":
+            state["ip"] = LOAD_BALANCER_IPV4
         if args.typ == "digitalocean:index/sshKey:SshKey":
             state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
         if args.typ == "digitalocean:index/reservedIp:ReservedIp":
