@@ -1,0 +1,71 @@
+"""A private network between test hosts, as the droplets of one region share a VPC: a bridge inside a network
+namespace of its own, and a veth pair per host whose ends are made directly in the host's namespace and in
+the bridge's. Nothing of it appears in this machine's own namespace."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+NETNS_DIR = Path("/run/netns")
+BRIDGE = "br0"
+LINK = "eth1"
+"""The host's end: its second interface, as a droplet's VPC interface."""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class PrivateNetwork:
+    """`with PrivateNetwork("dropship-e2e-swarm-lan", "10.114.0.0/24") as lan: lan.attach("<host netns>")`
+    gives each attached namespace the next address of `subnet` on its `eth1`."""
+
+    def __init__(self, name: str, subnet: str) -> None:
+        self.name = name
+        self.network = ipaddress.ip_network(subnet)
+        self._hosts = self.network.hosts()
+        self.addresses: dict[str, str] = {}
+        """netns name -> its address on the network."""
+
+    def create(self) -> None:
+        self.remove()
+        _ip("netns", "add", self.name)
+        _ip("-n", self.name, "link", "set", "lo", "up")
+        _ip("-n", self.name, "link", "add", BRIDGE, "type", "bridge")
+        _ip("-n", self.name, "link", "set", BRIDGE, "up")
+
+    def attach(self, netns: str) -> str:
+        """Connects the namespace `netns` (a name under /run/netns) and returns its address."""
+        address = str(next(self._hosts))
+        peer = f"v-{len(self.addresses)}"
+        # Both ends are created where they live: neither is ever in this machine's namespace.
+        _ip("link", "add", LINK, "netns", netns, "type", "veth", "peer", "name", peer, "netns", self.name)
+        _ip("-n", self.name, "link", "set", peer, "master", BRIDGE, "up")
+        _ip("-n", netns, "addr", "add", f"{address}/{self.network.prefixlen}", "dev", LINK)
+        _ip("-n", netns, "link", "set", LINK, "up")
+        self.addresses[netns] = address
+        return address
+
+    def detach(self, netns: str) -> None:
+        """Cuts the namespace off the network (a host that fails): its link goes down, its address stays."""
+        _ip("-n", netns, "link", "set", LINK, "down")
+
+    def remove(self) -> None:
+        """Removes the hosts' links (the kernel deletes a namespace's interfaces lazily), then the bridge's namespace."""
+        for netns in self.addresses:
+            if (NETNS_DIR / netns).exists():
+                subprocess.run(["ip", "-n", netns, "link", "delete", LINK], capture_output=True)
+        if (NETNS_DIR / self.name).exists():
+            _ip("netns", "delete", self.name)
+        self.addresses.clear()
+        self._hosts = self.network.hosts()
+
+    def __enter__(self) -> PrivateNetwork:
+        self.create()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.remove()

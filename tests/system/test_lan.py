@@ -1,0 +1,78 @@
+"""dev/harness/lan.py with two namespaces of the test's own: they reach each other over the bridge, and this
+machine's namespace gains no interface and no address."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from dev.harness.lan import PrivateNetwork
+
+pytestmark = pytest.mark.system  # root: network namespaces
+
+NAMESPACES = ("dropship-lan-test-a", "dropship-lan-test-b")
+
+
+def machine_links() -> str:
+    return subprocess.run(["ip", "-o", "addr", "show"], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def namespaces() -> Iterator[tuple[str, ...]]:
+    for name in NAMESPACES:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+    yield NAMESPACES
+    for name in NAMESPACES:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+LISTEN = """
+import socket, sys
+server = socket.create_server((sys.argv[1], 7000))
+server.settimeout(5)
+connection, _ = server.accept()
+connection.sendall(b"hello")
+"""
+CONNECT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 7000), timeout=2) as connection:
+    print(connection.recv(5).decode())
+"""
+
+
+def reaches(source: str, target: str, address: str) -> bool:
+    """A TCP connection from namespace `source` to a listener at `address` in namespace `target`."""
+    listener = subprocess.Popen(["ip", "netns", "exec", target, sys.executable, "-c", LISTEN, address])
+    try:
+        for _ in range(20):
+            client = subprocess.run(["ip", "netns", "exec", source, sys.executable, "-c", CONNECT, address], capture_output=True, text=True)
+            if client.stdout.strip() == "hello":
+                return True
+            if "timed out" in client.stderr or "unreachable" in client.stderr:
+                return False
+            time.sleep(0.1)
+        return False
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+def test_attached_namespaces_reach_each_other_and_the_machine_gains_no_address(namespaces: tuple[str, ...]) -> None:
+    before = machine_links()
+    with PrivateNetwork("dropship-lan-test", "10.114.0.0/24") as lan:
+        a, b = (lan.attach(name) for name in namespaces)
+        assert (a, b) == ("10.114.0.1", "10.114.0.2")
+        assert machine_links() == before
+        assert reaches(namespaces[0], namespaces[1], b)
+        assert reaches(namespaces[1], namespaces[0], a)
+        lan.detach(namespaces[1])
+        assert not reaches(namespaces[0], namespaces[1], b)
+    assert machine_links() == before
+    links = subprocess.run(["ip", "-n", namespaces[0], "-o", "link"], check=True, capture_output=True, text=True).stdout
+    assert "eth1" not in links  # the pair went with the network's namespace
