@@ -19,6 +19,30 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
 
 
+def create_netns(name: str) -> None:
+    """A named network namespace, made as dev/testhost.sh makes a host's: a bind mount of a process's namespace
+    on a file in /run/netns. Not `ip netns add`, which bind-mounts /run/netns over itself on first use and so
+    hides the namespaces of test hosts already running (their `stop` can no longer unmount them)."""
+    NETNS_DIR.mkdir(parents=True, exist_ok=True)
+    path = NETNS_DIR / name
+    path.touch()
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    try:
+        subprocess.run(["mount", "--bind", f"/proc/{holder.pid}/ns/net", str(path)], check=True, capture_output=True, text=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    _ip("-n", name, "link", "set", "lo", "up")
+
+
+def delete_netns(name: str) -> None:
+    path = NETNS_DIR / name
+    if not path.exists():
+        return
+    subprocess.run(["umount", str(path)], capture_output=True)
+    path.unlink()
+
+
 class PrivateNetwork:
     """`with PrivateNetwork("dropship-e2e-swarm-lan", "10.114.0.0/24") as lan: lan.attach("<host netns>")`
     gives each attached namespace the next address of `subnet` on its `eth1`."""
@@ -32,8 +56,7 @@ class PrivateNetwork:
 
     def create(self) -> None:
         self.remove()
-        _ip("netns", "add", self.name)
-        _ip("-n", self.name, "link", "set", "lo", "up")
+        create_netns(self.name)
         _ip("-n", self.name, "link", "add", BRIDGE, "type", "bridge")
         _ip("-n", self.name, "link", "set", BRIDGE, "up")
 
@@ -58,8 +81,7 @@ class PrivateNetwork:
         for netns in self.addresses:
             if (NETNS_DIR / netns).exists():
                 subprocess.run(["ip", "-n", netns, "link", "delete", LINK], capture_output=True)
-        if (NETNS_DIR / self.name).exists():
-            _ip("netns", "delete", self.name)
+        delete_netns(self.name)
         self.addresses.clear()
         self._hosts = self.network.hosts()
 

@@ -7,10 +7,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from dev.harness.lan import PrivateNetwork
+from dev.harness.lan import PrivateNetwork, create_netns, delete_netns
 
 pytestmark = pytest.mark.system  # root: network namespaces
 
@@ -24,12 +25,11 @@ def machine_links() -> str:
 @pytest.fixture
 def namespaces() -> Iterator[tuple[str, ...]]:
     for name in NAMESPACES:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        delete_netns(name)
+        create_netns(name)
     yield NAMESPACES
     for name in NAMESPACES:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
+        delete_netns(name)
 
 
 LISTEN = """
@@ -63,8 +63,13 @@ def reaches(source: str, target: str, address: str) -> bool:
         listener.wait()
 
 
+def run_netns_mounts() -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if " /run/netns " in line]
+
+
 def test_attached_namespaces_reach_each_other_and_the_machine_gains_no_address(namespaces: tuple[str, ...]) -> None:
     before = machine_links()
+    mounts = run_netns_mounts()
     with PrivateNetwork("dropship-lan-test", "10.114.0.0/24") as lan:
         a, b = (lan.attach(name) for name in namespaces)
         assert (a, b) == ("10.114.0.1", "10.114.0.2")
@@ -74,5 +79,6 @@ def test_attached_namespaces_reach_each_other_and_the_machine_gains_no_address(n
         lan.detach(namespaces[1])
         assert not reaches(namespaces[0], namespaces[1], b)
     assert machine_links() == before
+    assert run_netns_mounts() == mounts  # /run/netns itself is not mounted over (as `ip netns add` does)
     links = subprocess.run(["ip", "-n", namespaces[0], "-o", "link"], check=True, capture_output=True, text=True).stdout
     assert "eth1" not in links  # the pair went with the network's namespace
