@@ -61,6 +61,8 @@ class AppArgs:
     after: tuple[pulumi.Resource, ...] = ()
     host_gone: bool = False
     """existingHost.gone: register only the directory, kept out of any SSH (see below)."""
+    replicas: int | None = None
+    """A Swarm's: `docker stack deploy` with this many replicas of each rolling service; none: compose on one host."""
 
 
 class App(pulumi.ComponentResource):
@@ -148,6 +150,7 @@ class App(pulumi.ComponentResource):
                 registry=registry.server if registry is not None else None,
                 registry_user=registry.username if registry is not None else None,
                 files_digest=commands.files_digest(contents),
+                swarm_replicas=args.replicas,
             ),
             stdin=pulumi.Output.secret(registry.password) if registry is not None else None,
             triggers=[args.target.host_id, args.env_content],

@@ -18,6 +18,8 @@ class DnsArgs:
     ttl: int
     proxied: bool
     comment: str
+    after: tuple[pulumi.Resource, ...] = ()
+    """Steps the records wait for (the Swarm size check)."""
 
 
 class Dns(pulumi.ComponentResource):
@@ -26,7 +28,7 @@ class Dns(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("dropship:index:Dns", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(args.after))
         families: list[tuple[str, pulumi.Input[str]]] = [("A", args.ipv4)]
         if args.ipv6 is not None:
             families.append(("AAAA", args.ipv6))

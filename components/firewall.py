@@ -31,6 +31,8 @@ class FirewallArgs:
     """Everywhere, or only Cloudflare's ranges when the DNS records are proxied."""
     swarm: SwarmPeers | None = None
     """A Swarm of droplets: the firewall is the tag's, web comes from the load balancer only."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """Steps the firewall waits for (the Swarm size check)."""
 
 
 class Firewall(pulumi.ComponentResource):
@@ -70,7 +72,7 @@ class Firewall(pulumi.ComponentResource):
                 digitalocean.FirewallOutboundRuleArgs(protocol="udp", port_range="1-65535", destination_addresses=ANYWHERE),
                 digitalocean.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=ANYWHERE),
             ],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
         )
         self.id = self.firewall.id
         self.register_outputs({"id": self.id})

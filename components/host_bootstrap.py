@@ -41,6 +41,8 @@ class HostBootstrapArgs:
     app_dir: str
     volume: DataVolume | None = None
     """Mounted before Docker is installed, so that Docker's named volumes live on it."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """Steps the first step waits for (the Swarm size check)."""
 
 
 class HostBootstrap(pulumi.ComponentResource):
@@ -68,7 +70,7 @@ class HostBootstrap(pulumi.ComponentResource):
                 opts=args.target.options(self, after),
             )
 
-        before_docker = step("wait", commands.wait_for_host(sudo=sudo), admin, [])
+        before_docker = step("wait", commands.wait_for_host(sudo=sudo), admin, list(args.after))
         if (volume := args.volume) is not None:
             attached = [volume.attached] if volume.attached is not None else []
             mount = commands.mount_volume(volume.device, volume.mount_path, sudo=sudo)

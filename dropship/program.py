@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pulumi
+from pulumi_command import remote
 
 from components.app import App, AppArgs, Registry
 from components.backups import Backups, BackupsArgs, BackupStorage
 from components.env_file import EnvFile, EnvFileArgs
 from components.host_bootstrap import DataVolume, HostBootstrap, HostBootstrapArgs
+from components.swarm import Swarm, SwarmArgs, SwarmMember
 from dropship.config import DropletServer, ExistingServer, Settings
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
 from dropship.remote import commands
@@ -34,8 +36,23 @@ DROPLET_ADMIN = "root"
 
 
 @dataclass(frozen=True)
+class _Node:
+    """A Swarm's server after the first."""
+
+    name: str
+    target: SshTarget
+    private_address: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
 class _Host:
     target: SshTarget
+    private_address: pulumi.Input[str] | None = None
+    """The first server's address among a Swarm's servers."""
+    nodes: tuple[_Node, ...] = ()
+    """A Swarm's other servers."""
+    size_check: pulumi.Resource | None = None
+    """The step every other waits for: it refuses a Swarm's shrinking unless the settings allow it."""
     volume_attached: pulumi.Resource | None = None
     zone_id: pulumi.Output[str] | None = None
     """The Cloudflare zone, in droplet mode."""
@@ -59,24 +76,34 @@ def build(settings: Settings, *, project_dir: Path) -> None:
     if settings.host_gone:
         pulumi.log.warn("existingHost.gone is set: nothing runs on the host; `pulumi destroy` forgets what was deployed there")
     else:
-        bootstrap = HostBootstrap(
+        bootstrap = _bootstrap(
+            settings,
             "host",
-            HostBootstrapArgs(
-                target=host.target,
-                deploy_user=settings.deploy.user,
-                deploy_sudo=settings.deploy.sudo,
-                docker_install=settings.docker.install,
-                log_max_size=settings.docker.log_max_size,
-                log_max_file=settings.docker.log_max_file,
-                reboot_time=settings.upgrades.reboot_time,
-                public_key=settings.ssh.public_key,
-                app_dir=settings.app_directory,
-                volume=None
-                if volume is None
-                else DataVolume(device=volume.device, mount_path=volume.mount_path, attached=host.volume_attached),
-            ),
+            host.target,
+            after=(host.size_check,) if host.size_check is not None else (),
+            volume=None
+            if volume is None
+            else DataVolume(device=volume.device, mount_path=volume.mount_path, attached=host.volume_attached),
         )
         after = (bootstrap.ready,)
+        if host.nodes:
+            assert host.private_address is not None and host.size_check is not None
+            members = [SwarmMember(name="host", target=host.target, private_address=host.private_address, ready=bootstrap.ready)]
+            for node in host.nodes:
+                node_ready = _bootstrap(settings, f"host-{node.name}", node.target, after=(host.size_check,)).ready
+                members.append(SwarmMember(name=node.name, target=node.target, private_address=node.private_address, ready=node_ready))
+            swarm = Swarm(
+                "swarm",
+                SwarmArgs(
+                    members=tuple(members),
+                    managers=settings.manager_count,
+                    user=settings.deploy.user,
+                    app_dir=settings.app_directory,
+                    remove_nodes=settings.remove_nodes,
+                    removal_setting=settings.removal_setting,
+                ),
+            )
+            after = (swarm.formed,)
         if settings.tls.mode == "cloudflare-origin" and host.zone_id is not None:
             from components.origin_certificate import OriginCertificate, OriginCertificateArgs
 
@@ -131,6 +158,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             env_file=env_file,
             after=after,
             host_gone=settings.host_gone,
+            replicas=settings.node_count if settings.swarm else None,
         ),
     ).release
 
@@ -161,12 +189,47 @@ def build(settings: Settings, *, project_dir: Path) -> None:
     pulumi.export("appDirectory", settings.app_directory)
 
 
+def _bootstrap(
+    settings: Settings, name: str, target: SshTarget, *, after: tuple[pulumi.Resource, ...], volume: DataVolume | None = None
+) -> HostBootstrap:
+    return HostBootstrap(
+        name,
+        HostBootstrapArgs(
+            target=target,
+            deploy_user=settings.deploy.user,
+            deploy_sudo=settings.deploy.sudo,
+            docker_install=settings.docker.install,
+            log_max_size=settings.docker.log_max_size,
+            log_max_file=settings.docker.log_max_file,
+            reboot_time=settings.upgrades.reboot_time,
+            public_key=settings.ssh.public_key,
+            app_dir=settings.app_directory,
+            volume=volume,
+            after=after,
+        ),
+    )
+
+
+def _size_check(settings: Settings, target: SshTarget) -> remote.Command:
+    """On the first server, before any other step: refuses fewer servers than its Swarm has, unless allowed."""
+    script = commands.check_swarm_size(settings.node_count, settings.remove_nodes, settings.removal_setting, sudo=target.admin_needs_sudo)
+    return remote.Command(
+        "swarm-size",
+        add_previous_output_in_env=False,
+        connection=target.admin(),
+        create=script.command,
+        stdin=script.stdin,
+        triggers=[target.host_id],
+        opts=pulumi.ResourceOptions(deleted_with=target.host),
+    )
+
+
 def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, private_key: pulumi.Output[str]) -> _Host:
     from components.backup_bucket import BackupBucket, BackupBucketArgs
     from components.dns import Dns, DnsArgs, web_source_ranges, zone_id
     from components.firewall import Firewall, FirewallArgs, SwarmPeers
     from components.load_balancer import LoadBalancer, LoadBalancerArgs
-    from components.server import Server, ServerArgs
+    from components.server import Node, Server, ServerArgs
 
     server = Server(
         "server",
@@ -186,6 +249,22 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             count=droplet.count,
         ),
     )
+
+    def droplet_target(node: Node, address: pulumi.Input[str] | None = None) -> SshTarget:
+        return SshTarget(
+            address=address if address is not None else node.ipv4,
+            port=SSH_PORT,
+            private_key=private_key,
+            admin_user=DROPLET_ADMIN,
+            admin_private_key=server.admin_private_key,
+            dial_error_limit=settings.ssh.dial_error_limit,
+            host_key=node.host_key,
+            host=node.droplet,
+            host_id=node.id,
+        )
+
+    target = droplet_target(server.nodes[0], server.ipv4)  # the reserved IP, if any
+    size_check = _size_check(settings, target)
     # A Swarm (droplet.count above 1) is reached through its load balancer; DNS points there.
     load_balancer = None
     if droplet.count > 1:
@@ -207,6 +286,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             ssh_source_ranges=settings.ssh.source_ranges,
             web_source_ranges=web_source_ranges(proxied=dns.proxied),
             swarm=None if load_balancer is None else SwarmPeers(droplet_tag=settings.stack_tag, load_balancer_id=load_balancer.id),
+            after=(size_check,),
         ),
     )
     zone = zone_id(zone_name=dns.zone, zone_id=dns.zone_id)
@@ -220,6 +300,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             ttl=dns.ttl,
             proxied=dns.proxied,
             comment=f"managed by dropship, stack {settings.project}/{settings.stack}",
+            after=(size_check,),
         ),
     )
     if load_balancer is None:
@@ -244,18 +325,20 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     if settings.alerts_on:
         pulumi.export("alertPolicies", _alerts(settings, droplet_id=server.id).policies)
     pulumi.export("hostKey", server.host_key)
-    target = SshTarget(
-        address=server.ipv4,
-        port=SSH_PORT,
-        private_key=private_key,
-        admin_user=DROPLET_ADMIN,
-        admin_private_key=server.admin_private_key,
-        dial_error_limit=settings.ssh.dial_error_limit,
-        host_key=server.host_key,
-        host=server.droplet,
-        host_id=server.id,
+    first, *others = server.nodes
+    nodes = tuple(
+        _Node(name=f"node-{number}", target=droplet_target(node), private_address=node.private_ipv4)
+        for number, node in enumerate(others, start=2)
     )
-    return _Host(target=target, volume_attached=server.volume_attachment, zone_id=zone, backup_bucket=backup_bucket)
+    return _Host(
+        target=target,
+        private_address=first.private_ipv4 if nodes else None,
+        nodes=nodes,
+        size_check=size_check,
+        volume_attached=server.volume_attachment,
+        zone_id=zone,
+        backup_bucket=backup_bucket,
+    )
 
 
 def _commands(settings: Settings, *, ssh: pulumi.Output[str]) -> pulumi.Output[dict[str, str]]:
@@ -330,4 +413,23 @@ def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key
         host_key=settings.ssh.host_key,
         host_id=existing.id,
     )
-    return _Host(target=target)
+    if settings.host_gone:
+        return _Host(target=target)
+    nodes = tuple(
+        _Node(
+            name=f"node-{number}",
+            target=SshTarget(
+                address=node.address,
+                port=node.port,
+                private_key=private_key,
+                admin_user=existing.user,
+                admin_private_key=admin_key,
+                dial_error_limit=settings.ssh.dial_error_limit,
+                host_key=node.host_key,
+                host_id=node.id,
+            ),
+            private_address=node.private_address,
+        )
+        for number, node in enumerate(existing.nodes, start=2)
+    )
+    return _Host(target=target, private_address=existing.private_address, nodes=nodes, size_check=_size_check(settings, target))

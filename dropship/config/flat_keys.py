@@ -35,6 +35,7 @@ from dropship.config.sections import (
     DockerSettings,
     DropletServer,
     DropletSettings,
+    ExistingHostSettings,
     ExistingServer,
     RegistrySettings,
     Section,
@@ -48,6 +49,8 @@ from dropship.config.types import ENV_NAME_PATTERN
 
 TOP_LEVEL_KEYS = frozenset({"environment", "protect"})
 SERVER_MODE_KEY = "server.mode"
+MAX_EXTRA_NODES = 8
+"""A Swarm has at most 9 servers, as `droplet.count`."""
 ENV_NAME = re.compile(ENV_NAME_PATTERN)
 
 _SERVER = TypeAdapter(Server)
@@ -276,7 +279,9 @@ def _check_server(
                 if ssh.host_key is not None:
                     message = "only applies to an existing host: dropship makes a droplet's host key and pins it; remove it"
                     problems.append(Problem("ssh.hostKey", message))
-        case ExistingServer() | None:
+        case ExistingServer(existing_host=host):
+            _check_existing_nodes(host, problems)
+        case None:
             pass
 
 
@@ -294,6 +299,29 @@ def _check_swarm(droplet: DropletSettings, problems: list[Problem]) -> None:
         problems.append(
             Problem("droplet.reservedIp", "a Swarm's address is its load balancer's (droplet.count is above 1); remove droplet.reservedIp")
         )
+
+
+def _check_existing_nodes(host: ExistingHostSettings, problems: list[Problem]) -> None:
+    if not host.nodes:
+        return
+    if host.private_address is None:
+        problems.append(
+            Problem("existingHost.privateAddress", "required with existingHost.nodes: this server's address on the network they share")
+        )
+    if len(host.nodes) > MAX_EXTRA_NODES:
+        problems.append(Problem("existingHost.nodes", f"at most {MAX_EXTRA_NODES} more servers (a Swarm of 9); got {len(host.nodes)}"))
+    if host.gone:
+        problems.append(Problem("existingHost.gone", "a gone host cannot lead a Swarm: remove existingHost.nodes first"))
+    seen = {(host.address, host.port): "existingHost.address"}
+    private = {host.private_address: "existingHost.privateAddress"}
+    for i, node in enumerate(host.nodes):
+        key = flat_key("existingHost", "nodes", i)
+        if (node.address, node.port) in seen:
+            problems.append(Problem(f"{key}.address", f"{node.address}:{node.port} is already {seen[(node.address, node.port)]}"))
+        seen[(node.address, node.port)] = f"{key}.address"
+        if node.private_address in private:
+            problems.append(Problem(f"{key}.privateAddress", f"{node.private_address} is already {private[node.private_address]}"))
+        private[node.private_address] = f"{key}.privateAddress"
 
 
 def _check_alerts(

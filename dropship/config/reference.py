@@ -11,6 +11,7 @@ import types
 from enum import Enum
 from typing import Any, Literal, Union, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from dropship.config.flat_keys import SERVER_MODE_KEY, TOP_LEVEL_KEYS
@@ -98,6 +99,8 @@ def _type(annotation: Any) -> str:
         return f"list of {_type(get_args(annotation)[0])}"
     if origin is not None and hasattr(annotation, "__metadata__"):
         return _type(get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "object"
     return {bool: "true/false", int: "number", str: "text"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 

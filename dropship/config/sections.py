@@ -26,7 +26,9 @@ from dropship.config.types import (
     HttpsUrl,
     HttpUrl,
     ImageTag,
+    IPv4,
     LogSize,
+    MachineId,
     Port,
     PrivateKey,
     ProjectFile,
@@ -98,6 +100,20 @@ class DnsSettings(Section):
     """Record TTL in seconds; 1 means automatic."""
 
 
+class SwarmNodeSettings(Section):
+    """One more server of an existing host's Swarm (an element of `existingHost.nodes`)."""
+
+    address: HostAddress
+    """Where dropship reaches it over SSH."""
+    port: Port = 22
+    private_address: IPv4
+    """Its address on the network the servers share: the Swarm's traffic goes there."""
+    id: MachineId = ""
+    """As `existingHost.id`, for this server."""
+    host_key: HostKey | None = None
+    """Its SSH host key, pinned as `ssh.hostKey` pins the first server's."""
+
+
 class ExistingHostSettings(Section):
     address: HostAddress
     """Host name or IP address of a server you already have."""
@@ -109,7 +125,7 @@ class ExistingHostSettings(Section):
     private_key: PrivateKey | None = None
     """That user's key, when it is not `ssh.privateKey` (the deploy key). Set it to the current key before
     rotating `ssh.*`: the bootstrap then installs the new deploy key as that user."""
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,128}$")] = ""
+    id: MachineId = ""
     """What identifies the machine at the address (its provider's instance id, say). Change it when the
     machine is replaced: every step runs again, as for a new droplet."""
     hostnames: tuple[Hostname, ...] = ()
@@ -119,6 +135,15 @@ class ExistingHostSettings(Section):
     none without one."""
     volume_mount_path: AbsolutePath = "/mnt/data"
     """Where `existingHost.volumeDevice` is mounted (before Docker starts, so that Docker's named volumes live on it)."""
+    private_address: IPv4 | None = None
+    """This server's address on the network it shares with `existingHost.nodes`: the Swarm's advertise
+    address. Required with `existingHost.nodes`."""
+    nodes: tuple[SwarmNodeSettings, ...] = ()
+    """More servers, each `{address, privateAddress, port, id, hostKey}`: with any, the servers form a Docker
+    Swarm whose only manager is this one (docs/swarm.md). The admin user and key are `existingHost.user`
+    and `existingHost.privateKey` on each."""
+    remove_nodes: bool = False
+    """Let an `up` with fewer `existingHost.nodes` take the others out of the Swarm."""
     gone: bool = False
     """The host is gone for good (deleted, or never coming back at this address). dropship then
     connects to it no more: the program registers no step on it but the app's directory, with

@@ -136,12 +136,40 @@ class Settings:
         return f"{NAMESPACE}-{self.stack}"
 
     @property
-    def droplet_count(self) -> int:
+    def node_count(self) -> int:
+        """The stack's servers: above 1 they form a Docker Swarm."""
         match self.server:
             case DropletServer(droplet=droplet):
                 return droplet.count
+            case ExistingServer(existing_host=host):
+                return 1 + len(host.nodes)
+
+    @property
+    def swarm(self) -> bool:
+        return self.node_count > 1
+
+    @property
+    def manager_count(self) -> int:
+        """Swarm managers: the first servers; the rest are workers."""
+        match self.server:
+            case DropletServer(droplet=droplet):
+                return droplet.manager_count
             case ExistingServer():
                 return 1
+
+    @property
+    def removal_setting(self) -> str:
+        """The key of `remove_nodes`, named when a Swarm's shrinking is refused."""
+        return "droplet.removeNodes" if isinstance(self.server, DropletServer) else "existingHost.removeNodes"
+
+    @property
+    def remove_nodes(self) -> bool:
+        """Whether an `up` may take servers out of the Swarm."""
+        match self.server:
+            case DropletServer(droplet=droplet):
+                return droplet.remove_nodes
+            case ExistingServer(existing_host=host):
+                return host.remove_nodes
 
     @property
     def tags(self) -> tuple[str, ...]:

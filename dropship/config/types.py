@@ -30,6 +30,13 @@ def _cidr(value: str) -> str:
         raise ValueError("expected a CIDR range such as 203.0.113.0/24 or 2001:db8::/32") from None
 
 
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError("expected an IPv4 address such as 10.114.0.2") from None
+
+
 def _public_key(value: str) -> str:
     if not re.fullmatch(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( .*)?", value.strip()):
         raise ValueError("expected an OpenSSH public key line such as 'ssh-ed25519 AAAA... deploy'")
@@ -97,6 +104,8 @@ Hostname = Annotated[
     ),
 ]
 HostAddress = Annotated[str, matches(r"[A-Za-z0-9.:-]+", "a host name or IP address such as 127.0.0.1")]
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+MachineId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,128}$")]
 ZoneId = Annotated[str, matches(r"[0-9a-f]{32}", "a 32-character Cloudflare zone id")]
 DropletTag = Annotated[str, matches(r"[A-Za-z0-9:_-]{1,255}", "a tag of letters, digits, ':', '-', '_'")]
 Cidr = Annotated[str, AfterValidator(_cidr)]

@@ -146,6 +146,7 @@ def deploy(
     acme_ca: str | None = None,
     acme_ca_root: str | None = None,
     tls_mode: str = "acme",
+    swarm_replicas: int | None = None,
 ) -> str:
     """The short call of release.py in the uploaded host code (`host_code_directory`).
 
@@ -184,6 +185,8 @@ def deploy(
         args += ["--acme-ca-root", acme_ca_root]
     if tls_mode != "acme":
         args += ["--tls-mode", tls_mode]
+    if swarm_replicas is not None:
+        args += ["--swarm-replicas", str(swarm_replicas)]
     return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
 
 
@@ -241,6 +244,26 @@ def install_backups(
 def remove_backups(app_dir: str, project: str, machine: str, *, sudo: bool = False) -> str:
     """The delete of install_backups' step. It runs with the step's stdin, which holds the same script."""
     return script_on_stdin("install-backups.sh", "remove", app_dir, project, machine, as_root_via_sudo=sudo).command
+
+
+def check_swarm_size(servers: int, allow_removal: bool, setting: str, *, sudo: bool = False) -> Script:
+    """The first server refuses an `up` that lists fewer servers than its Swarm has, unless `setting` allows it."""
+    return script_on_stdin("check-swarm-size.sh", str(servers), _flag(allow_removal), setting, as_root_via_sudo=sudo)
+
+
+def swarm_code_path(app_dir: str) -> str:
+    """swarm.py on every server of a Swarm. A stable path: a new version of the file must not change the
+    steps' commands, since running `init` or `join` again as a replacement would leave the Swarm first."""
+    return f"{app_dir}/.dropship/swarm.py"
+
+
+def swarm(app_dir: str, verb: str, *args: str) -> str:
+    return shlex.join(["python3", swarm_code_path(app_dir), verb, *args])
+
+
+def swarm_converge(app_dir: str, *, data: str, nodes: Iterable[str], remove_nodes: bool, setting: str) -> str:
+    node_args = [arg for node in nodes for arg in ("--node", node)]
+    return swarm(app_dir, "converge", "--data", data, *node_args, *(["--remove-nodes"] if remove_nodes else []), "--setting", setting)
 
 
 HOST_CODE = ("release.py", "rollout.py", "health.py")

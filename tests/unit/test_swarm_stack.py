@@ -8,8 +8,23 @@ import json
 import pytest
 
 from components.server import cloud_config
-from tests.unit.program import CLOUDFLARE_IPV4, CLOUDFLARE_IPV6, DROPLET_IPV4, LOAD_BALANCER_IPV4, ZONE_ID, Run, run_program, stack_config
+from dropship.config.errors import SettingsError
+from dropship.config.flat_keys import load
+from tests.unit.program import (
+    CANARY,
+    CLOUDFLARE_IPV4,
+    CLOUDFLARE_IPV6,
+    DROPLET_IPV4,
+    LOAD_BALANCER_IPV4,
+    ROOT,
+    ZONE_ID,
+    Run,
+    run_program,
+    stack_config,
+    without_secrets,
+)
 from tests.unit.test_settings import STAGING_SECRETS, problems_of
+from tests.unit.test_stacks import LOCAL_SECRETS, local_config
 
 SWARM = {"dropship:droplet.count": "3", "dropship:droplet.reservedIp": "false"}
 TAG = "dropship-production"
@@ -147,3 +162,104 @@ def test_a_preview_of_a_swarm_staging_is_one_droplet() -> None:
 )
 def test_bad_swarm_settings_are_refused(changes: dict[str, str], expected: str) -> None:
     assert expected in problems_of("staging", None, "staging", **changes)
+
+
+def test_the_first_droplet_initialises_the_swarm_and_the_others_join_it_with_a_secret_token(swarm: Run) -> None:
+    code = "/srv/shop/.dropship/swarm.py"
+    init = swarm.named("swarm-init")
+    assert init.inputs["create"] == f"python3 {code} init --advertise-addr 10.114.0.2"
+    assert init.inputs["delete"] == f"python3 {code} leave"
+    assert init.inputs["logging"] == "stderr"  # its stdout is the join tokens
+    assert "stdout" in init.additional_secret_outputs
+    for number, address in ((2, "10.114.0.3"), (3, "10.114.0.4")):
+        join = swarm.named(f"swarm-node-{number}-join")
+        assert join.inputs["create"] == f"python3 {code} join --advertise-addr {address} --manager 10.114.0.2"
+        assert join.inputs["stdin"] == f"SWMTKN-1-worker-{CANARY}"
+        assert join.wire["stdin"] != join.inputs["stdin"]  # sent as a secret
+        assert join.inputs["connection"]["host"] == f"203.0.113.{10 + number}"
+        assert join.inputs["connection"]["user"] == "deploy"
+    assert swarm.named("swarm-members").inputs["create"] == (
+        f"python3 {code} converge --data 10.114.0.2 --node 10.114.0.2 --node 10.114.0.3 --node 10.114.0.4 --setting droplet.removeNodes"
+    )
+    assert "--swarm-replicas 3" in swarm.named("app-release").inputs["create"]
+    assert CANARY not in json.dumps([without_secrets(r.wire) for r in swarm.resources])
+
+
+def test_three_managers_are_the_first_three_droplets() -> None:
+    five = run_program("production", {**stack_config("production"), **SWARM, "dropship:droplet.count": "5"}, STAGING_SECRETS)
+    roles = {n: five.named(f"swarm-node-{n}-join").inputs["stdin"].split("-")[2] for n in range(2, 6)}
+    assert roles == {2: "manager", 3: "manager", 4: "worker", 5: "worker"}
+
+
+def test_before_anything_else_the_first_droplet_checks_that_the_swarm_does_not_shrink_unless_allowed(swarm: Run) -> None:
+    check = swarm.named("swarm-size")
+    assert check.inputs["create"] == "bash -c '. /dev/stdin' check-swarm-size.sh 3 false droplet.removeNodes"
+    assert check.inputs["connection"]["user"] == "root"
+    for name in ("host-wait", "host-node-2-wait", "host-node-3-wait", "firewall-firewall", "dns-app.example.com-a"):
+        assert any(urn.endswith("::swarm-size") for urn in swarm.named(name).depends_on), name
+    allowed = run_program("production", {**stack_config("production"), "dropship:droplet.removeNodes": "true"}, STAGING_SECRETS)
+    assert allowed.named("swarm-size").inputs["create"].endswith("check-swarm-size.sh 1 true droplet.removeNodes")
+    assert allowed.of_type("dropship:index:Swarm") == []
+
+
+NODES = [
+    {
+        "address": "127.0.0.72",
+        "privateAddress": "10.77.0.3",
+        "id": "two",
+        "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILRTlJluG84RZ/ZWSRx+YejDu1TzAdF92pltCSO4IgY7 two",
+    },
+    {"address": "127.0.0.73", "privateAddress": "10.77.0.4"},
+]
+
+
+def test_existing_servers_form_a_swarm_led_by_the_first() -> None:
+    run = run_program(
+        "local", local_config(**{"existingHost.privateAddress": "10.77.0.2", "existingHost.nodes": json.dumps(NODES)}), LOCAL_SECRETS
+    )
+    join = run.named("swarm-node-2-join")
+    assert join.inputs["connection"]["host"] == "127.0.0.72"
+    assert join.inputs["connection"]["hostKey"] == NODES[0]["hostKey"]
+    assert join.inputs["triggers"] == ["two", "", "worker"]
+    assert run.named("host-node-3-deploy-user").inputs["connection"]["host"] == "127.0.0.73"
+    assert (
+        run.named("swarm-members")
+        .inputs["create"]
+        .endswith("--data 10.77.0.2 --node 10.77.0.2 --node 10.77.0.3 --node 10.77.0.4 --setting existingHost.removeNodes")
+    )
+    assert run.named("swarm-size").inputs["create"].endswith("check-swarm-size.sh 3 false existingHost.removeNodes")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"existingHost.nodes": json.dumps(NODES)}, "existingHost.privateAddress: required with existingHost.nodes"),
+        (
+            {"existingHost.privateAddress": "10.77.0.3", "existingHost.nodes": json.dumps(NODES)},
+            "existingHost.nodes[0].privateAddress: 10.77.0.3 is already existingHost.privateAddress",
+        ),
+        (
+            {"existingHost.privateAddress": "10.77.0.2", "existingHost.nodes": json.dumps([{**NODES[1], "address": "127.0.0.2"}])},
+            "existingHost.nodes[0].address: 127.0.0.2:22 is already existingHost.address",
+        ),
+        (
+            {
+                "existingHost.privateAddress": "10.77.0.2",
+                "existingHost.nodes": json.dumps([{"address": "127.0.0.9", "privateAddress": "10.77"}]),
+            },
+            "expected an IPv4 address such as 10.114.0.2",
+        ),
+        (
+            {
+                "existingHost.privateAddress": "10.77.0.2",
+                "existingHost.nodes": json.dumps([{"address": f"127.0.0.{9 + i}", "privateAddress": f"10.77.0.{9 + i}"} for i in range(9)]),
+            },
+            "existingHost.nodes: at most 8 more servers (a Swarm of 9); got 9",
+        ),
+    ],
+)
+def test_bad_existing_swarm_settings_are_refused(changes: dict[str, str], expected: str) -> None:
+    config = {**local_config(**changes), **{f"dropship:{k}": v for k, v in LOCAL_SECRETS.items()}}
+    with pytest.raises(SettingsError) as err:
+        load("dropship", "local", config, frozenset(LOCAL_SECRETS), ROOT)
+    assert expected in str(err.value)
