@@ -3,6 +3,7 @@ first one keeps its membership to the servers listed, the data node labelled."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -73,7 +74,7 @@ class Swarm(pulumi.ComponentResource):
                 pulumi.ResourceOptions(additional_secret_outputs=["stdout"], delete_before_replace=True),
             ),
         )
-        tokens = pulumi.Output.secret(init.stdout.apply(lambda out: dict(json.loads(out))))
+        tokens = init.stdout.apply(_tokens)  # secret, as stdout is
         joined: list[pulumi.Resource] = []
         for number, member in enumerate(others, start=1):
             role = "manager" if number < args.managers else "worker"
@@ -86,7 +87,7 @@ class Swarm(pulumi.ComponentResource):
                         lambda a: commands.swarm(args.app_dir, "join", "--advertise-addr", a[0], "--manager", a[1])
                     ),
                     delete=commands.swarm(args.app_dir, "leave"),
-                    stdin=tokens.apply(lambda t, role=role: str(t[role])),
+                    stdin=tokens.apply(functools.partial(_token, role)),
                     logging=remote.Logging.STDOUT_AND_STDERR,
                     triggers=[member.target.host_id, leader.target.host_id, role],
                     opts=pulumi.ResourceOptions.merge(
@@ -109,3 +110,12 @@ class Swarm(pulumi.ComponentResource):
             opts=leader.target.options(self, [init, *joined]),
         )
         self.register_outputs({})
+
+
+def _tokens(stdout: str) -> dict[str, str]:
+    """`swarm.py init`'s stdout: the join token of each role."""
+    return {str(role): str(token) for role, token in json.loads(stdout).items()}
+
+
+def _token(role: str, tokens: dict[str, str]) -> str:
+    return tokens[role]
