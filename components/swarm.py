@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 from pulumi_command import remote
@@ -74,7 +75,8 @@ class Swarm(pulumi.ComponentResource):
                 pulumi.ResourceOptions(additional_secret_outputs=["stdout"], delete_before_replace=True),
             ),
         )
-        tokens = init.stdout.apply(_tokens)  # secret, as stdout is
+        parsed: pulumi.Output[dict[str, str]] = init.stdout.apply(_tokens)
+        tokens = cast("pulumi.Output[dict[str, str]]", pulumi.Output.secret(parsed))  # mypy cannot infer the type
         joined: list[pulumi.Resource] = []
         for number, member in enumerate(others, start=1):
             role = "manager" if number < args.managers else "worker"
