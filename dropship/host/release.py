@@ -32,13 +32,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
+from stack import StackError, hook_compose_file, render
 
 MAX_LINE_BYTES = 16384
 """pulumi-command reads output line by line and hangs on a line of 64 KiB or more: hooks' lines are folded."""
+
+
+RELEASE_ONLY = frozenset({"TAG", ".env", "stack.json", "stack-first.json", "hooks-compose.json"})
+"""Files of a release's snapshot that are not the app's: the live copy has none of them (the rendered
+stack files hold the .env's values, and stay in the snapshot, mode 600)."""
 
 
 class ReleaseError(Exception):
@@ -74,6 +80,8 @@ class Options:
     acme_ca_root: str = ""
     tls_mode: str = "acme"
     tls_dir: str = ""
+    swarm_replicas: int = 0
+    """Above 0: a Swarm's release (`docker stack deploy`), each rolling service with this many replicas."""
 
     def environment(self, tag: str) -> dict[str, str]:
         return {
@@ -117,6 +125,7 @@ def parse(argv: Sequence[str]) -> Options:
     add("--acme-ca-root", default="")
     add("--tls-mode", default="acme", choices=["acme", "cloudflare-origin"])
     add("--tls-dir", default="")
+    add("--swarm-replicas", type=int, default=0)
     args = vars(parser.parse_args(argv))
     args.pop("files_digest")
     for name in ("compose_files", "uploads", "rolling", "pre_deploy", "post_deploy"):
@@ -211,7 +220,7 @@ class Releases:
         this one has not (listed in .live-files). Files are rewritten in place (same inode) so that
         running bind mounts see them; .env is replaced atomically and stays mode 600."""
         live = self.options.dir
-        names = sorted(name for p in release.rglob("*") if p.is_file() and (name := str(p.relative_to(release))) not in ("TAG", ".env"))
+        names = sorted(name for p in release.rglob("*") if p.is_file() and (name := str(p.relative_to(release))) not in RELEASE_ONLY)
         listing = live / ".live-files"
         before = set(listing.read_text().splitlines()) if listing.exists() else set()
         for name in sorted(before - set(names)):
@@ -337,11 +346,15 @@ class Deployer:
                 raise ReleaseError(
                     f"release {options.tag}: pulling images failed; the previous release still serves\n{error.stderr.strip()}"
                 ) from None
+            if options.swarm_replicas:
+                SwarmRelease(self, release_id, release, previous).deploy()
+                return
             try:
                 run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
             except ReleaseError as failure:
                 releases.discard(release_id, "pre-deploy-failed")
                 raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
+            self.leave_swarm()
             releases.make_live(release)
             releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")
@@ -351,6 +364,10 @@ class Deployer:
             except (ReleaseError, NotReadyError, CommandError) as failure:
                 releases.discard(release_id, "rolled-back")
                 self.roll_back(str(failure), previous)
+        self.go_live(release_id)
+
+    def go_live(self, release_id: str) -> None:
+        options, releases = self.options, self.releases
         link = releases.root / "current.new"
         link.unlink(missing_ok=True)
         link.symlink_to(release_id)
@@ -359,6 +376,15 @@ class Deployer:
         (options.dir / "RELEASE").write_text(f"{options.tag}\n")
         self.prune()
         log(f"release {options.tag} is live")
+
+    def leave_swarm(self) -> None:
+        """A stack that ran on a Swarm and now runs on one server: its services go, compose starts it.
+        Its volumes are compose's (same names), and stay."""
+        if not _swarm_services(self.run, self.options.project):
+            return
+        log(f"the app ran on a Swarm: removing its stack {self.options.project} first (the app stops until compose starts it)")
+        self.run(["stack", "rm", self.options.project])
+        _wait_until_stack_gone(self.run, self.options.project, self.clock, self.sleep)
 
     def _login(self, password: str, release_id: str) -> None:
         options = self.options
@@ -454,6 +480,171 @@ class Deployer:
             return []
         finally:
             os.environ["IMAGE_TAG"] = saved
+
+
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def _swarm_services(run: Callable[[Sequence[str]], str], project: str) -> list[str]:
+    """The stack's services, when this server is a Swarm manager; none otherwise."""
+    if run(["info", "--format", "{{.Swarm.ControlAvailable}}"]).strip() != "true":
+        return []
+    return run(["service", "ls", "--filter", f"label={STACK_LABEL}={project}", "--format", "{{.Name}}"]).split()
+
+
+def _wait_until_stack_gone(
+    run: Callable[[Sequence[str]], str], project: str, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> None:
+    deadline = clock() + 120
+    while (
+        run(["ps", "--all", "--quiet", "--filter", f"label={STACK_LABEL}={project}"]).split()
+        or run(["network", "ls", "--quiet", "--filter", f"label={STACK_LABEL}={project}"]).split()
+    ):
+        if clock() >= deadline:
+            raise ReleaseError(f"the stack {project} did not go within 120s: see `docker stack ps {project}`")
+        sleep(1)
+
+
+UPDATE_FAILED = ("paused", "rollback_started", "rollback_paused", "rollback_completed")
+"""Docker's UpdateStatus.State of a service whose update failed (and, with failure_action rollback, rolls back)."""
+
+
+@dataclass
+class SwarmRelease:
+    """One release on a Swarm: the stack file rendered from compose's config, deployed with `docker stack
+    deploy`, each service's update health-gated and rolled back by the Swarm when a new task fails; the
+    release is then checked at app.healthUrl, and on failure the previous release's stack file is deployed."""
+
+    deployer: Deployer
+    release_id: str
+    release: Path
+    previous: Path | None
+
+    STACK_FILE = "stack.json"
+    HOOKS_FILE = "hooks-compose.json"
+
+    @property
+    def options(self) -> Options:
+        return self.deployer.options
+
+    def docker(self, *args: str) -> str:
+        return self.deployer.run(list(args))
+
+    def deploy(self) -> None:
+        options, releases = self.options, self.deployer.releases
+        try:
+            config = json.loads(self.deployer.compose(self.release)("config", "--format", "json"))
+            stack_file = render(config, replicas=options.swarm_replicas, rolling=options.rolling)
+            hooks_file = hook_compose_file(config, project=options.project)
+        except (StackError, CommandError) as failure:
+            releases.discard(self.release_id, "invalid")
+            raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
+        _write_private(self.release / self.STACK_FILE, stack_file)
+        _write_private(self.release / self.HOOKS_FILE, hooks_file)
+        # An app that ran with compose on the first server: compose stops it, the Swarm starts it.
+        compose = self.deployer.compose(options.dir)
+        if compose.containers():
+            log("the app ran with compose on this server: stopping it to start it on the Swarm (it is down meanwhile)")
+            compose("down")
+        if options.pre_deploy and not self.docker("network", "ls", "--quiet", "--filter", f"name=^{options.project}_default$").split():
+            self.first_services(stack_file)
+        try:
+            env = {**os.environ, "COMPOSE_FILE": str(self.release / self.HOOKS_FILE)}
+            run_hooks("pre-deploy", self.release, options.pre_deploy, env)
+        except ReleaseError as failure:
+            releases.discard(self.release_id, "pre-deploy-failed")
+            raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
+        releases.make_live(self.release)
+        releases.write_environment(options.environment(options.tag))
+        log(f"release {options.tag}: deploying the stack {options.project} to the Swarm")
+        try:
+            self.deploy_stack(self.release / self.STACK_FILE)
+            if options.health_url:
+                self.deployer.check_health(self.deployer.clock() + options.health_timeout)
+            run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
+        except (ReleaseError, CommandError) as failure:
+            releases.discard(self.release_id, "rolled-back")
+            self.roll_back(str(failure))
+        self.deployer.go_live(self.release_id)
+
+    def first_services(self, stack_file: dict[str, Any]) -> None:
+        """The stack's first deploy with hooks: its services that do not roll (the data services, the edge) start
+        first, so that the hooks (migrations) find them."""
+        first = {**stack_file, "services": {n: s for n, s in stack_file["services"].items() if n not in self.options.rolling}}
+        path = self.release / "stack-first.json"
+        _write_private(path, first)
+        log(f"first deploy: starting {', '.join(first['services'])} before the pre-deploy hooks")
+        self.deploy_stack(path, prune=False)
+
+    def deploy_stack(self, path: Path, *, prune: bool = True) -> None:
+        project = self.options.project
+        before = self.update_starts()
+        args = ["stack", "deploy", "--compose-file", str(path), "--with-registry-auth", "--resolve-image", "changed"]
+        self.docker(*args, *(["--prune"] if prune else []), project)
+        self.wait_converged(before)
+
+    def update_starts(self) -> dict[str, str]:
+        """When each service's last update started: a service whose update starts anew is one this deploy changed."""
+        return {name: status.get("StartedAt", "") for name, status in self.update_statuses().items()}
+
+    def update_statuses(self) -> dict[str, dict[str, Any]]:
+        names = _swarm_services(self.deployer.run, self.options.project)
+        if not names:
+            return {}
+        return {s["Spec"]["Name"]: s.get("UpdateStatus") or {} for s in json.loads(self.docker("service", "inspect", *names))}
+
+    def wait_converged(self, before: dict[str, str]) -> None:
+        deadline = self.deployer.clock() + self.options.health_timeout
+        while True:
+            waiting = []
+            for name, status in self.update_statuses().items():
+                changed = status.get("StartedAt", "") != before.get(name, "")
+                state = status.get("State", "")
+                if changed and state in UPDATE_FAILED:
+                    raise ReleaseError(f"the Swarm rolled back service {name}: {status.get('Message', state)}")
+                if changed and state not in ("", "completed"):
+                    waiting.append(f"{name} ({state})")
+                    continue
+                running, desired = self.replicas(name)
+                if running < desired:
+                    waiting.append(f"{name} ({running}/{desired} running)")
+            if not waiting:
+                log("every service runs its tasks")
+                return
+            if self.deployer.clock() >= deadline:
+                raise ReleaseError(f"not converged after {self.options.health_timeout:g}s: {', '.join(waiting)}")
+            self.deployer.sleep(2)
+
+    def replicas(self, name: str) -> tuple[int, int]:
+        """Running tasks (healthy ones, when the service has a healthcheck) and the desired count."""
+        spec = json.loads(self.docker("service", "inspect", name))[0]["Spec"]
+        desired = int(spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+        states = self.docker("service", "ps", name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}").splitlines()
+        return sum(state.startswith("Running") for state in states), desired
+
+    def roll_back(self, reason: str) -> None:
+        tag = self.options.tag
+        previous = self.previous
+        if previous is None or not (previous / self.STACK_FILE).exists():
+            raise ReleaseError(f"release {tag} failed: {reason}\nThere is no previous release on the Swarm to restore.")
+        previous_tag = self.deployer.releases.tag_of(previous)
+        log(f"release {tag} failed: {reason}")
+        log(f"restoring release {previous_tag}")
+        os.environ["IMAGE_TAG"] = previous_tag
+        self.deployer.releases.make_live(previous)
+        self.deployer.releases.write_environment(self.options.environment(previous_tag))
+        try:
+            self.deploy_stack(previous / self.STACK_FILE)
+        except (ReleaseError, CommandError) as failure:
+            raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
+        raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")
+
+
+def _write_private(path: Path, content: dict[str, Any]) -> None:
+    """Mode 600: the rendered files hold the .env's values."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as target:
+        json.dump(content, target, indent=1, sort_keys=True)
 
 
 def prune_code(here: Path) -> None:

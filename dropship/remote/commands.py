@@ -266,7 +266,7 @@ def swarm_converge(app_dir: str, *, data: str, nodes: Iterable[str], remove_node
     return swarm(app_dir, "converge", "--data", data, *node_args, *(["--remove-nodes"] if remove_nodes else []), "--setting", setting)
 
 
-HOST_CODE = ("release.py", "rollout.py", "health.py")
+HOST_CODE = ("release.py", "rollout.py", "health.py", "stack.py")
 """The release's Python modules in dropship/host, uploaded to the server as they are."""
 
 

@@ -73,6 +73,8 @@ class FakeDocker:
                 return ""
             case "image":
                 return ""
+            case "info":  # not a Swarm manager
+                return "false\n"
         raise AssertionError(f"unexpected docker {args}")
 
     def _compose(self, args: list[str]) -> str:
