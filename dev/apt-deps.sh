@@ -3,11 +3,11 @@
 # the linter shellcheck, debootstrap (test host image), docker-registry (registry),
 # passt (the test hosts' network), e2fsprogs and mount (their data volumes),
 # pebble (the local ACME CA), openssl (its listener certificate, origin keys),
-# the OpenSSH client, curl. The outer Docker engine is dev/docker-engine.sh's job.
+# the OpenSSH client, curl, haproxy (a Swarm's load balancer). The outer Docker engine is dev/docker-engine.sh's job.
 set -euo pipefail
 
 main() {
-  local wanted=(shellcheck:shellcheck debootstrap:debootstrap docker-registry:docker-registry pasta:passt mkfs.ext4:e2fsprogs losetup:mount ssh:openssh-client sshd:openssh-server curl:curl pebble:pebble openssl:openssl)
+  local wanted=(shellcheck:shellcheck debootstrap:debootstrap docker-registry:docker-registry pasta:passt mkfs.ext4:e2fsprogs losetup:mount ssh:openssh-client sshd:openssh-server curl:curl pebble:pebble openssl:openssl haproxy:haproxy)
   local missing=() entry
   for entry in "${wanted[@]}"; do
     command -v "${entry%%:*}" >/dev/null 2>&1 || missing+=("${entry##*:}")

@@ -76,6 +76,10 @@ class PrivateNetwork:
         """Cuts the namespace off the network (a host that fails): its link goes down, its address stays."""
         _ip("-n", netns, "link", "set", LINK, "down")
 
+    def reattach(self, netns: str) -> None:
+        """Brings a detached namespace's link up again (the host is back)."""
+        _ip("-n", netns, "link", "set", LINK, "up")
+
     def remove(self) -> None:
         """Removes the hosts' links (the kernel deletes a namespace's interfaces lazily), then the bridge's namespace."""
         for netns in self.addresses:

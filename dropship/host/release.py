@@ -349,12 +349,13 @@ class Deployer:
             if options.swarm_replicas:
                 SwarmRelease(self, release_id, release, previous).deploy()
                 return
+            # Before the hooks: their `docker compose run` needs compose's own network, which the stack's has the name of.
+            self.leave_swarm()
             try:
                 run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
             except ReleaseError as failure:
                 releases.discard(release_id, "pre-deploy-failed")
                 raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
-            self.leave_swarm()
             releases.make_live(release)
             releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")

@@ -1,0 +1,73 @@
+"""HAProxy on this machine's loopback, standing in for a Swarm's DigitalOcean load balancer: ports 80 and 443
+passed through (TCP, TLS untouched) to every server, each checked as DigitalOcean checks a droplet (TCP on
+443, every second here, out after 2 failures, back after 2 successes), so traffic goes only where the edge
+answers."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from dev.harness.ports import free_address
+
+CONFIG = """global
+  maxconn 20000
+
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  default-server check port 443 inter 1s fall 2 rise 2
+
+{sections}"""
+
+
+class LoadBalancer:
+    """`with LoadBalancer([host.address for host in hosts]) as lb:` serves lb.address:80 and :443."""
+
+    def __init__(self, backends: Sequence[str], address: str | None = None) -> None:
+        self.backends = list(backends)
+        self.address = address or free_address()
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def config(self) -> str:
+        sections = []
+        for port in (80, 443):
+            servers = "".join(f"  server node-{n} {backend}:{port}\n" for n, backend in enumerate(self.backends, start=1))
+            sections.append(f"listen port-{port}\n  bind {self.address}:{port}\n  balance roundrobin\n{servers}")
+        return CONFIG.format(sections="\n".join(sections))
+
+    def __enter__(self) -> LoadBalancer:
+        binary = shutil.which("haproxy")
+        if binary is None:
+            raise RuntimeError("haproxy is not installed: bash dev/apt-deps.sh")
+        self._dir = Path(tempfile.mkdtemp(prefix="dropship-lb-"))
+        (self._dir / "haproxy.cfg").write_text(self.config())
+        subprocess.run([binary, "-c", "-q", "-f", str(self._dir / "haproxy.cfg")], check=True)
+        with (self._dir / "haproxy.log").open("wb") as log:
+            self._proc = subprocess.Popen(
+                [binary, "-db", "-f", str(self._dir / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        time.sleep(0.5)
+        if self._proc.poll() is not None:
+            raise RuntimeError(f"haproxy exited: {(self._dir / 'haproxy.log').read_text()}")
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
