@@ -540,10 +540,9 @@ class SwarmRelease:
         except (StackError, CommandError) as failure:
             releases.discard(self.release_id, "invalid")
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
-        _write_private(self.release / self.STACK_FILE, stack_file)
         _write_private(self.release / self.HOOKS_FILE, hooks_file)
         # An app that ran with compose on the first server: compose stops it, the Swarm starts it.
-        compose = self.deployer.compose(options.dir)
+        compose = self.deployer.compose(self.release)
         if compose.containers():
             log("the app ran with compose on this server: stopping it to start it on the Swarm (it is down meanwhile)")
             compose("down")
@@ -557,6 +556,9 @@ class SwarmRelease:
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
         releases.make_live(self.release)
         releases.write_environment(options.environment(options.tag))
+        # Rendered again from the live copy: bind mounts name its stable paths, as compose's do on one server.
+        live = json.loads(self.deployer.compose(options.dir)("config", "--format", "json"))
+        _write_private(self.release / self.STACK_FILE, render(live, replicas=options.swarm_replicas, rolling=options.rolling))
         log(f"release {options.tag}: deploying the stack {options.project} to the Swarm")
         try:
             self.deploy_stack(self.release / self.STACK_FILE)

@@ -79,16 +79,12 @@ def wait_for_orders(address: str, items: list[str]) -> None:
         time.sleep(1)
 
 
-HOST_OF_NODE: dict[str, str] = {}
-"""A Swarm node's hostname -> its test host's name."""
-
-
 def tasks(host: TestHost, service: str) -> dict[str, str]:
-    """The service's running tasks: task name -> the test host it runs on."""
+    """The service's running tasks: task name -> the test host it runs on (a host's hostname is its name)."""
     template = "{{.Name}} {{.Node}} {{.CurrentState}}"
     out = host.run(f"docker service ps shop_{service} --filter desired-state=running --format '{template}'").stdout
     running = (line.split() for line in out.splitlines())
-    return {fields[0]: HOST_OF_NODE.get(fields[1], fields[1]) for fields in running if fields[2] == "Running"}
+    return {fields[0]: fields[1] for fields in running if fields[2] == "Running"}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +99,6 @@ def hosts(shop_registry: None, lan: PrivateNetwork) -> Iterator[list[TestHost]]:
         started = [stack.enter_context(host.fresh()) for host in HOSTS]
         for host in started:
             lan.attach(host.name)
-            HOST_OF_NODE[host.run("hostname").stdout.strip()] = host.name
         yield started
 
 
