@@ -1,0 +1,182 @@
+"""release.py on a Swarm (--swarm-replicas) against a fake docker that keeps a stack's services: the order of a
+first deploy with hooks, the hooks' compose file, a rollback by the Swarm, and a stack moved from compose."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from release import Deployer, Options, ReleaseError
+
+from tests.host.fake_docker import Clock
+from tests.host.test_release import Fetch, outcomes, serving
+
+CONFIG = {
+    "name": "shop",
+    "services": {
+        "api": {"image": "api:{tag}", "environment": {"SECRET_KEY": "s1"}, "depends_on": {"db": {"condition": "service_healthy"}}},
+        "db": {"image": "db", "volumes": [{"type": "volume", "source": "db-data", "target": "/data"}]},
+    },
+    "networks": {"default": {"name": "shop_default"}},
+    "volumes": {"db-data": {"name": "shop_db-data"}},
+}
+
+
+@dataclass
+class FakeSwarm:
+    """A manager's docker: compose config renders CONFIG for the IMAGE_TAG, stack deploy records the file and
+    makes its services (each update `completed`, or `rollback_completed` for the tags in `rolls_back`)."""
+
+    compose_containers: list[str] = field(default_factory=list)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rolls_back: set[str] = field(default_factory=set)
+    deployed: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[list[str]] = field(default_factory=list)
+    updates: int = 0
+
+    def __call__(self, args: Sequence[str]) -> str:
+        args = list(args)
+        self.calls.append(args)
+        if args[0] == "compose":
+            verb = args[args.index("--project-directory") + 2 :]
+            while verb[0] == "--file":
+                verb = verb[2:]
+            match verb:
+                case ["config", "--format", "json"]:
+                    return json.dumps(CONFIG).replace("{tag}", os.environ["IMAGE_TAG"])
+                case ["ps", *_]:
+                    return "".join(f"{c}\n" for c in self.compose_containers)
+                case ["down"]:
+                    self.compose_containers = []
+                    return ""
+                case ["pull", *_]:
+                    return ""
+            raise AssertionError(f"unexpected compose {verb}")
+        match args:
+            case ["info", *_]:
+                return "true\n"
+            case ["network", "ls", *_]:
+                return "net1\n" if self.services else ""
+            case ["stack", "deploy", "--compose-file", path, *_]:
+                stack = json.loads(Path(path).read_text())
+                self.deployed.append({"file": Path(path).name, "services": sorted(stack["services"]), "stack": stack})
+                for name, service in stack["services"].items():
+                    spec = {"image": service["image"], "replicas": service["deploy"]["replicas"]}
+                    current = self.services.get(f"shop_{name}")
+                    if current is not None and current["spec"] == spec:
+                        continue
+                    self.updates += 1
+                    tag = service["image"].partition(":")[2]
+                    state = "rollback_completed" if tag in self.rolls_back and current is not None else "completed"
+                    status = {"State": state, "StartedAt": f"t{self.updates}", "Message": "update rolled back due to failure"}
+                    self.services[f"shop_{name}"] = {"spec": spec if state == "completed" else current["spec"], "status": status}  # type: ignore[index]
+                if "--prune" in args:
+                    for name in [n for n in self.services if n.removeprefix("shop_") not in stack["services"]]:
+                        del self.services[name]
+                return ""
+            case ["service", "ls", *_]:
+                return "".join(f"{name}\n" for name in self.services)
+            case ["service", "inspect", *names]:
+                return json.dumps(
+                    [
+                        {
+                            "Spec": {"Name": n, "Mode": {"Replicated": {"Replicas": self.services[n]["spec"]["replicas"]}}},
+                            "UpdateStatus": self.services[n]["status"],
+                        }
+                        for n in names
+                    ]
+                )
+            case ["service", "ps", name, *_]:
+                return "Running 3 seconds ago\n" * self.services[name]["spec"]["replicas"]
+            case ["image", *_]:
+                return ""
+        raise AssertionError(f"unexpected docker {args}")
+
+
+@pytest.fixture(autouse=True)
+def environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    incoming = tmp_path / "srv" / "shop" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "compose.yaml").write_text("services: {}\n")  # what compose renders is the fake's CONFIG
+    (incoming / ".env").write_text("SECRET_KEY='s1'\n")
+    (tmp_path / "srv" / "shop" / "releases").mkdir()
+    return tmp_path / "srv" / "shop"
+
+
+def deploy(
+    app_dir: Path, docker: FakeSwarm, tag: str, hooks: tuple[str, ...] = (), fetch: Fetch | None = None, health_url: str | None = None
+) -> None:
+    options = Options(
+        dir=app_dir,
+        project="shop",
+        tag=tag,
+        compose_files=("compose.yaml",),
+        rolling=("api",),
+        swarm_replicas=3,
+        pre_deploy=hooks,
+        health_url=health_url,
+        health_retries=2,
+    )
+    clock = Clock()
+    Deployer(options, run=docker, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep).deploy(password="")
+
+
+def test_a_first_deploy_starts_the_data_services_then_runs_the_hooks_on_the_stacks_network_then_the_rest(
+    app_dir: Path, tmp_path: Path
+) -> None:
+    docker = FakeSwarm()
+    seen = tmp_path / "hook-saw"
+    deploy(app_dir, docker, "v1", hooks=(f'cat "$COMPOSE_FILE" > {seen}',))
+    assert [(d["file"], d["services"]) for d in docker.deployed] == [("stack-first.json", ["db"]), ("stack.json", ["api", "db"])]
+    hook_file = json.loads(seen.read_text())
+    assert hook_file["networks"] == {"default": {"name": "shop_default", "external": True}}
+    assert "depends_on" not in hook_file["services"]["api"]
+    api = docker.deployed[-1]["stack"]["services"]["api"]
+    assert (api["deploy"]["replicas"], api["deploy"]["update_config"]["order"]) == (3, "start-first")
+    assert outcomes(app_dir) == [("v1", "live")] and serving(app_dir) == "v1"
+    release = app_dir / "releases" / "current"
+    for name in ("stack.json", "hooks-compose.json"):
+        assert stat.S_IMODE((release / name).stat().st_mode) == 0o600, name
+        assert not (app_dir / name).exists(), name  # the live copy holds no rendered secret
+
+
+def test_a_service_the_swarm_rolled_back_fails_the_release_and_the_previous_stack_is_deployed_again(app_dir: Path) -> None:
+    docker = FakeSwarm()
+    deploy(app_dir, docker, "v1")
+    docker.rolls_back = {"v2"}
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, docker, "v2")
+    assert "release v2 failed and was rolled back: the Swarm rolled back service shop_api: update rolled back due to failure" in str(
+        failure.value
+    )
+    assert docker.deployed[-1]["stack"]["services"]["api"]["image"] == "api:v1"
+    assert outcomes(app_dir) == [("v1", "live"), ("v2", "rolled-back")] and serving(app_dir) == "v1"
+
+
+def test_an_unhealthy_release_redeploys_the_previous_stack(app_dir: Path) -> None:
+    docker = FakeSwarm()
+    deploy(app_dir, docker, "v1")
+    with pytest.raises(ReleaseError, match=re.escape("https://shop.test/ is not healthy: HTTP 503: down")):
+        deploy(app_dir, docker, "v2", fetch=Fetch((503, "HTTP 503: down")), health_url="https://shop.test/")
+    assert docker.services["shop_api"]["spec"]["image"] == "api:v1"
+    assert serving(app_dir) == "v1"
+
+
+def test_an_app_that_ran_with_compose_is_stopped_before_the_stack_starts(app_dir: Path) -> None:
+    docker = FakeSwarm(compose_containers=["api-1", "db-1"])
+    deploy(app_dir, docker, "v1")
+    down = next(i for i, call in enumerate(docker.calls) if call[0] == "compose" and call[-1] == "down")
+    first_stack = next(i for i, call in enumerate(docker.calls) if call[:2] == ["stack", "deploy"])
+    assert down < first_stack
