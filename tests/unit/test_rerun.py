@@ -61,7 +61,7 @@ def test_new_release_code_uploads_itself_beside_the_old_and_reruns_only_the_rele
     before = staging()
     monkeypatch.setattr(commands, "host_code_digest", lambda: "0123456789abcdef")  # as a new dropship version's would be
     after = staging()
-    assert changed(before, after) == {"app-release", "app-code-release.py", "app-code-rollout.py", "app-code-health.py"}
+    assert changed(before, after) == {"app-release", *(f"app-code-{module}" for module in commands.HOST_CODE)}
     assert after.named("app-code-release.py").inputs["remotePath"] == "/srv/shop/.dropship/host-0123456789abcdef/release.py"
     assert after.named("app-release").inputs["create"].startswith("python3 /srv/shop/.dropship/host-0123456789abcdef/release.py ")
 
