@@ -17,7 +17,7 @@ from types import TracebackType
 from dev.harness.ports import free_address
 
 CONFIG = """global
-  maxconn 20000
+  maxconn 4000
 
 defaults
   mode tcp
