@@ -43,6 +43,8 @@ class HostBootstrapArgs:
     """Mounted before Docker is installed, so that Docker's named volumes live on it."""
     after: tuple[pulumi.Resource, ...] = ()
     """Steps the first step waits for (the Swarm size check)."""
+    live_restore: bool = True
+    """Docker's live-restore; off on a Swarm's servers, where Docker refuses it."""
 
 
 class HostBootstrap(pulumi.ComponentResource):
@@ -77,7 +79,7 @@ class HostBootstrap(pulumi.ComponentResource):
             before_docker = step("volume", mount, admin, [before_docker, *attached])
         docker = step(
             "docker",
-            commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, sudo=sudo),
+            commands.install_docker(args.docker_install, args.log_max_size, args.log_max_file, live_restore=args.live_restore, sudo=sudo),
             admin,
             [before_docker],
         )

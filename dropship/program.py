@@ -206,6 +206,7 @@ def _bootstrap(
             app_dir=settings.app_directory,
             volume=volume,
             after=after,
+            live_restore=not settings.swarm,
         ),
     )
 

@@ -58,19 +58,24 @@ install_from_docker_apt() {
 }
 
 # live-restore: containers keep running while the daemon restarts (a security update's
-# restart of docker.service, needrestart's included).
+# restart of docker.service, needrestart's included). Docker refuses it in swarm mode, so
+# a Swarm's servers go without: there the Swarm starts a restarted daemon's tasks again.
 daemon_json() {
-  local max_size=$1 max_file=$2
-  printf '{\n  "live-restore": true,\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
+  local max_size=$1 max_file=$2 live_restore=$3
+  if [ "$live_restore" = true ]; then
+    printf '{\n  "live-restore": true,\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
+  else
+    printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
+  fi
 }
 
 main() {
-  local source=$1 max_size=$2 max_file=$3 wanted changed=false
+  local source=$1 max_size=$2 max_file=$3 live_restore=${4:-true} wanted changed=false
   finish_interrupted_dpkg
   # The engine reads daemon.json on its first start, which the package
   # install triggers: written first, it applies from the start.
   mkdir -p /etc/docker
-  wanted=$(daemon_json "$max_size" "$max_file")
+  wanted=$(daemon_json "$max_size" "$max_file" "$live_restore")
   if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
     printf '%s\n' "$wanted" >/etc/docker/daemon.json
     echo "wrote /etc/docker/daemon.json"
@@ -82,7 +87,11 @@ main() {
     if [ "$changed" = true ]; then
       # A reload applies live-restore to the running daemon, so that the restart
       # (which the log options need) leaves the containers running.
-      echo "restarting docker for the new daemon.json (containers keep running)"
+      if [ "$live_restore" = true ]; then
+        echo "restarting docker for the new daemon.json (containers keep running)"
+      else
+        echo "restarting docker for the new daemon.json (without live-restore: its containers restart)"
+      fi
       systemctl reload docker
       # Restarts shortly before (an upgrade's, another up's) must not trip systemd's start limit.
       systemctl reset-failed docker.service

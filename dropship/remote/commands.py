@@ -61,8 +61,10 @@ def wait_for_host(*, sudo: bool = False) -> Script:
     return script_on_stdin("wait-for-host.sh", as_root_via_sudo=sudo)
 
 
-def install_docker(source: str, log_max_size: str, log_max_file: int, *, sudo: bool = False) -> Script:
-    return script_on_stdin("install-docker.sh", source, log_max_size, str(log_max_file), as_root_via_sudo=sudo)
+def install_docker(source: str, log_max_size: str, log_max_file: int, *, live_restore: bool = True, sudo: bool = False) -> Script:
+    """`live_restore` off for a Swarm's servers: Docker refuses it in swarm mode."""
+    args = (source, log_max_size, str(log_max_file), *(() if live_restore else ("false",)))
+    return script_on_stdin("install-docker.sh", *args, as_root_via_sudo=sudo)
 
 
 def enable_security_upgrades(docker_install: str, reboot_time: str | None, *, sudo: bool = False) -> Script:

@@ -146,11 +146,14 @@ def test_three_servers_grow_the_stack_in_place_into_a_swarm(
     project.set("existingHost.nodes", nodes_setting(hosts, lan))
     steps = project.preview_steps()
     assert {"swarm-init", "swarm-node-2-join", "swarm-node-3-join", "swarm-members"} <= set(steps)
-    assert steps["app-release"] == "update" and "host-docker" not in steps  # the first server's bootstrap stays
+    # The first server keeps its bootstrap but Docker's live-restore, which Docker refuses in swarm mode.
+    assert steps["app-release"] == "update" and steps["host-docker"] == "update"
+    assert not {"host-wait", "host-deploy-user", "host-harden-ssh", "host-security-upgrades"} & set(steps)
     output = project.up().stdout
     assert "stopping it to start it on the Swarm" in output
     ready = first.run("docker node ls --format '{{.Status}} {{.ManagerStatus}}'").stdout.splitlines()
     assert sorted(ready) == ["Ready ", "Ready ", "Ready Leader"]
+    assert all("live-restore" not in h.run("cat /etc/docker/daemon.json").stdout for h in hosts)
     for service in ("caddy", "db", "redis"):
         assert set(tasks(first, service).values()) == {first.name}, service
     assert set(tasks(first, "api").values()) == {h.name for h in hosts}
@@ -215,6 +218,7 @@ def test_going_back_to_one_server_is_refused_until_the_setting_allows_it(project
     project.set("existingHost.removeNodes", "true")
     project.up()
     assert first.run("docker info --format '{{.Swarm.LocalNodeState}}'").stdout.strip() == "inactive"
+    assert '"live-restore": true' in first.run("cat /etc/docker/daemon.json").stdout
     for host in hosts[1:]:
         assert host.run("docker info --format '{{.Swarm.LocalNodeState}}'").stdout.strip() == "inactive"
     assert orders(lb.address) == ["teapot", "kettle"]

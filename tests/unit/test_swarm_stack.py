@@ -182,6 +182,9 @@ def test_the_first_droplet_initialises_the_swarm_and_the_others_join_it_with_a_s
         f"python3 {code} converge --data 10.114.0.2 --node 10.114.0.2 --node 10.114.0.3 --node 10.114.0.4 --setting droplet.removeNodes"
     )
     assert "--swarm-replicas 3" in swarm.named("app-release").inputs["create"]
+    # Docker refuses live-restore in swarm mode: every server's daemon.json goes without.
+    for step in ("host-docker", "host-node-2-docker", "host-node-3-docker"):
+        assert swarm.named(step).inputs["create"].endswith("install-docker.sh docker-apt 10m 3 false"), step
     assert CANARY not in json.dumps([without_secrets(r.wire) for r in swarm.resources])
 
 
