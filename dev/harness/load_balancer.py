@@ -1,7 +1,10 @@
 """HAProxy on this machine's loopback, standing in for a Swarm's DigitalOcean load balancer: ports 80 and 443
-passed through (TCP, TLS untouched) to every server, each checked as DigitalOcean checks a droplet (TCP on
-443, every second here, out after 2 failures, back after 2 successes), so traffic goes only where the edge
-answers."""
+passed through (TCP, TLS untouched) to every server, each checked every second (out after 2 failures, back
+after 2 successes), so traffic goes only where the edge answers.
+
+DigitalOcean's check is a TCP connect to 443, which a droplet without the edge refuses. A test host's port is
+pasta's, which accepts first and only then finds the host's port closed: here the check asks for an HTTP
+answer on port 80 instead, which only the edge gives."""
 
 from __future__ import annotations
 
@@ -24,7 +27,11 @@ defaults
   timeout connect 2s
   timeout client 60s
   timeout server 60s
-  default-server check port 443 inter 1s fall 2 rise 2
+  default-server check inter 1s fall 2 rise 2
+  option tcp-check
+  tcp-check connect port 80
+  tcp-check send "HEAD / HTTP/1.0\r\n\r\n"
+  tcp-check expect string HTTP/
 
 {sections}"""
 
