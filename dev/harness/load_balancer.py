@@ -30,7 +30,7 @@ defaults
   default-server check inter 1s fall 2 rise 2
   option tcp-check
   tcp-check connect port 80
-  tcp-check send "HEAD / HTTP/1.0\r\n\r\n"
+  tcp-check send "HEAD / HTTP/1.0\\r\\n\\r\\n"
   tcp-check expect string HTTP/
 
 {sections}"""
