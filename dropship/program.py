@@ -404,33 +404,24 @@ def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key
     if settings.ssh.host_key is not None:
         pulumi.export("hostKey", settings.ssh.host_key)
     admin_key = private_key if existing.private_key is None else pulumi.Output.secret(existing.private_key)
-    target = SshTarget(
-        address=existing.address,
-        port=existing.port,
-        private_key=private_key,
-        admin_user=existing.user,
-        admin_private_key=admin_key,
-        dial_error_limit=settings.ssh.dial_error_limit,
-        host_key=settings.ssh.host_key,
-        host_id=existing.id,
-    )
+
+    def server_target(address: str, port: int, host_key: str | None, host_id: str) -> SshTarget:
+        return SshTarget(
+            address=address,
+            port=port,
+            private_key=private_key,
+            admin_user=existing.user,
+            admin_private_key=admin_key,
+            dial_error_limit=settings.ssh.dial_error_limit,
+            host_key=host_key,
+            host_id=host_id,
+        )
+
+    target = server_target(existing.address, existing.port, settings.ssh.host_key, existing.id)
     if settings.host_gone:
         return _Host(target=target)
     nodes = tuple(
-        _Node(
-            name=f"node-{number}",
-            target=SshTarget(
-                address=node.address,
-                port=node.port,
-                private_key=private_key,
-                admin_user=existing.user,
-                admin_private_key=admin_key,
-                dial_error_limit=settings.ssh.dial_error_limit,
-                host_key=node.host_key,
-                host_id=node.id,
-            ),
-            private_address=node.private_address,
-        )
-        for number, node in enumerate(existing.nodes, start=2)
+        _Node(name=f"node-{number}", target=server_target(n.address, n.port, n.host_key, n.id), private_address=n.private_address)
+        for number, n in enumerate(existing.nodes, start=2)
     )
     return _Host(target=target, private_address=existing.private_address, nodes=nodes, size_check=_size_check(settings, target))
