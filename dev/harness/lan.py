@@ -5,7 +5,9 @@ the bridge's. Nothing of it appears in this machine's own namespace."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -26,12 +28,22 @@ def create_netns(name: str) -> None:
     NETNS_DIR.mkdir(parents=True, exist_ok=True)
     path = NETNS_DIR / name
     path.touch()
+    ours = os.stat("/proc/self/ns/net").st_ino
     holder = subprocess.Popen(["unshare", "--net", "sleep", "30"])
     try:
+        # Popen returns before `unshare` has made the namespace: until then the holder's is this machine's.
+        deadline = time.monotonic() + 10
+        while os.stat(f"/proc/{holder.pid}/ns/net").st_ino == ours:
+            if time.monotonic() > deadline or holder.poll() is not None:
+                raise RuntimeError(f"unshare --net made no namespace for {name}")
+            time.sleep(0.01)
         subprocess.run(["mount", "--bind", f"/proc/{holder.pid}/ns/net", str(path)], check=True, capture_output=True, text=True)
     finally:
         holder.kill()
         holder.wait()
+    if os.stat(path).st_ino == ours:  # never build the network in this machine's namespace
+        delete_netns(name)
+        raise RuntimeError(f"{path} is this machine's namespace")
     _ip("-n", name, "link", "set", "lo", "up")
 
 
