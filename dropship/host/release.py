@@ -588,19 +588,21 @@ class SwarmRelease:
 
     def update_starts(self) -> dict[str, str]:
         """When each service's last update started: a service whose update starts anew is one this deploy changed."""
-        return {name: status.get("StartedAt", "") for name, status in self.update_statuses().items()}
+        return {name: (service.get("UpdateStatus") or {}).get("StartedAt", "") for name, service in self.services().items()}
 
-    def update_statuses(self) -> dict[str, dict[str, Any]]:
+    def services(self) -> dict[str, dict[str, Any]]:
+        """The stack's services as `docker service inspect` gives them, by name."""
         names = _swarm_services(self.deployer.run, self.options.project)
         if not names:
             return {}
-        return {s["Spec"]["Name"]: s.get("UpdateStatus") or {} for s in json.loads(self.docker("service", "inspect", *names))}
+        return {s["Spec"]["Name"]: s for s in json.loads(self.docker("service", "inspect", *names))}
 
     def wait_converged(self, before: dict[str, str]) -> None:
         deadline = self.deployer.clock() + self.options.health_timeout
         while True:
             waiting = []
-            for name, status in self.update_statuses().items():
+            for name, service in self.services().items():
+                status = service.get("UpdateStatus") or {}
                 changed = status.get("StartedAt", "") != before.get(name, "")
                 state = status.get("State", "")
                 if changed and state in UPDATE_FAILED:
@@ -608,7 +610,8 @@ class SwarmRelease:
                 if changed and state not in ("", "completed"):
                     waiting.append(f"{name} ({state})")
                     continue
-                running, desired = self.replicas(name)
+                desired = int(service["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+                running = self.running_tasks(name)
                 if running < desired:
                     waiting.append(f"{name} ({running}/{desired} running)")
             if not waiting:
@@ -618,12 +621,10 @@ class SwarmRelease:
                 raise ReleaseError(f"not converged after {self.options.health_timeout:g}s: {', '.join(waiting)}")
             self.deployer.sleep(2)
 
-    def replicas(self, name: str) -> tuple[int, int]:
-        """Running tasks (healthy ones, when the service has a healthcheck) and the desired count."""
-        spec = json.loads(self.docker("service", "inspect", name))[0]["Spec"]
-        desired = int(spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+    def running_tasks(self, name: str) -> int:
+        """The service's tasks in state Running (healthy ones, when the service has a healthcheck)."""
         states = self.docker("service", "ps", name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}").splitlines()
-        return sum(state.startswith("Running") for state in states), desired
+        return sum(state.startswith("Running") for state in states)
 
     def roll_back(self, reason: str) -> None:
         tag = self.options.tag
