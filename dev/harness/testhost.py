@@ -82,6 +82,12 @@ class TestHost:
         """A command inside the host, as root, without SSH (so that it is not counted as a login)."""
         return sh("docker", "exec", self.name, "bash", "-c", command, check=check)
 
+    def network_address(self) -> str:
+        """The host's own address on its network (pasta gives the namespace a copy of this machine's):
+        a client sent from its namespace (`/run/netns/<name>`) reaches the edge as a droplet's IPv4 clients do."""
+        out = self.run("ip -4 -o addr show scope global").stdout.split()
+        return out[out.index("inet") + 1].split("/")[0]
+
     def ssh(self, user: str, command: str, check: bool = True, *extra: str) -> subprocess.CompletedProcess[str]:
         return sh(
             "ssh", "-i", str(DEV_KEY),

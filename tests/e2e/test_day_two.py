@@ -3,8 +3,8 @@
 One test host, hardened by the first `up` (root: key only; passwords off). Then, one `up` each:
 a new dropship version's bootstrap script (the first `up` ran the one before it), `docker.logMaxFile`,
 `deploy.sudo` on and off, `upgrades.rebootTime` with Docker's repository, and a rotated deploy key. Before each, `pulumi preview` names exactly
-the steps that will run; after each, it names none. And the Docker daemon is restarted under
-load through the edge: no container restarts, and the app answers again by itself. The tests run in file order.
+the steps that will run; after each, it names none. And the Docker daemon is down for seconds under
+load through the edge: no container restarts, and nothing fails once the daemon is back. The tests run in file order.
 """
 
 from __future__ import annotations
@@ -85,49 +85,39 @@ def test_the_new_versions_script_runs_again_on_the_hardened_host(project: Projec
     assert containers(host) == before  # the daemon restarted for its new daemon.json; the containers did not
 
 
-def public_address(host: TestHost) -> str:
-    """The host's own address on its network (pasta gives the namespace a copy of this machine's)."""
-    out = host.run("ip -4 -o addr show scope global").stdout.split()
-    return out[out.index("inet") + 1].split("/")[0]
-
-
-def test_a_docker_restart_under_load_restarts_no_container_and_the_app_answers_again(
+def test_docker_down_for_seconds_under_load_restarts_no_container_and_fails_nothing_once_it_is_back(
     host: TestHost,
 ) -> None:
     """Load from a client on the host's network, as a droplet's IPv4 clients come (the kernel's NAT to the
     edge), and from this machine through pasta (which arrives on the host's loopback, where Docker's
     userland proxy takes it, as it takes a droplet's IPv6 clients).
 
-    The containers live through the restart (live-restore). While the daemon is down, so is Docker's DNS,
-    which the example's edge asks for the web containers every second: requests fail or wait then. How
-    soon the load is served again depends on the machine: the requests held during the restart come back
-    at once, and the example's one CGI web container may not catch up while 200 a second keep coming
-    (0 failed from 3 s after in runs alone; 368 of 600 in a clean-clone run). Counts are printed; what is
-    asserted is that no container restarts and that the app answers again by itself."""
+    The daemon is down for 5 s, as a slow restart on a busy droplet or an upgrade of Docker's package
+    keeps it (a quiet `systemctl restart docker` here takes about 1 s and hid what follows). The containers
+    live through it (live-restore). While it is down, so is Docker's DNS, which the example's edge asks
+    for the web containers every second: requests fail or wait then, and the held ones are let go at once
+    when it is back. Counts across the outage are printed; from 5 s after it, nothing may fail."""
     before = containers(host)
-    address = public_address(host)
+    address = host.network_address()
     on_network = Vegeta(f"http://{address}/health", address, rate=100, netns=f"/run/netns/{host.name}")
     through_proxy = Vegeta(f"http://{host.address}/health", host.address, rate=100)
     with on_network, through_proxy:
         time.sleep(3)
         started = time.time()
-        host.run("systemctl restart docker")
+        host.run("systemctl stop docker docker.socket && sleep 5 && systemctl start docker")
         host.run("until docker info >/dev/null 2>&1; do sleep 0.2; done")
         back = time.time()
-        time.sleep(10)
+        time.sleep(15)
         ended = time.time()
-    print(f"\nthe Docker daemon restarted in {back - started:.1f} s")
-    print(f"from the host's network, across the restart: {on_network.report(until=back + 3)}")
-    print(f"through Docker's userland proxy, across the restart: {through_proxy.report(until=back + 3)}")
-    after = on_network.report(since=back + 3, until=ended - 1)
-    print(f"from the host's network, from 3 s after the daemon was back: {after}")
-    print(f"through Docker's userland proxy, from 3 s after: {through_proxy.report(since=back + 3, until=ended - 1)}")
+    print(f"\nthe Docker daemon was down for {back - started:.1f} s")
+    print(f"from the host's network, across the outage: {on_network.report(until=back + 5)}")
+    print(f"through Docker's userland proxy, across the outage: {through_proxy.report(until=back + 5)}")
+    after = [load.report(since=back + 5, until=ended - 1) for load in (on_network, through_proxy)]
+    print(f"from the host's network, from 5 s after the daemon was back: {after[0]}")
+    print(f"through Docker's userland proxy, from 5 s after: {after[1]}")
     assert containers(host) == before
-    assert after.sent >= 400
-    deadline = time.monotonic() + 60
-    while host.run(f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' http://{address}/health", check=False).stdout != "200":
-        assert time.monotonic() < deadline, "the app did not answer again within 60 s of the load's end"
-        time.sleep(1)
+    assert [report.sent >= 800 for report in after] == [True, True]
+    assert [report.failed for report in after] == [0, 0]
 
 
 def test_a_new_log_rotation_setting_runs_the_docker_step_again(project: Project, host: TestHost) -> None:
