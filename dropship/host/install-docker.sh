@@ -35,6 +35,18 @@ finish_interrupted_dpkg() {
 
 has_package() { apt-cache show "$1" >/dev/null 2>&1; }
 
+# `systemctl reload docker` only sends SIGHUP and returns: a restart right after
+# it could stop the daemon before it applied live-restore, and stop the
+# containers with it (a clean-clone run caught that).
+wait_for_live_restore() {
+  local waited=0
+  until [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = true ]; do
+    [ "$waited" -lt 60 ] || { echo "docker did not apply live-restore within 30 s of its reload" >&2; return 1; }
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+}
+
 install_from_distro() {
   # Ubuntu ships compose v2 as docker-compose-v2, Debian 13 as docker-compose;
   # Debian 13 also splits the client out of docker.io into docker-cli.
@@ -93,6 +105,7 @@ main() {
         echo "restarting docker for the new daemon.json (without live-restore: its containers restart)"
       fi
       systemctl reload docker
+      [ "$live_restore" = false ] || wait_for_live_restore
       # Restarts shortly before (an upgrade's, another up's) must not trip systemd's start limit.
       systemctl reset-failed docker.service
       systemctl restart docker
