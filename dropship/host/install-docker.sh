@@ -39,10 +39,10 @@ has_package() { apt-cache show "$1" >/dev/null 2>&1; }
 # it could stop the daemon before it applied live-restore, and stop the
 # containers with it (a clean-clone run caught that).
 wait_for_live_restore() {
-  local waited=0
+  local waited=0 limit=30
   until [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" = true ]; do
-    [ "$waited" -lt 60 ] || { echo "docker did not apply live-restore within 30 s of its reload" >&2; return 1; }
-    sleep 0.5
+    [ "$waited" -lt "$limit" ] || { echo "docker did not apply live-restore within ${limit}s of its reload" >&2; return 1; }
+    sleep 1
     waited=$((waited + 1))
   done
 }
