@@ -11,9 +11,11 @@ export PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
 export PULUMI_CONFIG_PASSPHRASE ?= dropship-local-development
 LOCAL_STACK := local
 TAG ?=
+N ?= 3
+MODULES ?=
 PULUMI := . offline/pulumi-env.sh && pulumi
 
-.PHONY: help deps venv toolchain engine-info check lint test test-unit test-system test-e2e up release down bench reliability
+.PHONY: help deps venv toolchain engine-info check lint test test-unit test-system test-e2e up release down bench reliability flake-hunt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -77,3 +79,6 @@ bench: venv deps engine-info ## time fresh, no-op and release `up`s on the local
 
 reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table
 	@$(PY) dev/reliability.py
+
+flake-hunt: venv deps ## the timing-sensitive e2e modules N times each on a clean clone of HEAD: make flake-hunt N=5 MODULES="shop day_two"
+	@FLAKE_RUNS="$(N)" FLAKE_MODULES="$(MODULES)" $(PY) dev/flake_hunt.py

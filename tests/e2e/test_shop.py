@@ -37,7 +37,11 @@ S3_PORT, FAILURE_PORT = free_port(), free_port()
 HOST = replace(TestHost.for_module(__name__, forward=(5000, S3_PORT, FAILURE_PORT)), volume=VOLUME)
 BUCKET = "shop-backups"
 BACKUP_UNIT = "dropship-backup-shop-db.service"
+BACKUP_TIMER = "dropship-backup-shop-db.timer"
+BACKUP_LINE = rf"dropship backup: service db -> dropship:{BUCKET}/shop/db/(\S+\.dump) "
+"""What backup.sh prints once an upload is done; the dump's name."""
 UP: dict[str, str] = {}  # the first `pulumi up`'s output
+FAILED_BACKUP: dict[str, str] = {}  # the invocation of the backup whose upload failed
 
 
 @dataclass
@@ -245,11 +249,58 @@ def remote_command(line: str, host: TestHost) -> str:
     return command
 
 
+def backup_unit(host: TestHost) -> dict[str, str]:
+    """The backup service's last invocation, its state and result, and the start jobs queued for it."""
+    shown = host.run(f"systemctl show -p InvocationID -p ActiveState -p Result {BACKUP_UNIT}").stdout
+    state = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    state["jobs"] = host.run(f"systemctl list-jobs --no-legend {BACKUP_UNIT}").stdout.strip()
+    return state
+
+
+def wait_for_backup_run(host: TestHost, what: str, after: str = "", timeout: float = 90) -> dict[str, str]:
+    """Waits until a run of the backup service other than the invocation `after` has ended; its state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = backup_unit(host)
+        if state["InvocationID"] not in ("", after) and state["ActiveState"] != "activating":
+            return state
+        assert time.monotonic() < deadline, (
+            f"{what}: no run of {BACKUP_UNIT} after invocation '{after}' ended within {timeout:.0f} s: {state}\n"
+            + host.run(f"systemctl list-timers --all; journalctl -u {BACKUP_UNIT} -o cat").stdout
+        )
+        time.sleep(1)
+
+
+def hold_backups_still(host: TestHost) -> dict[str, str]:
+    """Stops the backup timer and waits until its run in flight, if any, has ended: from then on only the
+    test starts the service. The state of its last invocation."""
+    host.run(f"systemctl stop {BACKUP_TIMER}")
+    deadline = time.monotonic() + 90
+    while (state := backup_unit(host))["ActiveState"] == "activating" or state["jobs"]:
+        assert time.monotonic() < deadline, f"the backup the timer started did not end within 90 s: {state}"
+        time.sleep(1)
+    return state
+
+
+def wait_for_journal(host: TestHost, invocation: str, pattern: str, timeout: float = 30) -> re.Match[str]:
+    """The first match of `pattern` in the journal of one invocation of the backup service, once journald has it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        journal = host.run(f"journalctl _SYSTEMD_INVOCATION_ID={invocation} -o cat").stdout
+        if match := re.search(pattern, journal):
+            return match
+        assert time.monotonic() < deadline, (
+            f"the journal of {BACKUP_UNIT}'s invocation {invocation} has no '{pattern}' after {timeout:.0f} s:\n{journal}"
+        )
+        time.sleep(1)
+
+
 def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
     project: Project, host: TestHost, s3: S3Server, failures: PostReceiver
 ) -> None:
+    """Waits for the timer (every 20 s) to run the backup service on its own, and judges that run."""
     project.set("backups.databases", '["db"]')
-    project.set("backups.schedule", "*-*-* *:*:0/20")  # every 20 s, so that the timer fires during the test
+    project.set("backups.schedule", "*-*-* *:*:0/20")
     project.set("backups.bucket", BUCKET)
     project.set("backups.endpoint", s3.endpoint)
     project.set("backups.accessKeyId", s3.access_key_id)
@@ -258,21 +309,23 @@ def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
     output = project.up().stdout
     assert s3.secret_access_key not in output
     assert project.preview_steps() == {}
-    deadline = time.monotonic() + 90
-    while not dumps(s3):  # nobody but the timer starts the backup
-        assert time.monotonic() < deadline, host.run(f"systemctl list-timers --all; journalctl -u {BACKUP_UNIT} -o cat").stdout
-        time.sleep(2)
-    dump = dumps(s3)[0]
+    run = wait_for_backup_run(host, "the timer's first backup")  # nobody but the timer starts the service
+    assert run["Result"] == "success", run
+    uploaded = wait_for_journal(host, run["InvocationID"], BACKUP_LINE).group(1)
+    dump = s3.root / BUCKET / "shop" / "db" / uploaded
     assert dump.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format, compressed
     assert host.run("stat -c '%a %U' /srv/shop/.dropship/backup/.env").stdout.split() == ["600", "deploy"]
-    assert s3.secret_access_key not in host.run(f"systemctl cat {BACKUP_UNIT} dropship-backup-shop-db.timer").stdout
+    assert s3.secret_access_key not in host.run(f"systemctl cat {BACKUP_UNIT} {BACKUP_TIMER}").stdout
     assert s3.secret_access_key not in project.pulumi("stack", "export").stdout
-    # The deploy user reads its journal, and lists the backups with the stack's one-line command.
+    # The deploy user reads its journal, and lists the backups with the stack's one-line commands. The timer
+    # goes on meanwhile: the journal names the latest uploads, each of which the listing that follows has.
     lines = project.outputs()["commands"]
     journal = host.ssh("deploy", remote_command(lines["last backup db"], host)).stdout
-    assert f"dropship backup: service db -> dropship:{BUCKET}/shop/db/{dump.name}" in journal
+    named = re.findall(BACKUP_LINE, journal)
+    assert named, journal
     listed = host.ssh("deploy", remote_command(lines["backups db"], host)).stdout.split()
-    assert dump.name in listed
+    assert uploaded in listed
+    assert set(named) <= set(listed), (named, listed)
     logs = host.ssh("deploy", f"timeout 5 {remote_command(lines['logs'], host)} 2>&1", check=False).stdout
     logs = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", logs)  # compose's terminal escapes
     for service in ("api", "db"):  # Postgres logs to stderr
@@ -284,31 +337,36 @@ def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
 def test_a_backup_whose_upload_fails_is_failed_in_the_journal_and_pings_the_failure_url(
     host: TestHost, s3: S3Server, failures: PostReceiver
 ) -> None:
+    """Holds the timer still and judges the one run it starts by hand (its invocation), then starts the timer again."""
+    before = hold_backups_still(host)
     s3.stop()
     try:
         started = host.run(f"systemctl start {BACKUP_UNIT}", check=False)
         assert started.returncode != 0
-        assert host.run(f"systemctl is-failed {BACKUP_UNIT}", check=False).stdout.strip() == "failed"
-        journal = host.run(f"journalctl -u {BACKUP_UNIT} -o cat").stdout
-        assert "dropship backup: upload of " in journal
-        assert any(report.startswith("backup of service db of shop failed on ") for report in failures.received), failures.received
+        run = backup_unit(host)
+        assert run["InvocationID"] != before["InvocationID"], (before, run)
+        assert (run["ActiveState"], run["Result"]) == ("failed", "exit-code"), run
+        wait_for_journal(host, run["InvocationID"], r"dropship backup: upload of \S+ failed")
+        assert [report for report in failures.received if report.startswith("backup of service db of shop failed on ")], failures.received
+        FAILED_BACKUP["invocation"] = run["InvocationID"]
     finally:
         s3.start()
+        host.run(f"systemctl start {BACKUP_TIMER}")
 
 
 def test_restore_brings_the_rows_back_on_a_new_host_without_the_volume(project: Project, host: TestHost, s3: S3Server) -> None:
+    """Waits for the timer's next run after the failed one (the storage is back), then holds the timer still so
+    that the dump restored is the latest."""
     assert orders(host) == ["teapot", "kettle"]
-    deadline = time.monotonic() + 60
-    before = dumps(s3)
-    while dumps(s3) == before:  # a backup taken after the storage came back
-        assert time.monotonic() < deadline, "no backup since the storage came back"
-        time.sleep(2)
+    run = wait_for_backup_run(host, "the timer's backup once the storage came back", after=FAILED_BACKUP["invocation"], timeout=60)
+    assert run["Result"] == "success", run
+    hold_backups_still(host)
     latest = dumps(s3)[-1]
     host.stop()  # the droplet is destroyed, and this time its volume too
     host.remove_volume()
     host.start()
     project.set("existingHost.id", "third")
-    project.set("backups.schedule", "daily")  # no backup of the new, empty database before the restore
+    project.set("backups.schedule", "2099-01-01 03:00:00")  # no backup of the new, empty database before the restore
     project.up()
     assert orders(host) == []  # a new database: the migrations ran, no rows
     restored = host.ssh("deploy", remote_command(project.outputs()["commands"]["restore db"], host))
