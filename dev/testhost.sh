@@ -33,11 +33,13 @@
 #   TESTHOST_VOLUME_SIZE    its size when it is made (default: 1G)
 #   TESTHOST_APT_BUSY       seconds the first-boot unit holds apt's package lists
 #                           lock, and then dpkg's locks, around its apt-get
-#                           update (default: 5)
+#                           update (default: 5); or 'held': each until a test
+#                           touches /run/testhost-apt/release-lists (then
+#                           release-dpkg), at most 900 s
 #   TESTHOST_KEY            root key pair, generated if missing (default:
 #                           $DROPSHIP_CACHE/testhost/id_ed25519)
 #   TESTHOST_ROOT_PASSWORD  root password, set by cloud-init (default: dropship-testhost)
-#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-3)
+#   TESTHOST_IMAGE          image tag (default: dropship-testhost:trixie-4)
 #   TESTHOST_START_TIMEOUT  seconds to wait for ssh (default: 120)
 #   DROPSHIP_CACHE          state dir (default: $HOME/.cache/dropship)
 #   DEBIAN_MIRROR           Debian mirror URL (default: the first .../debian
@@ -46,7 +48,7 @@ set -euo pipefail
 
 SUITE=trixie
 # Bump IMAGE_REV whenever the image recipe below changes.
-IMAGE_REV=3
+IMAGE_REV=4
 # debootstrap does not resolve virtual packages: cloud-init needs python3-cffi-backend named.
 INCLUDE=openssh-server,sudo,ca-certificates,curl,iproute2,procps,systemd-sysv,dbus,cloud-init,python3-cffi-backend
 
@@ -92,32 +94,45 @@ CONF
 """A fresh droplet's first minutes: apt-daily refreshes the package lists and
 unattended-upgrades installs updates, holding apt's locks while anyone else's
 apt-get fails or waits. Here: the lists lock for APT_BUSY seconds, a real
-apt-get update, then dpkg's locks for APT_BUSY seconds."""
+apt-get update, then dpkg's locks for APT_BUSY seconds. APT_BUSY=held holds
+each until /run/testhost-apt/release-lists (then release-dpkg) exists, so that
+a test lets go of a lock once what it tests is seen waiting for it."""
 import fcntl
 import os
 import subprocess
 import time
 
-BUSY = float(os.environ.get("APT_BUSY", "5"))
+BUSY = os.environ.get("APT_BUSY", "5")
+RELEASES = "/run/testhost-apt"
+HELD_AT_MOST = 900
 
 
-def hold(paths: list[str], seconds: float) -> None:
+def hold(paths: list[str], name: str) -> None:
     fds = [os.open(path, os.O_RDWR | os.O_CREAT, 0o640) for path in paths]
     for fd in fds:
         fcntl.lockf(fd, fcntl.LOCK_EX)  # apt and dpkg lock with fcntl(2), as lockf does
-    print(f"holding {' '.join(paths)} for {seconds:g} s", flush=True)
-    time.sleep(seconds)
+    if BUSY == "held":
+        release = f"{RELEASES}/release-{name}"
+        print(f"holding {' '.join(paths)} until {release} exists", flush=True)
+        deadline = time.monotonic() + HELD_AT_MOST
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    else:
+        print(f"holding {' '.join(paths)} for {float(BUSY):g} s", flush=True)
+        time.sleep(float(BUSY))
     for fd in fds:
         os.close(fd)
+    print(f"let go of {' '.join(paths)}", flush=True)
 
 
-hold(["/var/lib/apt/lists/lock"], BUSY)
+os.makedirs(RELEASES, exist_ok=True)
+hold(["/var/lib/apt/lists/lock"], "lists")
 for _ in range(60):  # pasta connects the network a moment after boot
     if subprocess.run(["ip", "route", "show", "default"], capture_output=True, text=True).stdout.strip():
         break
     time.sleep(0.5)
 subprocess.run(["apt-get", "update", "-q"], check=False)
-hold(["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"], BUSY)
+hold(["/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock"], "dpkg")
 print("apt is idle", flush=True)
 PY
   cat >"$root/etc/systemd/system/testhost-first-boot-apt.service" <<'UNIT'
@@ -462,7 +477,7 @@ main() {
     die "TESTHOST_VOLUME must be lowercase letters, digits and dashes (a DigitalOcean volume name); got '$VOLUME'"
   VOLUME_SIZE="${TESTHOST_VOLUME_SIZE:-1G}"
   APT_BUSY="${TESTHOST_APT_BUSY:-5}"
-  [[ $APT_BUSY =~ ^[0-9]+$ ]] || die "TESTHOST_APT_BUSY must be whole seconds; got '$APT_BUSY'"
+  [[ $APT_BUSY =~ ^([0-9]+|held)$ ]] || die "TESTHOST_APT_BUSY must be whole seconds or 'held'; got '$APT_BUSY'"
   IMAGE="${TESTHOST_IMAGE:-dropship-testhost:$SUITE-$IMAGE_REV}"
   PASSWORD="${TESTHOST_ROOT_PASSWORD:-dropship-testhost}"
   TIMEOUT="${TESTHOST_START_TIMEOUT:-120}"

@@ -15,6 +15,7 @@ from dev.harness.ports import free_address, free_port
 from dev.harness.project import PROJECT_FILES, Project
 from dev.harness.registry import REGISTRY, REGISTRY_LOG, build_images, build_shop_images, example_registry
 from dev.harness.testhost import DEV_KEY, TestHost, host_name
+from dev.harness.waiting import wait_until
 
 __all__ = [
     "DEV",
@@ -38,4 +39,5 @@ __all__ = [
     "pebble",
     "sh",
     "toolchain_bin",
+    "wait_until",
 ]

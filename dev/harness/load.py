@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 import urllib.error
@@ -13,8 +14,11 @@ from types import TracebackType
 class Load:
     """`with Load(url, rate=50) as load:` sends `rate` GETs a second until the block ends."""
 
-    def __init__(self, url: str, rate: float = 50.0) -> None:
+    def __init__(self, url: str, rate: float = 50.0, timeout: float = 10.0) -> None:
+        """`timeout`: a request not answered by then fails; above the edge's own retry budget (5 s), so that
+        what fails is a request the app did not serve, not one the edge was still trying to place."""
         self.url = url
+        self.timeout = timeout
         self.interval = 1.0 / rate
         self.ok = 0
         self.failures: Counter[str] = Counter()
@@ -35,12 +39,12 @@ class Load:
         next_at = start
         while not self._stop.is_set():
             try:
-                with urllib.request.urlopen(self.url, timeout=5) as response:
+                with urllib.request.urlopen(self.url, timeout=self.timeout) as response:
                     response.read()
                     self.ok += 1
             except urllib.error.HTTPError as err:
                 self.failures[f"HTTP {err.code}"] += 1
-            except OSError as err:
+            except (OSError, http.client.HTTPException) as err:  # a refused or reset connection, a cut-off answer
                 self.failures[type(err).__name__ + ": " + str(getattr(err, "reason", err))[:60]] += 1
             next_at += self.interval
             time.sleep(max(0.0, next_at - time.monotonic()))

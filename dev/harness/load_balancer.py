@@ -1,6 +1,6 @@
 """HAProxy on this machine's loopback, standing in for a Swarm's DigitalOcean load balancer: ports 80 and 443
-passed through (TCP, TLS untouched) to every server, each checked every second (out after 2 failures, back
-after 2 successes), so traffic goes only where the edge answers.
+passed through (TCP, TLS untouched) to every server, each checked as dropship sets DigitalOcean's check (every
+5 s, 3 s to answer, out after 2 failures, back after 2 successes), so traffic goes only where the edge answers.
 
 DigitalOcean's check is a TCP connect to 443, which a droplet without the edge refuses. A test host's port is
 pasta's, which accepts first and only then finds the host's port closed: here the check asks for an HTTP
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,15 +20,21 @@ from types import TracebackType
 
 from dev.harness.ports import free_address
 
+# The health check as components/load_balancer.py sets DigitalOcean's: every 5 s, 3 s to answer, 2 to
+# go down or up again; state changes are logged to haproxy.log.
 CONFIG = """global
   maxconn 4000
+  log stdout format raw local0
 
 defaults
   mode tcp
+  log global
+  option log-health-checks
   timeout connect 2s
   timeout client 60s
   timeout server 60s
-  default-server check inter 1s fall 2 rise 2
+  timeout check 3s
+  default-server check inter 5s fall 2 rise 2
   option tcp-check
   tcp-check connect port 80
   tcp-check send "HEAD / HTTP/1.0\\r\\n\\r\\n"
@@ -63,10 +70,24 @@ class LoadBalancer:
             self._proc = subprocess.Popen(
                 [binary, "-db", "-f", str(self._dir / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        time.sleep(0.5)
-        if self._proc.poll() is not None:
-            raise RuntimeError(f"haproxy exited: {(self._dir / 'haproxy.log').read_text()}")
+        deadline = time.monotonic() + 30
+        while not self._listening():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not listen on {self.address}:80 and :443: {(self._dir / 'haproxy.log').read_text()}")
+            time.sleep(0.1)
         return self
+
+    def _listening(self) -> bool:
+        for port in (80, 443):
+            try:
+                socket.create_connection((self.address, port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+    def log(self) -> str:
+        """haproxy's log: its health checks' state changes."""
+        return (self._dir / "haproxy.log").read_text() if self._dir else ""
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from dev.harness.engine import DEV, sh
 from dev.harness.ports import free_address
@@ -30,8 +31,9 @@ class TestHost:
     """Its own loopback address: SSH on 22, HTTP on 80, HTTPS on 443, as a droplet's public address."""
     forward: tuple[int, ...] = (5000,)
     """Ports of this machine's loopback that 127.0.0.1:<port> reaches from inside (the registry)."""
-    apt_busy: int = 5
-    """Seconds the first-boot unit holds apt's lists lock, and then dpkg's, as apt-daily does on a new droplet."""
+    apt_busy: int | Literal["held"] = 5
+    """Seconds the first-boot unit holds apt's lists lock, and then dpkg's, as apt-daily does on a new droplet;
+    "held": each until the test lets go (`release_apt_lock`)."""
     volume: str | None = None
     """A data volume's name: attached at /dev/disk/by-id/scsi-0DO_Volume_<name>, kept when the host goes."""
 
@@ -96,7 +98,25 @@ class TestHost:
             check=check,
         )  # fmt: skip
 
+    def processes(self) -> dict[int, tuple[int, str]]:
+        """pid -> (parent pid, command line) inside the host."""
+        table: dict[int, tuple[int, str]] = {}
+        for line in self.run("ps -eo pid=,ppid=,args=", check=False).stdout.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                table[int(parts[0])] = (int(parts[1]), parts[2] if len(parts) > 2 else "")
+        return table
+
+    def asleep(self, pid: int) -> bool:
+        """Whether the process is in a sleep(3) (a wait loop's pause): the kernel function it waits in."""
+        return "nanosleep" in self.run(f"cat /proc/{pid}/wchan 2>/dev/null || true").stdout
+
+    def release_apt_lock(self, name: Literal["lists", "dpkg"]) -> None:
+        """Lets the first-boot unit of a host started with apt_busy="held" let go of apt's lists lock or dpkg's."""
+        self.run(f"touch /run/testhost-apt/release-{name}")
+
     def logins(self) -> int:
         """SSH logins accepted so far: every remote command of pulumi-command is one."""
-        out = self.run("journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true").stdout
+        # --sync first: every line sshd sent before is in the journal when it is counted
+        out = self.run("journalctl --sync && journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true").stdout
         return int(out.strip() or 0)

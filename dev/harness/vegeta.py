@@ -75,8 +75,9 @@ class Vegeta:
             f"-timeout={timeout}s",
             "-keepalive=true",
             "-workers=10",
-            # enough to hold the rate even when every request hangs until the timeout
-            f"-max-workers={int(rate * timeout)}",
+            # enough to hold the rate even when every request hangs until the timeout, twice over: the
+            # pacer never waits for a worker, so no burst of its own follows a stall of the app
+            f"-max-workers={int(2 * rate * timeout)}",
             "-redirects=-1",  # a 3xx succeeds, unfollowed
             "-max-body=0",
         ]

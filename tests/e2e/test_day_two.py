@@ -105,7 +105,8 @@ def test_docker_down_for_seconds_under_load_restarts_no_container_and_fails_noth
         time.sleep(3)
         started = time.time()
         host.run("systemctl stop docker docker.socket && sleep 5 && systemctl start docker")
-        host.run("until docker info >/dev/null 2>&1; do sleep 0.2; done")
+        answered = host.run("timeout 60 sh -c 'until docker info >/dev/null 2>&1; do sleep 0.2; done'", check=False)
+        assert answered.returncode == 0, "dockerd did not answer `docker info` within 60 s of `systemctl start docker`"
         back = time.time()
         time.sleep(15)
         ended = time.time()

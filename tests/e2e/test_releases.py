@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import REGISTRY_LOG, Load, Project, TestHost, build_images
+from dev.harness import Load, Project, TestHost, build_images, wait_until
 
 SECRETS = {"env.APP_SECRET": "release-tests"}
 APP_DIR = "/srv/example"
@@ -122,19 +122,24 @@ def test_failing_pre_deploy_hook_changes_nothing(project: Project) -> None:
     project.pulumi("config", "rm", "app.preDeploy")
 
 
-def test_rolling_back_by_config_needs_no_pull(project: Project) -> None:
+def test_rolling_back_by_config_needs_no_pull(project: Project, host: TestHost) -> None:
+    """The host's Docker records no image pull between the test's two clock readings around `up`."""
     project.set("app.imageTag", "v1")
-    pulls_before = manifest_pulls()
+    since = host.run("date +%s.%N").stdout.strip()
     project.up()
+    until = host.run("date +%s.%N").stdout.strip()
     assert serving() == "v1"
-    assert manifest_pulls() == pulls_before
+    pulls = host.run(f"docker events --since {since} --until {until} --filter type=image --filter event=pull --format '{{{{.Actor.ID}}}}'")
+    assert pulls.stdout.strip() == "", pulls.stdout
 
 
-def manifest_pulls() -> int:
-    return sum(1 for line in REGISTRY_LOG.read_text().splitlines() if "GET /v2/dropship-example/" in line and "/manifests/" in line)
+def release_processes(host: TestHost) -> list[int]:
+    return [pid for pid, (_, args) in host.processes().items() if args.startswith("python3 ") and "/release.py " in args]
 
 
 def test_concurrent_ups_serialise(project: Project, host: TestHost, bin_dir: str, tmp_path: Path) -> None:
+    """Two `up`s of one stack made to overlap: b's pre-deploy hook holds its release (inside the deploy lock)
+    until the test has seen a's release wait for that lock (asleep in its wait loop), then lets go."""
     # A second copy of the same stack (as two CI jobs would have): same state, its own checkout.
     state = tmp_path / "state.json"
     project.pulumi("stack", "export", "--file", str(state))
@@ -142,39 +147,71 @@ def test_concurrent_ups_serialise(project: Project, host: TestHost, bin_dir: str
     shutil.copy2(project.dir / "Pulumi.local.yaml", other.dir / "Pulumi.local.yaml")
     other.pulumi("stack", "init", "local")
     other.pulumi("stack", "import", "--file", str(state))
+    holds, go = f"{APP_DIR}/.test-b-holds", f"{APP_DIR}/.test-b-go"
+    host.run(f"rm -f {holds} {go}")
     project.set("app.imageTag", "v2")
     other.set("app.imageTag", "v2")
-    other.set("app.postDeploy", '["sleep 3"]')
+    other.set("app.preDeploy", json.dumps([f"touch {holds} && timeout 600 sh -c 'until [ -e {go} ]; do sleep 0.2; done'"]))
     results: dict[str, str] = {}
 
     def up(name: str, p: Project) -> None:
         r = p.pulumi("up", "--yes", "--skip-preview", check=False)
         results[name] = f"{r.returncode}\n{r.stdout}{r.stderr}"
 
-    threads = [threading.Thread(target=up, args=(n, p)) for n, p in (("a", project), ("b", other))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads = {n: threading.Thread(target=up, args=(n, p), daemon=True) for n, p in (("a", project), ("b", other))}
+    lines_before = int(host.run(f"wc -l < {APP_DIR}/releases.log").stdout)
+    try:
+        threads["b"].start()
+        wait_until(
+            lambda: host.run(f"test -e {holds}", check=False).returncode == 0 or "b" in results,
+            "b's release to hold the lock in its hook",
+            600,
+            lambda: results.get("b", "")[-3000:],
+        )
+        assert "b" not in results, results["b"][-3000:]
+        holder = release_processes(host)
+        threads["a"].start()
+
+        def a_waits() -> bool:
+            return any(host.asleep(pid) for pid in release_processes(host) if pid not in holder)
+
+        wait_until(
+            lambda: a_waits() or "a" in results, "a's release to wait for the deploy lock", 600, lambda: results.get("a", "")[-3000:]
+        )
+        assert "a" not in results, results["a"][-3000:]
+    finally:
+        host.run(f"touch {go}")
+        for thread in threads.values():
+            thread.join(timeout=1200)
+    assert results.keys() == {"a", "b"}
     assert all(r.startswith("0\n") for r in results.values()), results
-    assert any("for the deploy lock, held by deploy from 127.0.0.1" in r for r in results.values()), results
-    log = host.run(f"tail -2 {APP_DIR}/releases.log").stdout.splitlines()
-    assert [line.split()[-1] for line in log] == ["live", "live"]
+    assert "for the deploy lock, held by deploy from 127.0.0.1" in results["a"], results["a"][-3000:]
+    log = host.run(f"tail -n +{lines_before + 1} {APP_DIR}/releases.log").stdout.splitlines()
+    assert [line.split()[-1] for line in log] == ["live", "live"], log
     assert serving() == "v2"
 
 
 def test_lock_held_too_long_fails_naming_the_holder(project: Project, host: TestHost) -> None:
-    host.run(
+    """The test holds the deploy lock (a process group of its own, until it lets go) for the whole `up`."""
+    holder = host.run(
         f"cd {APP_DIR} && echo 'ci-job-7 from 192.0.2.7, pid 1, since 2026-01-01T00:00:00Z' > .deploy.lock.holder"
-        f" && (flock .deploy.lock sleep 20 >/dev/null 2>&1 &)"
-    )
-    before = serving()
-    project.set("app.lockTimeout", "2")
-    project.set("app.imageTag", "v1")
-    result = project.pulumi("up", "--yes", "--skip-preview", check=False)
-    assert result.returncode != 0
-    assert (
-        f"another deploy holds the lock of {APP_DIR}: ci-job-7 from 192.0.2.7, pid 1, since 2026-01-01T00:00:00Z; gave up after 2s"
-        in result.stdout + result.stderr
-    )
-    assert serving() == before
+        " && { setsid flock .deploy.lock sleep 900 >/dev/null 2>&1 & echo $!; }"
+    ).stdout.strip()
+    try:
+        wait_until(
+            lambda: host.run(f"flock -n {APP_DIR}/.deploy.lock true", check=False).returncode != 0,
+            "the test's holder to take the deploy lock",
+            30,
+        )
+        before = serving()
+        project.set("app.lockTimeout", "2")
+        project.set("app.imageTag", "v1")
+        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        assert (
+            f"another deploy holds the lock of {APP_DIR}: ci-job-7 from 192.0.2.7, pid 1, since 2026-01-01T00:00:00Z; gave up after 2s"
+            in result.stdout + result.stderr
+        )
+        assert serving() == before
+    finally:
+        host.run(f"kill -- -{holder}", check=False)

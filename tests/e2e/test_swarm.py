@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from dev.harness import Project, TestHost, host_name, pebble, sh
+from dev.harness import Project, TestHost, host_name, pebble, sh, wait_until
 from dev.harness.lan import PrivateNetwork
 from dev.harness.load_balancer import LoadBalancer
 from dev.harness.ports import free_address
@@ -133,8 +133,9 @@ def test_one_server_serves_the_shop_through_the_load_balancer(project: Project, 
     # One droplet has no load balancer: DNS points at the droplet, and HTTP-01 comes there.
     pebble.resolve(NAME, hosts[0].address)
     project.up()
+    assert request(lb.address, "/api/health")[0] == 200  # retried while the certificate is on its way; the POSTs are not
     for item in ("teapot", "kettle"):
-        assert request(lb.address, "/api/orders", "POST", {"item": item})[0] == 202
+        assert request(lb.address, "/api/orders", "POST", {"item": item}, wait=0)[0] == 202
     wait_for_orders(lb.address, ["teapot", "kettle"])
 
 
@@ -173,7 +174,7 @@ def test_a_release_under_load_through_the_load_balancer_fails_no_request(
     print(f"\nacross the Swarm's release (api and worker rolled, one task at a time, new first): {load}")
     assert "pre-deploy hook: docker compose run --rm api python3 -m alembic upgrade head" in output
     assert load.report().sent >= 300
-    assert load.report().failed == 0, load.report().errors
+    assert load.report().failed == 0, f"{load.report().errors}\nthe load balancer's checks:\n{lb.log()[-3000:]}"
     assert request(lb.address, "/api/health")[1]["release"] == "v2"
     images = hosts[0].run("docker service inspect shop_api --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'").stdout
     assert ":v2" in images
@@ -192,15 +193,25 @@ def test_a_worker_server_that_dies_leaves_the_app_serving(
         sh("docker", "pause", dying.name)
         deadline = time.monotonic() + 90
         while dying.name in tasks(first, "api").values():
-            assert time.monotonic() < deadline, "the Swarm did not move the dead server's tasks"
+            assert time.monotonic() < deadline, (
+                "the Swarm did not move the dead server's tasks within 90 s: " + first.run("docker service ps shop_api").stdout
+            )
             time.sleep(2)
         moved = time.time()
-        time.sleep(10)
-    print(f"\nthe Swarm moved the dead server's tasks after {moved - died:.0f} s")
+        wait_until(
+            lambda: len(api := tasks(first, "api")) == 3 and dying.name not in api.values(),
+            "three running tasks of shop_api, none on the dead server",
+            120,
+            lambda: first.run("docker service ps shop_api --no-trunc").stdout,
+            interval=2,
+        )
+        replaced = time.time()
+        time.sleep(5)  # the load goes on across the replaced task's first seconds
+    print(f"\nthe Swarm moved the dead server's tasks after {moved - died:.0f} s and ran their replacement after {replaced - died:.0f} s")
     print(f"while it was noticed: {load.report(until=moved)}")
     print(f"after: {load.report(since=moved)}")
-    assert len(tasks(first, "api")) == 3
-    assert load.report(since=moved).failed == 0
+    assert load.report(since=moved).sent >= 20 * (replaced + 5 - moved) * 0.5
+    assert load.report(since=moved).failed == 0, load.report(since=moved).errors
     assert orders(lb.address) == ["teapot", "kettle"]
     sh("docker", "unpause", dying.name)
     lan.reattach(dying.name)

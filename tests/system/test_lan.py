@@ -3,14 +3,15 @@ machine's namespace gains no interface and no address."""
 
 from __future__ import annotations
 
+import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dev.harness import machine, wait_until
 from dev.harness.lan import PrivateNetwork, create_netns, delete_netns
 
 pytestmark = pytest.mark.system  # root: network namespaces
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.system  # root: network namespaces
 NAMESPACES = ("dropship-lan-test-a", "dropship-lan-test-b")
 
 
-def machine_links() -> str:
-    return subprocess.run(["ip", "-o", "addr", "show"], check=True, capture_output=True, text=True).stdout
+def machine_links() -> list[str]:
+    return machine.network()
 
 
 @pytest.fixture
@@ -35,7 +36,8 @@ def namespaces() -> Iterator[tuple[str, ...]]:
 LISTEN = """
 import socket, sys
 server = socket.create_server((sys.argv[1], 7000))
-server.settimeout(5)
+server.settimeout(30)
+print("listening", flush=True)
 connection, _ = server.accept()
 connection.sendall(b"hello")
 """
@@ -47,16 +49,18 @@ with socket.create_connection((sys.argv[1], 7000), timeout=2) as connection:
 
 
 def reaches(source: str, target: str, address: str) -> bool:
-    """A TCP connection from namespace `source` to a listener at `address` in namespace `target`."""
-    listener = subprocess.Popen(["ip", "netns", "exec", target, sys.executable, "-c", LISTEN, address])
+    """One TCP connection from namespace `source` to a listener at `address` in namespace `target`, made once
+    the listener says it listens."""
+    listener = subprocess.Popen(["ip", "netns", "exec", target, sys.executable, "-c", LISTEN, address], stdout=subprocess.PIPE, text=True)
     try:
-        for _ in range(20):
-            client = subprocess.run(["ip", "netns", "exec", source, sys.executable, "-c", CONNECT, address], capture_output=True, text=True)
-            if client.stdout.strip() == "hello":
-                return True
-            if "timed out" in client.stderr or "unreachable" in client.stderr:
-                return False
-            time.sleep(0.1)
+        out = listener.stdout
+        assert out is not None
+        wait_until(lambda: select.select([out], [], [], 0.5)[0], f"the listener at {address} in {target} to start", 30)
+        assert out.readline().strip() == "listening", f"the listener at {address} in {target} did not start"
+        client = subprocess.run(["ip", "netns", "exec", source, sys.executable, "-c", CONNECT, address], capture_output=True, text=True)
+        if client.stdout.strip() == "hello":
+            return True
+        assert any(cause in client.stderr for cause in ("timed out", "unreachable", "No route to host")), client.stderr
         return False
     finally:
         listener.kill()
