@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from dev.harness import TestHost, sh
+from dev.harness import TestHost, sh, wait_until
 
 VOLUME = "dropship-e2e-testhost-data"
 FIRST = replace(TestHost.for_module(__name__), volume=VOLUME)
@@ -46,8 +46,12 @@ def test_cloud_init_ran_its_first_boot_from_the_nocloud_seed(hosts: tuple[TestHo
 
 
 def test_apt_was_busy_right_after_boot(hosts: tuple[TestHost, TestHost]) -> None:
-    journal = hosts[0].run("journalctl -u testhost-first-boot-apt -o cat --no-pager").stdout
-    assert "holding /var/lib/apt/lists/lock for 5 s" in journal
+    """Waits for the first-boot unit to have said it holds the lock (it runs beside boot, not before ssh)."""
+
+    def journal() -> str:
+        return hosts[0].run("journalctl -u testhost-first-boot-apt -o cat --no-pager").stdout
+
+    wait_until(lambda: "holding /var/lib/apt/lists/lock for 5 s" in journal(), "the first-boot unit to hold apt's lists lock", 60, journal)
 
 
 def test_inside_only_the_hosts_own_network(hosts: tuple[TestHost, TestHost]) -> None:
