@@ -10,8 +10,9 @@ failure (test name and message). Nothing is retried: every run counts. Exits non
 
     python dev/flake_hunt.py [--runs N] [--keep] [MODULE ...]
 
-MODULE is a name under tests/e2e without `test_` and `.py` (`shop`, `day_two`); the default is
-DEFAULT_MODULES. Environment: FLAKE_RUNS (default 3) and FLAKE_MODULES (space-separated), as make passes them.
+MODULE is a name under tests/e2e without `test_` and `.py` (`shop`, `day_two`), optionally with its own
+number of runs (`shop:5`); the default is DEFAULT_MODULES. Environment: FLAKE_RUNS (default 3) and FLAKE_MODULES (space-separated),
+as make passes them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Failure:
 @dataclass
 class Module:
     name: str
+    wanted: int
     runs: int = 0
     seconds: list[float] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -63,7 +65,7 @@ def failures_in(report: Path, run: int) -> list[Failure]:
     return found
 
 
-def clone(into: Path) -> Path:
+def clone(into: Path) -> str:
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"], check=True, capture_output=True, text=True).stdout
     if dirty:
@@ -71,10 +73,11 @@ def clone(into: Path) -> Path:
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(into)], check=True)
     print(f"flake-hunt: {head[:12]} cloned to {into}", flush=True)
     subprocess.run(["make", "--no-print-directory", "venv", "toolchain"], cwd=into, check=True)
-    return into
+    return head
 
 
-def hunt(checkout: Path, module: Module, runs: int, reports: Path) -> None:
+def hunt(checkout: Path, module: Module, reports: Path) -> None:
+    runs = module.wanted
     path = f"tests/e2e/test_{module.name}.py"
     if not (checkout / path).is_file():
         raise SystemExit(f"flake-hunt: no module {path}")
@@ -98,7 +101,7 @@ def table(modules: list[Module]) -> str:
     rows = [["module", "runs", "failed runs", "min/run", "failures (run: test: first lines)"]]
     for m in modules:
         per_run = f"{sum(m.seconds) / 60 / max(m.runs, 1):.1f}"
-        first = [f"{f.run}: {f.test}: {' | '.join(f.lines)}" for f in m.failures] or ["-"]
+        first = [f"{f.run}: {f.test}: " + " / ".join(line.replace("|", "\\|") for line in f.lines) for f in m.failures] or ["-"]
         rows.append([m.name, str(m.runs), str(m.failed_runs), per_run, first[0]])
         rows.extend(["", "", "", "", more] for more in first[1:])
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -119,15 +122,22 @@ def main() -> int:
     if args.runs < 1:
         raise SystemExit("flake-hunt: --runs (FLAKE_RUNS) must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="dropship-flake-hunt-"))
-    modules = [Module(name.removeprefix("test_").removesuffix(".py")) for name in args.modules]
+    head = "(not cloned)"
+    modules = []
+    for spec in args.modules:
+        name, _, count = spec.partition(":")
+        if count and not count.isdigit():
+            raise SystemExit(f"flake-hunt: '{spec}': a module's runs are a number, as in shop:5")
+        modules.append(Module(name.removeprefix("test_").removesuffix(".py"), int(count) if count else args.runs))
     try:
-        checkout = clone(work / "clone")
+        checkout = work / "clone"
+        head = clone(checkout)
         reports = work / "reports"
         reports.mkdir()
         for module in modules:
-            hunt(checkout, module, args.runs, reports)
+            hunt(checkout, module, reports)
     finally:
-        print("\n" + table(modules), flush=True)
+        print(f"\nflake-hunt of {head[:12]} on {os.uname().nodename}, {os.cpu_count()} cores:\n" + table(modules), flush=True)
         if args.keep:
             print(f"flake-hunt: clone and reports kept in {work}")
         else:
