@@ -80,5 +80,5 @@ bench: venv deps engine-info ## time fresh, no-op and release `up`s on the local
 reliability: venv deps toolchain ## faults, bad input and secret leaks against the real engine: prints a table
 	@$(PY) dev/reliability.py
 
-flake-hunt: venv deps ## the timing-sensitive e2e modules N times each on a clean clone of HEAD: make flake-hunt N=5 MODULES="shop day_two"
+flake-hunt: venv deps ## the timing-sensitive e2e modules N times each on a clean clone of HEAD: make flake-hunt N=3 MODULES="shop:5 day_two:5 faults"
 	@FLAKE_RUNS="$(N)" FLAKE_MODULES="$(MODULES)" $(PY) dev/flake_hunt.py
