@@ -186,6 +186,7 @@ def test_concurrent_ups_serialise(project: Project, host: TestHost, bin_dir: str
         host.run(f"touch {go}")
         for thread in threads.values():
             thread.join(timeout=1200)
+        host.run(f"rm -f {holds} {go}")
     assert results.keys() == {"a", "b"}
     assert all(r.startswith("0\n") for r in results.values()), results
     assert "for the deploy lock, held by deploy from 127.0.0.1" in results["a"], results["a"][-3000:]
