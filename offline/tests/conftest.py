@@ -261,11 +261,16 @@ LOCAL_COMMAND = "command:local:Command"
 LOCAL_RUN_TOKEN = "command:local:run"
 
 
+_RESERVED: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A local TCP port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A local TCP port nothing listens on (connections are refused). Its socket stays bound, never listening,
+    for the session: no other process can take the port in the meantime."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def urn(type_token: str, name: str) -> str:
