@@ -2,7 +2,7 @@
 
 A test that fails by chance fails some runs of an unchanged tree and not others. This clones the
 checkout's HEAD into a temporary directory (what is not committed is not hunted), makes the clone's
-venv and engine as CI does (`make venv toolchain`, sharing DROPSHIP_CACHE), then runs each module
+Docker engine, venv and Pulumi engine as CI does (`dev/docker-engine.sh`, `make venv toolchain`, sharing DROPSHIP_CACHE), then runs each module
 alone with pytest N times in a row, as its own session, and reads each run's JUnit XML report.
 
 The table has a row per module: runs, failed runs, minutes per run, and the first lines of each
@@ -72,6 +72,7 @@ def clone(into: Path) -> str:
         print(f"flake-hunt: the checkout has uncommitted changes; hunting the commit {head[:12]} without them", flush=True)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(into)], check=True)
     print(f"flake-hunt: {head[:12]} cloned to {into}", flush=True)
+    subprocess.run(["bash", "dev/docker-engine.sh"], cwd=into, check=True)  # as .ci/run: the outer engine, if none runs
     subprocess.run(["make", "--no-print-directory", "venv", "toolchain"], cwd=into, check=True)
     return head
 
