@@ -1,9 +1,10 @@
 """`make flake-hunt`: the timing-sensitive end-to-end modules, N times each, on a clean clone; prints a table.
 
 A test that fails by chance fails some runs of an unchanged tree and not others. This clones the
-checkout's HEAD into a temporary directory (what is not committed is not hunted), makes the clone's
-Docker engine, venv and Pulumi engine as CI does (`dev/docker-engine.sh`, `make venv toolchain`, sharing DROPSHIP_CACHE), then runs each module
-alone with pytest N times in a row, as its own session, and reads each run's JUnit XML report.
+checkout's HEAD into a temporary directory (what is not committed is not hunted), gets the clone's
+Docker engine, venv and Pulumi engine as CI does (`dev/docker-engine.sh`, `make venv toolchain`,
+sharing DROPSHIP_CACHE), then runs each module alone with pytest N times in a row, as its own
+session, and reads each run's JUnit XML report.
 
 The table has a row per module: runs, failed runs, minutes per run, and the first lines of each
 failure (test name and message). Nothing is retried: every run counts. Exits non-zero when a run failed.
