@@ -88,7 +88,18 @@ def hunt(checkout: Path, module: Module, reports: Path) -> None:
         started = time.monotonic()
         print(f"flake-hunt: {module.name} run {run}/{runs} ({time.strftime('%H:%M:%S')})", flush=True)
         result = subprocess.run(
-            [str(checkout / "venv/bin/python"), "-m", "pytest", path, "-p", "no:cacheprovider", "-q", f"--junitxml={report}"],
+            [
+                str(checkout / "venv/bin/python"),
+                "-m",
+                "pytest",
+                path,
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "-o",
+                "junit_family=xunit1",
+                f"--junitxml={report}",
+            ],
             cwd=checkout,
         )
         module.seconds.append(time.monotonic() - started)
