@@ -9,7 +9,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], what: str, timeout: float, detail: Callable[[], str] | None = None, interval: float = 0.5) -> T:
+def wait_until(
+    condition: Callable[[], T | None], what: str, timeout: float, detail: Callable[[], str] | None = None, interval: float = 0.5
+) -> T:
     """Calls `condition` until it returns something true, and returns that. After `timeout` seconds it
     fails naming `what` it waited for, with `detail()` (the state that tells why) when given."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from dev.harness import Project, TestHost, pebble
+from dev.harness import Project, TestHost, pebble, wait_until
 from dev.harness.ports import free_port
 from dev.harness.receiver import PostReceiver
 from dev.harness.s3 import S3Server
@@ -259,40 +259,47 @@ def backup_unit(host: TestHost) -> dict[str, str]:
 
 def wait_for_backup_run(host: TestHost, what: str, after: str = "", timeout: float = 90) -> dict[str, str]:
     """Waits until a run of the backup service other than the invocation `after` has ended; its state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = backup_unit(host)
-        if state["InvocationID"] not in ("", after) and state["ActiveState"] != "activating":
-            return state
-        assert time.monotonic() < deadline, (
-            f"{what}: no run of {BACKUP_UNIT} after invocation '{after}' ended within {timeout:.0f} s: {state}\n"
-            + host.run(f"systemctl list-timers --all; journalctl -u {BACKUP_UNIT} -o cat").stdout
-        )
-        time.sleep(1)
+    state: dict[str, str] = {}
+
+    def ended() -> bool:
+        state.update(backup_unit(host))
+        return state["InvocationID"] not in ("", after) and state["ActiveState"] != "activating"
+
+    wait_until(
+        ended,
+        f"{what}: a run of {BACKUP_UNIT} after invocation '{after}' to end",
+        timeout,
+        lambda: f"{state}\n" + host.run(f"systemctl list-timers --all; journalctl -u {BACKUP_UNIT} -o cat").stdout,
+        interval=1,
+    )
+    return state
 
 
 def hold_backups_still(host: TestHost) -> dict[str, str]:
     """Stops the backup timer and waits until its run in flight, if any, has ended: from then on only the
     test starts the service. The state of its last invocation."""
     host.run(f"systemctl stop {BACKUP_TIMER}")
-    deadline = time.monotonic() + 90
-    while (state := backup_unit(host))["ActiveState"] == "activating" or state["jobs"]:
-        assert time.monotonic() < deadline, f"the backup the timer started did not end within 90 s: {state}"
-        time.sleep(1)
+    state: dict[str, str] = {}
+
+    def idle() -> bool:
+        state.update(backup_unit(host))
+        return state["ActiveState"] != "activating" and not state["jobs"]
+
+    wait_until(idle, "the backup the timer started to end", 90, lambda: str(state), interval=1)
     return state
 
 
 def wait_for_journal(host: TestHost, invocation: str, pattern: str, timeout: float = 30) -> re.Match[str]:
     """The first match of `pattern` in the journal of one invocation of the backup service, once journald has it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        journal = host.run(f"journalctl _SYSTEMD_INVOCATION_ID={invocation} -o cat").stdout
-        if match := re.search(pattern, journal):
-            return match
-        assert time.monotonic() < deadline, (
-            f"the journal of {BACKUP_UNIT}'s invocation {invocation} has no '{pattern}' after {timeout:.0f} s:\n{journal}"
-        )
-        time.sleep(1)
+    journal = [""]
+
+    def match() -> re.Match[str] | None:
+        journal[0] = host.run(f"journalctl _SYSTEMD_INVOCATION_ID={invocation} -o cat").stdout
+        return re.search(pattern, journal[0])
+
+    return wait_until(
+        match, f"'{pattern}' in the journal of {BACKUP_UNIT}'s invocation {invocation}", timeout, lambda: journal[0], interval=1
+    )
 
 
 def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
