@@ -247,10 +247,14 @@ DOCKER_INSTALL = "bash -c . /dev/stdin install-docker.sh"
 """How dropship's Docker step shows in the host's process table."""
 
 
+def docker_install_steps(table: dict[int, tuple[int, str]]) -> list[int]:
+    return [pid for pid, (_, args) in table.items() if args.startswith(DOCKER_INSTALL)]
+
+
 def docker_install_waits_for_the_lists_lock(host: TestHost) -> bool:
     """Dropship's Docker step is in its pause between two tries of `apt-get update` (after the first failed)."""
     table = host.processes()
-    steps = [pid for pid, (_, args) in table.items() if args.startswith(DOCKER_INSTALL)]
+    steps = docker_install_steps(table)
     return any(parent in steps and args == "sleep 3" for parent, args in table.values())
 
 
@@ -258,8 +262,12 @@ def docker_install_waits_for_dpkg(host: TestHost) -> bool:
     """Dropship's Docker step runs `apt-get install`, paused in apt's own wait for dpkg's lock (DPkg::Lock::Timeout):
     before it takes that lock, apt sleeps only there."""
     table = host.processes()
-    steps = [pid for pid, (_, args) in table.items() if args.startswith(DOCKER_INSTALL)]
-    installs = [pid for step in steps for pid in descendants(table, step) if "apt-get" in table[pid][1] and " install " in table[pid][1]]
+    installs = [
+        pid
+        for step in docker_install_steps(table)
+        for pid in descendants(table, step)
+        if "apt-get" in table[pid][1] and " install " in table[pid][1]
+    ]
     return any(host.asleep(pid) for pid in installs)
 
 
@@ -293,13 +301,11 @@ def test_apt_busy_at_first_boot_then_a_fresh_up_waits_for_it(relay: Relay, bin_d
         def up_output() -> str:
             return output_of(up["result"][0])[-6000:] if "result" in up else "(`pulumi up` still runs)"
 
-        wait_until(
-            lambda: docker_install_waits_for_the_lists_lock(busy) or "result" in up,
-            "dropship's Docker step to wait for the lists lock",
-            600,
-            up_output,
-        )
-        assert "result" not in up, up_output()
+        def while_up_runs(seen: Callable[[TestHost], bool], what: str) -> None:
+            wait_until(lambda: seen(busy) or "result" in up, what, 600, up_output)
+            assert "result" not in up, up_output()
+
+        while_up_runs(docker_install_waits_for_the_lists_lock, "dropship's Docker step to wait for the lists lock")
         busy.release_apt_lock("lists")
         wait_until(
             lambda: "holding /var/lib/dpkg/lock-frontend" in first_boot_journal(),
@@ -307,13 +313,7 @@ def test_apt_busy_at_first_boot_then_a_fresh_up_waits_for_it(relay: Relay, bin_d
             300,
             first_boot_journal,
         )
-        wait_until(
-            lambda: docker_install_waits_for_dpkg(busy) or "result" in up,
-            "dropship's apt-get install to wait for dpkg's lock",
-            600,
-            up_output,
-        )
-        assert "result" not in up, up_output()
+        while_up_runs(docker_install_waits_for_dpkg, "dropship's apt-get install to wait for dpkg's lock")
         busy.release_apt_lock("dpkg")
         thread.join(timeout=1200)
         converged, seconds = up["result"]
