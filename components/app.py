@@ -62,6 +62,11 @@ class AppArgs:
     host_gone: bool = False
     """existingHost.gone: register only the directory, kept out of any SSH (see below)."""
     replicas: int | None = None
+    routes: tuple[str, ...] = ()
+    """edge.routes, each `PATH SERVICE:PORT [HEALTH_PATH]`: dropship's edge serves the app."""
+    drain_seconds: int = 30
+    edge_image: str = ""
+    maintenance: bool = False
     """A Swarm's: `docker stack deploy` with this many replicas of each rolling service; none: compose on one host."""
 
 
@@ -151,6 +156,10 @@ class App(pulumi.ComponentResource):
                 registry_user=registry.username if registry is not None else None,
                 files_digest=commands.files_digest(contents),
                 swarm_replicas=args.replicas,
+                routes=args.routes,
+                drain_seconds=args.drain_seconds,
+                edge_image=args.edge_image,
+                maintenance=args.maintenance,
             ),
             stdin=pulumi.Output.secret(registry.password) if registry is not None else None,
             triggers=[args.target.host_id, args.env_content],

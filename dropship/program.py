@@ -16,6 +16,7 @@ from components.env_file import EnvFile, EnvFileArgs
 from components.host_bootstrap import DataVolume, HostBootstrap, HostBootstrapArgs
 from components.swarm import Swarm, SwarmArgs, SwarmMember
 from dropship.config import DropletServer, ExistingServer, Settings
+from dropship.config.routes import routes
 from dropship.config.sections import DnsSettings, DropletSettings, ExistingHostSettings
 from dropship.remote import commands
 from dropship.remote.commands import render_env
@@ -159,6 +160,10 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             after=after,
             host_gone=settings.host_gone,
             replicas=settings.node_count if settings.swarm else None,
+            routes=tuple(str(r) for r in routes(settings.edge)),
+            drain_seconds=settings.edge.drain_seconds,
+            edge_image=settings.edge.image,
+            maintenance=settings.edge.maintenance,
         ),
     ).release
 

@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 
 from dropship import uploads
 from dropship.config.errors import NAMESPACE, Problem, SettingsError, flat_key, given, set_secret_command
+from dropship.config.routes import check_edge, host_port, routes
 from dropship.config.sections import (
     MODE_OF_SECTION,
     SECRET_KEYS,
@@ -35,6 +36,7 @@ from dropship.config.sections import (
     DockerSettings,
     DropletServer,
     DropletSettings,
+    EdgeSettings,
     ExistingHostSettings,
     ExistingServer,
     RegistrySettings,
@@ -103,6 +105,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     app = _section("app", AppSettings, sections["app"], stack, problems)
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
     tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
+    edge = _section("edge", EdgeSettings, sections["edge"], stack, problems)
 
     if environment is Environment.PREVIEW and isinstance(server, DropletServer):
         server = _derive_preview(stack, server)
@@ -114,13 +117,25 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     if tls is not None:
         _check_tls(tls, server, problems)
     if app is not None:
-        _check_app(stack, app, env, project_dir, problems)
+        _check_app(stack, app, env, project_dir, problems, {r.service for r in routes(edge)} if edge else set())
         if tls is not None and tls.acme_ca_root is not None:
             _check_uploaded("tls.acmeCaRoot", tls.acme_ca_root, app, project_dir, problems)
         if backups is not None and server is not None:
             _check_backups(backups, app, server, project_dir, problems)
         if app.health_url is not None and app.health_url.startswith("/") and server is not None:
             _check_health_path(app, server, problems)
+        if edge is not None and all((project_dir / name).is_file() for name in app.compose_files):
+            check_edge(edge, app, _compose_services(app, project_dir, [] if app.rolling_services else problems), problems)
+            if (edge.routes and isinstance(server, DropletServer) and server.droplet.count > 1) or (
+                edge.routes and isinstance(server, ExistingServer) and server.existing_host.nodes
+            ):
+                problems.append(
+                    Problem(
+                        "edge.routes",
+                        "dropship's edge serves stacks of one server for now; a Swarm's edge is the app's own (docs/swarm.md): "
+                        "remove edge.routes, or deploy to one server",
+                    )
+                )
     if (
         problems
         or server is None
@@ -132,6 +147,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         or backups is None
         or app is None
         or tls is None
+        or edge is None
     ):
         raise SettingsError(stack, problems)
 
@@ -149,6 +165,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         app=app,
         registry=registry,
         tls=tls,
+        edge=edge,
         env=env,
         protect=protect,
     )
@@ -382,7 +399,7 @@ MOVING_TAGS = frozenset(
 """Tags that name a branch or a channel: the image behind them changes."""
 
 
-def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir: Path, problems: list[Problem]) -> None:
+def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir: Path, problems: list[Problem], routed: set[str]) -> None:
     if app.pull_policy == "missing" and app.image_tag.lower() in MOVING_TAGS:
         problems.append(
             Problem(
@@ -416,7 +433,7 @@ def _check_app(stack: str, app: AppSettings, env: Mapping[str, str], project_dir
     else:
         _check_host_paths(app, missing, problems)
         if not missing & set(app.compose_files):
-            _check_rolling_services(app, project_dir, problems)
+            _check_rolling_services(app, project_dir, problems, routed)
 
 
 def _compose_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> dict[str, list[dict[str, Any]]] | None:
@@ -465,9 +482,10 @@ def _check_backups(
                 problems.append(Problem(key, "required with backups.bucket: the bucket's S3 endpoint and a key that may write to it"))
 
 
-def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:
-    """A rolled service runs two containers side by side for a moment: no fixed host port, no fixed name."""
-    if not app.rolling_services:
+def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[Problem], routed: set[str]) -> None:
+    """A rolled service runs two containers side by side for a moment: no fixed host port, no fixed name
+    (a routed one's are dropped by the edge's override)."""
+    if not set(app.rolling_services) - routed:
         return
     services = _compose_services(app, project_dir, problems)
     if services is None:
@@ -478,12 +496,14 @@ def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[
         if definitions is None:
             problems.append(Problem(key, f"no service {given(service)} in {', '.join(app.compose_files)}"))
             continue
-        published = [p for d in definitions for p in d.get("ports") or () if _host_port(p) is not None]
+        if service in routed:
+            continue
+        published = [p for d in definitions for p in d.get("ports") or () if host_port(p) is not None]
         if published:
             problems.append(
                 Problem(
                     key,
-                    f"service {service} publishes host port {_host_port(published[0])}: its old and new containers cannot both "
+                    f"service {service} publishes host port {host_port(published[0])}: its old and new containers cannot both "
                     "bind it during a rollout; let the edge proxy reach it by service name and remove the port",
                 )
             )
@@ -491,15 +511,6 @@ def _check_rolling_services(app: AppSettings, project_dir: Path, problems: list[
             problems.append(
                 Problem(key, f"service {service} sets container_name: compose cannot start a second container of that name; remove it")
             )
-
-
-def _host_port(port: Any) -> str | None:
-    """The host port a compose `ports` entry binds, or None when Docker picks one."""
-    if isinstance(port, dict):
-        published = port.get("published")
-        return str(published) if published not in (None, "") else None
-    parts = str(port).rsplit("/", 1)[0].split(":")
-    return parts[-2] if len(parts) >= 2 and parts[-2] else None
 
 
 def _check_uploaded(key: str, entry: str, app: AppSettings, project_dir: Path, problems: list[Problem]) -> None:

@@ -324,6 +324,25 @@ class TlsSettings(Section):
     `DROPSHIP_ACME_CA_ROOT`."""
 
 
+EDGE_IMAGE = "caddy:2.6.2-alpine"
+"""dropship's edge on droplets: the official Caddy image, the version Debian 13 ships (the test hosts' edge)."""
+
+
+class EdgeSettings(Section):
+    routes: tuple[str, ...] = ()
+    """Which service answers which path, a line each: `PATH SERVICE:PORT [HEALTH_PATH]`, e.g.
+    `["/api/* api:8000 /api/health", "/* web:8080 /"]`. With any, dropship runs its own edge (Caddy, on 80
+    and 443, TLS for the stack's hostnames) and switches each routed service's traffic to its new containers
+    only once they are healthy and answer the health path (any connection without one); their host ports and
+    container_name are dropped. Empty: the app brings its own proxy (docs/edge.md)."""
+    drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
+    """Seconds the old containers of a routed service get to finish their requests in flight before they stop."""
+    image: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")] = EDGE_IMAGE
+    """The edge's image: Caddy, with `sh` and `wget` (the official image, or Debian's caddy)."""
+    maintenance: bool = False
+    """Every route answers 503 with Retry-After and a maintenance page, the app still running."""
+
+
 class RegistrySettings(Section):
     server: RegistryHost
     """The image registry to log in to before pulling."""
@@ -369,6 +388,7 @@ SECTIONS: dict[str, type[Section]] = {
     "app": AppSettings,
     "registry": RegistrySettings,
     "tls": TlsSettings,
+    "edge": EdgeSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 

@@ -17,6 +17,7 @@ from dropship.config.sections import (
     DeploySettings,
     DockerSettings,
     DropletServer,
+    EdgeSettings,
     ExistingServer,
     RegistrySettings,
     SshSettings,
@@ -59,6 +60,7 @@ class Settings:
     app: AppSettings
     registry: RegistrySettings | None
     tls: TlsSettings
+    edge: EdgeSettings
     env: Mapping[str, str] = field(repr=False)  # secret values: never print
     protect: bool
 

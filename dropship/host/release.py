@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from edge import STACKS, Edge, Route, Site
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
+from routed import OVERRIDE, Switch, override
 from stack import StackError, hook_compose_file, render
 
 MAX_LINE_BYTES = 16384
@@ -82,11 +84,36 @@ class Options:
     tls_dir: str = ""
     swarm_replicas: int = 0
     """Above 0: a Swarm's release (`docker stack deploy`), each rolling service with this many replicas."""
+    routes: tuple[Route, ...] = ()
+    """edge.routes: with any, dropship's edge serves the stack and switches its routed services."""
+    drain_seconds: float = 30
+    edge_image: str = ""
+    maintenance: bool = False
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The compose files, and the edge's override after them when the stack is routed."""
+        return (*self.compose_files, OVERRIDE) if self.routes else self.compose_files
+
+    @property
+    def routed(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.service for r in self.routes))
+
+    def site(self) -> Site:
+        return Site(
+            project=self.project,
+            hostnames=tuple(self.hostnames.split()),
+            routes=self.routes,
+            tls_mode=self.tls_mode,
+            acme_ca=self.acme_ca,
+            acme_ca_root=bool(self.acme_ca_root),
+            maintenance=self.maintenance,
+        )
 
     def environment(self, tag: str) -> dict[str, str]:
         return {
             "COMPOSE_PROJECT_NAME": self.project,
-            "COMPOSE_FILE": ":".join(self.compose_files),
+            "COMPOSE_FILE": ":".join(self.files),
             "IMAGE_TAG": tag,
             "DROPSHIP_HOSTNAMES": self.hostnames,
             "DROPSHIP_DATA_DIR": self.data_dir,
@@ -126,11 +153,22 @@ def parse(argv: Sequence[str]) -> Options:
     add("--tls-mode", default="acme", choices=["acme", "cloudflare-origin"])
     add("--tls-dir", default="")
     add("--swarm-replicas", type=int, default=0)
+    add("--route", action="append", dest="routes", type=_route, default=[], help="PATH SERVICE:PORT [HEALTH_PATH] (edge.routes)")
+    add("--drain-seconds", type=float, default=30)
+    add("--edge-image", default="")
+    add("--maintenance", action="store_true")
     args = vars(parser.parse_args(argv))
     args.pop("files_digest")
-    for name in ("compose_files", "uploads", "rolling", "pre_deploy", "post_deploy"):
+    for name in ("compose_files", "uploads", "rolling", "pre_deploy", "post_deploy", "routes"):
         args[name] = tuple(args[name])
     return Options(**args)
+
+
+def _route(line: str) -> Route:
+    try:
+        return Route.parse(line)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class Lock:
@@ -318,7 +356,48 @@ class Deployer:
         self.releases = Releases(self.options)
 
     def compose(self, directory: Path) -> Compose:
-        return Compose(self.options.project, str(directory), self.options.compose_files, run=self.run)
+        return Compose(self.options.project, str(directory), self.options.files, run=self.run)
+
+    @property
+    def edge(self) -> Edge:
+        return Edge(self.run, self.run_input)
+
+    def run_input(self, args: Sequence[str], data: bytes) -> str:
+        result = subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
+        if result.returncode != 0:
+            raise CommandError(["docker", *args], result.returncode, result.stderr.decode(errors="replace"))
+        return result.stdout.decode(errors="replace")
+
+    def route_release(self, release: Path, release_id: str) -> None:
+        """The edge's compose override in the release, from compose's own config of it; the edge running."""
+        options = self.options
+        try:
+            base = Compose(options.project, str(release), options.compose_files, run=self.run)
+            config = json.loads(base("config", "--format", "json"))
+            (release / OVERRIDE).write_text(override(config, options.routes))
+        except (CommandError, NotReadyError) as failure:
+            self.releases.discard(release_id, "invalid")
+            raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
+        log(self.edge.ensure(options.edge_image))
+        self.wait_for_edge()
+
+    def wait_for_edge(self) -> None:
+        deadline = self.clock() + 60
+        while not self.edge.admin_ready():
+            if self.clock() >= deadline:
+                logs = self.run(["logs", "--tail", "20", "dropship-edge"])
+                raise ReleaseError(f"dropship's edge does not answer on its admin API after 60s; its last log lines:\n{logs}")
+            self.sleep(0.5)
+
+    def copy_tls_to_edge(self) -> None:
+        """The stack's ACME CA root and origin certificate, where its site file names them in the edge."""
+        options = self.options
+        stack = f"{STACKS}/{options.project}"
+        if options.acme_ca_root:
+            self.edge.write(f"{stack}/acme-ca-root.pem", Path(options.acme_ca_root).read_bytes())
+        if options.tls_mode == "cloudflare-origin" and options.tls_dir:
+            for name in ("cert.pem", "key.pem"):
+                self.edge.write(f"{stack}/tls/{name}", (Path(options.tls_dir) / name).read_bytes(), mode="600")
 
     def deploy(self, password: str) -> None:
         options = self.options
@@ -349,6 +428,8 @@ class Deployer:
             if options.swarm_replicas:
                 SwarmRelease(self, release_id, release, previous).deploy()
                 return
+            if options.routes:
+                self.route_release(release, release_id)
             # Before the hooks: their `docker compose run` needs compose's own network, which the stack's has the name of.
             self.leave_swarm()
             try:
@@ -360,7 +441,7 @@ class Deployer:
             releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")
             try:
-                self.start(options.rolling)
+                self.start((*options.routed, *options.rolling))
                 run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
             except (ReleaseError, NotReadyError, CommandError) as failure:
                 releases.discard(release_id, "rolled-back")
@@ -410,16 +491,26 @@ class Deployer:
         compose = self.compose(options.dir)
         deadline = self.clock() + options.health_timeout
         existing = compose.containers()
-        waiter = Waiter(compose, clock=self.clock, sleep=self.sleep)
+        waiter = Waiter(compose, clock=self.clock, sleep=self.sleep, unhealthy_final=not options.routes)
         waiter.restarts = {c: s.restarts for c, s in compose.inspect(existing).items()}
-        for service in roll:
+        switch = None
+        if options.routes:
+            self.copy_tls_to_edge()
+            switch = Switch(compose, waiter, self.edge, options.site(), drain=options.drain_seconds)
+            for service in (s for s in roll if s in options.routed):
+                switch.roll(service, deadline)
+                log(f"switched {service}: the edge sends its requests to {', '.join(switch.upstreams[service])}")
+        for service in (s for s in roll if s not in options.routed):
             if rollout(compose, waiter, service, deadline=deadline, settle=options.settle):
                 log(f"rolled {service}: new containers healthy, old ones stopped")
         compose("up", "--detach", "--remove-orphans")
         waiter.until_ready(compose.containers(), deadline)
+        if switch is not None:
+            switch.upstreams = {s: switch.names(compose.containers(s)) for s in options.routed}
+            switch.publish()
         if options.health_url:
             self.check_health(deadline)
-        self.releases.write_containers({s: compose.containers(s) for s in options.rolling})
+        self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
 
     def check_health(self, deadline: float) -> None:
         options = self.options
@@ -451,7 +542,8 @@ class Deployer:
         # own rollout failed, or was not reached) or it rolls back, without downtime either way.
         compose = self.compose(self.options.dir)
         live = self.releases.live_containers()
-        changed = [s for s in self.options.rolling if sorted(compose.containers(s)) != sorted(live.get(s, ["unknown"]))]
+        services = (*self.options.routed, *self.options.rolling)
+        changed = [s for s in services if sorted(compose.containers(s)) != sorted(live.get(s, ["unknown"]))]
         try:
             self.start(changed)
         except (ReleaseError, NotReadyError, CommandError) as failure:

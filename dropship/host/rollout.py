@@ -55,6 +55,9 @@ class State:
     restarts: int
     restart_policy: str
     last_health_output: str
+    name: str = ""
+    networks: Mapping[str, str] = field(default_factory=dict)
+    """Network name -> the container's IPv4 address on it."""
 
     @classmethod
     def from_inspect(cls, info: Mapping[str, Any]) -> State:
@@ -71,6 +74,11 @@ class State:
             restarts=int(info.get("RestartCount", 0)),
             restart_policy=((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name") or "no",
             last_health_output=(log[-1].get("Output", "") if log else "").strip(),
+            name=str(info.get("Name", "")).lstrip("/"),
+            networks={
+                net: str(attached.get("IPAddress") or "")
+                for net, attached in ((info.get("NetworkSettings") or {}).get("Networks") or {}).items()
+            },
         )
 
     @property
@@ -127,12 +135,15 @@ class Waiter:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     restarts: dict[str, int] = field(default_factory=dict)
+    unhealthy_final: bool = True
+    """Docker's "unhealthy" fails at once; behind dropship's edge it is not final (no request reached the
+    container), and the container is waited for until the deadline."""
 
     def until_ready(self, containers: Sequence[str], deadline: float) -> None:
         while True:
             states = self.compose.inspect(containers)
             for container, state in states.items():
-                self._fail_fast(container, state)
+                self.fail_fast(container, state)
             if all(s.ready or s.finished for s in states.values()):
                 return
             if self.clock() >= deadline:
@@ -141,7 +152,7 @@ class Waiter:
                 raise NotReadyError(f"not healthy in time: {waiting}; last health check: {last}")
             self.sleep(0.5)
 
-    def _fail_fast(self, container: str, state: State) -> None:
+    def fail_fast(self, container: str, state: State) -> None:
         restarted = state.restarts > self.restarts.get(container, 0) or state.status == "restarting"
         if (state.status in ("exited", "dead") and not state.finished) or restarted:
             how = "restarted" if restarted and state.status != "exited" else state.status
@@ -151,7 +162,7 @@ class Waiter:
                 f"service {state.service}: container {container[:12]} {how} with exit code {state.exit_code}; "
                 f"its last {LOG_LINES} log lines:\n{self.compose.logs(container).rstrip()}"
             )
-        if state.health == "unhealthy":
+        if state.health == "unhealthy" and self.unhealthy_final:
             raise NotReadyError(
                 f"service {state.service}: container {container[:12]} is unhealthy; last health check: {state.last_health_output}"
             )

@@ -149,6 +149,10 @@ def deploy(
     acme_ca_root: str | None = None,
     tls_mode: str = "acme",
     swarm_replicas: int | None = None,
+    routes: Iterable[str] = (),
+    drain_seconds: int = 30,
+    edge_image: str = "",
+    maintenance: bool = False,
 ) -> str:
     """The short call of release.py in the uploaded host code (`host_code_directory`).
 
@@ -189,6 +193,13 @@ def deploy(
         args += ["--tls-mode", tls_mode]
     if swarm_replicas is not None:
         args += ["--swarm-replicas", str(swarm_replicas)]
+    routes = list(routes)
+    for route in routes:
+        args += ["--route", route]
+    if routes:
+        args += ["--drain-seconds", str(drain_seconds), "--edge-image", edge_image]
+        if maintenance:
+            args.append("--maintenance")
     return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
 
 
@@ -268,7 +279,7 @@ def swarm_converge(app_dir: str, *, data: str, nodes: Iterable[str], remove_node
     return swarm(app_dir, "converge", "--data", data, *node_args, *(["--remove-nodes"] if remove_nodes else []), "--setting", setting)
 
 
-HOST_CODE = ("release.py", "rollout.py", "health.py", "stack.py")
+HOST_CODE = ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py")
 """The release's Python modules in dropship/host, uploaded to the server as they are."""
 
 

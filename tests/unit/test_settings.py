@@ -381,9 +381,9 @@ def test_a_mode_switch_reports_the_other_modes_keys_and_the_missing_ones_togethe
      ({"target": 80, "published": 8080}, "8080"), ({"target": 80}, None), (8000, None)],
 )  # fmt: skip
 def test_which_compose_ports_bind_a_host_port(port: object, host: str | None) -> None:
-    from dropship.config.flat_keys import _host_port
+    from dropship.config.routes import host_port
 
-    assert _host_port(port) == host
+    assert host_port(port) == host
 
 
 def test_a_rolling_service_that_publishes_a_port_or_names_its_container_is_refused(tmp_path: Path) -> None:

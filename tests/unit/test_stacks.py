@@ -194,7 +194,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
                 "remotePath": f"/srv/shop/.dropship/host-{commands.host_code_digest()}/{module}",
                 "triggers": [DROPLET_ID],
             }
-            for module in ("release.py", "rollout.py", "health.py", "stack.py")
+            for module in ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py")
         },
     }
     directory = staging.named("app-directory")
