@@ -417,6 +417,8 @@ class Deployer:
                 # the deploy ends, so that no credential stays on the host.
                 os.environ["DOCKER_CONFIG"] = docker_config
                 self._login(password, release_id)
+            if options.routes and not options.swarm_replicas:
+                self.route_release(release, release_id)
             log("pulling images that are not here yet" if options.pull == "missing" else "pulling every image (app.pullPolicy always)")
             try:
                 self.compose(release)("pull", "--policy", options.pull, "--quiet")
@@ -428,8 +430,6 @@ class Deployer:
             if options.swarm_replicas:
                 SwarmRelease(self, release_id, release, previous).deploy()
                 return
-            if options.routes:
-                self.route_release(release, release_id)
             # Before the hooks: their `docker compose run` needs compose's own network, which the stack's has the name of.
             self.leave_swarm()
             try:

@@ -7,6 +7,16 @@
 #   the new one answers at the same address, its mark differs and nothing is removed.
 set -eu
 
+# dropship's edge (edge.routes) is shared by the host's stacks: only this stack's site and files go.
+remove_from_edge() {
+  local project=$1
+  if [ -n "$(docker ps --quiet --filter name=^dropship-edge$)" ]; then
+    docker exec dropship-edge rm -rf "/etc/caddy/sites/${project}.caddy" "/etc/caddy/stacks/${project}"
+    docker exec dropship-edge caddy reload --config /etc/caddy/dropship.caddy --adapter caddyfile
+    echo "removed ${project} from dropship's edge"
+  fi
+}
+
 main() {
   local dir=$1 project=$2 machine=${3-} mark
   mark=$(cat "${dir}/.dropship-machine" 2>/dev/null || true)
@@ -16,6 +26,7 @@ main() {
   fi
   if command -v docker >/dev/null 2>&1; then
     docker compose --project-name "$project" down --remove-orphans
+    remove_from_edge "$project"
   fi
   if [ -d "$dir" ]; then
     find "$dir" -mindepth 1 -delete

@@ -28,6 +28,8 @@ class Container:
     health_output: str = ""
     logs: str = ""
     seen: int = 0
+    address: str = "172.30.0.9"
+    """Its address on dropship's edge network."""
 
     def inspect(self) -> dict[str, object]:
         status, health, code, restarts = self.steps[min(self.seen, len(self.steps) - 1)]
@@ -40,6 +42,8 @@ class Container:
             "RestartCount": restarts,
             "Config": {"Labels": {"com.docker.compose.service": self.service, "dropship.test/release": self.tag}},
             "HostConfig": {"RestartPolicy": {"Name": self.restart_policy}},
+            "Name": f"/shop-{self.id}",
+            "NetworkSettings": {"Networks": {"shop_default": {"IPAddress": "172.18.0.9"}, "dropship-edge": {"IPAddress": self.address}}},
         }
 
 

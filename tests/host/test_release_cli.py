@@ -112,7 +112,8 @@ def test_removing_the_app_of_a_replaced_machine_leaves_the_new_machines_app(host
     same = host.run(commands.remove_app(str(host.app_dir), "app", "second"))
     assert same.returncode == 0, same.stderr
     assert list(host.app_dir.iterdir()) == []
-    assert host.docker_calls() == ["compose --project-name app down --remove-orphans"]
+    # No edge runs here (the recording docker lists no container): no site of dropship's edge to remove.
+    assert host.docker_calls() == ["compose --project-name app down --remove-orphans", "ps --quiet --filter name=^dropship-edge$"]
 
 
 def test_the_release_command_is_one_short_line_and_earlier_host_code_goes(host: Host) -> None:

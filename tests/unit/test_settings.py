@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -405,3 +406,53 @@ def test_a_rolling_service_that_publishes_a_port_or_names_its_container_is_refus
         "name; remove it",
         "  - dropship:app.rollingServices[3]: no service 'web' in compose.yaml",
     ]
+
+
+EDGE_COMPOSE = (
+    "services:\n"
+    "  nginx: {image: nginx, ports: ['80:80']}\n"
+    "  app: {image: app, ports: ['8000:8000'], container_name: app}\n"
+    "  proxy: {image: haproxy, ports: ['443:443']}\n"
+    "  db: {image: postgres}\n"
+)
+
+
+def test_edge_routes_that_are_malformed_name_no_service_repeat_a_path_or_leave_80_or_443_to_another_service_are_refused(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "compose.yaml").write_text(EDGE_COMPOSE)
+    routes = ["/* nginx:80", "/api/* app:http", "/api/* app:8000", "/* app:8000", "/admin/* admin:9000", "nginx 80", "/v1/* app:8000 health"]
+    config, secrets = config_of(
+        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", app__rollingServices="[]", edge__routes=json.dumps(routes)
+    )
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets, project_dir=tmp_path)
+    assert str(err.value).splitlines()[1:] == [
+        "  - dropship:edge.routes[1]: the port of app must be a number from 1 to 65535, the port its container listens on; got 'http'",
+        "  - dropship:edge.routes[3]: edge.routes[0] routes /* already; give each path one service, or remove one",
+        "  - dropship:edge.routes[4]: no service 'admin' in compose.yaml (its services: app, db, nginx, proxy); route one of those",
+        "  - dropship:edge.routes[5]: expected 'PATH SERVICE:PORT [HEALTH_PATH]' such as '/api/* api:8000 /api/health'; got 'nginx 80'",
+        "  - dropship:edge.routes[6]: the health path must start with / (e.g. /health); got 'health'",
+        "  - dropship:edge.routes: service proxy publishes host port 443, which dropship's edge serves: route it (e.g. '/* proxy:443') "
+        "or remove that port from its compose file",
+    ]
+
+
+def test_routed_services_may_publish_ports_and_name_containers_the_edge_drops_them(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(EDGE_COMPOSE.replace("ports: ['443:443']", "ports: ['8443:443']"))
+    routes = ["/api/* app:8000 /api/health", "/* nginx:80"]
+    config, secrets = config_of(
+        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", app__rollingServices='["app"]', edge__routes=json.dumps(routes)
+    )
+    settings = load_stack("staging", config, secrets, project_dir=tmp_path)
+    assert settings.edge.routes == tuple(routes)
+    assert (settings.edge.drain_seconds, settings.edge.image, settings.edge.maintenance) == (30, "caddy:2.6.2-alpine", False)
+
+
+def test_edge_routes_on_a_swarm_are_refused_for_now(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(EDGE_COMPOSE)
+    config, secrets = config_of(
+        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", droplet__count="3", edge__routes='["/* nginx:80"]'
+    )
+    with pytest.raises(SettingsError, match=r"edge\.routes: dropship's edge serves stacks of one server for now"):
+        load_stack("staging", config, secrets, project_dir=tmp_path)

@@ -1,0 +1,193 @@
+"""dropship's edge (edge.routes) on a real test host, under load over HTTPS: no request reaches a container
+before it is healthy. The app is examples/local's web service in a compose file written for a plain server
+(compose.edge.yaml publishes its port and has no proxy); dropship runs Caddy on 80 and 443 with a
+certificate from Pebble, and switches each release's traffic itself. The tests run in file order."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dev.harness import Project, TestHost, build_images, pebble
+from dev.harness.vegeta import LoadReport, Vegeta
+
+HOST = TestHost.for_module(__name__)
+HOSTNAME = "edge.test"
+APP_DIR = "/srv/example"
+EDGE_IMAGE = "127.0.0.1:5000/dropship-example/edge:v1"
+"""Debian's caddy (2.6.2), the version of the official image dropship's droplets run (edge.image)."""
+RATE = 500
+HEALTH_TIMEOUT = 45
+ROUTES = ["/* web:8080 /cgi-bin/health"]
+
+
+@pytest.fixture(scope="module")
+def root_ca(registry: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Pebble, the local ACME CA (stopped again if this started it), and its root in a file."""
+    started = pebble.start()
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    path.write_text(pebble.root())
+    yield path
+    if started:
+        pebble.stop()
+
+
+@pytest.fixture(scope="module")
+def host(root_ca: Path) -> Iterator[TestHost]:
+    pebble.resolve(HOSTNAME, HOST.address)
+    with HOST.fresh() as test_host:
+        yield test_host
+
+
+@pytest.fixture(scope="module")
+def project(host: TestHost, root_ca: Path, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    for tag in ("v3-unhealthy", "v4-crash", "v5-slow"):
+        build_images(tag)
+    project = Project(tmp_path_factory.mktemp("edge"), bin_dir)
+    (project.dir / "examples/local/acme-ca-root.pem").write_text(root_ca.read_text())
+    project.init_local(
+        host,
+        {
+            "app.composeFiles": json.dumps(["examples/local/compose.edge.yaml"]),
+            "app.files": json.dumps(["examples/local/acme-ca-root.pem"]),
+            "app.rollingServices": "[]",
+            "app.healthUrl": "/cgi-bin/health",
+            "app.healthTimeout": str(HEALTH_TIMEOUT),
+            "app.urls": json.dumps([f"https://{HOSTNAME}/"]),
+            "existingHost.hostnames": json.dumps([HOSTNAME]),
+            "tls.acmeCa": pebble.directory(),
+            "tls.acmeCaRoot": "examples/local/acme-ca-root.pem",
+            "edge.routes": json.dumps(ROUTES),
+            "edge.image": EDGE_IMAGE,
+            "edge.drainSeconds": "10",
+        },
+    )
+    project.up()
+    yield project
+    project.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def https(host: TestHost, root_ca: Path, path: str) -> tuple[int, dict[str, str], str]:
+    """GET `path` of the stack's hostname at the host's address, the certificate verified against Pebble's root."""
+    context = ssl.create_default_context(cafile=str(root_ca))
+    connection = http.client.HTTPSConnection(HOSTNAME, 443, timeout=10, context=context)
+    connection.sock = context.wrap_socket(socket.create_connection((host.address, 443), 10), server_hostname=HOSTNAME)
+    return _answer(connection, path)
+
+
+def _plain_http(host: TestHost, path: str) -> tuple[int, dict[str, str], str]:
+    return _answer(http.client.HTTPConnection(host.address, 80, timeout=10), path)
+
+
+def _answer(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str], str]:
+    try:
+        connection.request("GET", path, headers={"Host": HOSTNAME})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def serving(host: TestHost, root_ca: Path) -> str:
+    status, _, body = https(host, root_ca, "/cgi-bin/health")
+    assert status == 200, body
+    return str(json.loads(body)["release"])
+
+
+def release_under_load(project: Project, host: TestHost, root_ca: Path, tag: str, *, check: bool = True) -> tuple[str, LoadReport]:
+    """`pulumi up` of `tag` while vegeta sends RATE requests a second over HTTPS; (its output, the report)."""
+    project.set("app.imageTag", tag)
+    with Vegeta(f"https://{HOSTNAME}/cgi-bin/health", host.address, root_ca, rate=RATE) as load:
+        result = project.pulumi("up", "--yes", "--skip-preview", "--color", "never", check=check)
+    report = load.report()
+    print(f"\nrelease {tag} at {RATE}/s over HTTPS: {report}")
+    return result.stdout + result.stderr, report
+
+
+def test_the_edge_serves_https_from_pebble_and_the_app_publishes_no_port(project: Project, host: TestHost, root_ca: Path) -> None:
+    assert serving(host, root_ca) == "v1"
+    status, headers, _ = _plain_http(host, "/cgi-bin/health")
+    assert status in (301, 308), headers
+    assert headers["Location"].startswith(f"https://{HOSTNAME}/")
+    edge = host.ssh("deploy", "docker inspect --format '{{.Config.Image}} {{.State.Status}}' dropship-edge").stdout.split()
+    assert edge == [EDGE_IMAGE, "running"]
+    ports = host.ssh("deploy", "docker ps --filter label=com.docker.compose.project=example --format '{{.Names}} {{.Ports}}'").stdout
+    assert re.fullmatch(r"example-web-\d+ 8080/tcp\n", ports), ports
+    # The admin API is the edge's own: an app container reaches the edge's 443, not its 2019.
+    web = ports.split()[0]
+    reach = host.ssh("deploy", f"docker exec {web} wget -q -T 3 -O - http://dropship-edge:2019/config/ 2>&1; echo rc=$?").stdout
+    assert "rc=0" not in reach, reach
+
+
+def test_a_release_switches_with_no_failed_request(project: Project, host: TestHost, root_ca: Path) -> None:
+    output, report = release_under_load(project, host, root_ca, "v2")
+    assert "switched web: the edge sends its requests to example-web-" in output
+    assert serving(host, root_ca) == "v2"
+    assert report.sent >= 5 * RATE, str(report)
+    assert report.failed == 0, report.errors
+
+
+def test_a_release_that_crashes_at_start_is_never_served(project: Project, host: TestHost, root_ca: Path) -> None:
+    output, report = release_under_load(project, host, root_ca, "v4-crash", check=False)
+    assert "release v4-crash failed and was rolled back" in output, output[-3000:]
+    assert "exit code 3" in output
+    assert serving(host, root_ca) == "v2"
+    assert report.failed == 0, report.errors
+
+
+def test_a_release_that_runs_but_answers_503_is_rolled_back_at_the_timeout_and_never_served(
+    project: Project, host: TestHost, root_ca: Path
+) -> None:
+    output, report = release_under_load(project, host, root_ca, "v3-unhealthy", check=False)
+    assert "release v3-unhealthy failed and was rolled back" in output, output[-3000:]
+    assert re.search(r"not healthy in time: web \w{12} running/unhealthy; last health check: .*503", output), output[-3000:]
+    assert serving(host, root_ca) == "v2"
+    assert report.failed == 0, report.errors
+    assert report.sent >= HEALTH_TIMEOUT * RATE * 0.9, str(report)
+
+
+def test_a_release_that_boots_for_25_seconds_goes_live(project: Project, host: TestHost, root_ca: Path) -> None:
+    output, report = release_under_load(project, host, root_ca, "v5-slow")
+    assert "release v5-slow is live" in output
+    assert serving(host, root_ca) == "v5-slow"
+    assert report.failed == 0, report.errors
+
+
+def test_a_route_added_changes_the_edge_with_no_failed_request(project: Project, host: TestHost, root_ca: Path) -> None:
+    project.set("edge.routes", json.dumps(["/about/* web:8080 /cgi-bin/health", *ROUTES]))
+    with Vegeta(f"https://{HOSTNAME}/cgi-bin/health", host.address, root_ca, rate=RATE) as load:
+        project.up()
+    report = load.report()
+    print(f"\na route added at {RATE}/s over HTTPS: {report}")
+    assert report.failed == 0, report.errors
+    site = host.ssh("deploy", "docker exec dropship-edge cat /etc/caddy/sites/example.caddy").stdout
+    assert "handle /about/* {" in site, site
+
+
+def test_maintenance_answers_503_with_retry_after_and_the_app_keeps_running(project: Project, host: TestHost, root_ca: Path) -> None:
+    project.set("edge.maintenance", "true")
+    project.up()
+    status, headers, body = https(host, root_ca, "/cgi-bin/health")
+    assert (status, headers.get("Retry-After")) == (503, "30"), (status, headers, body)
+    assert host.ssh("deploy", "docker ps --quiet --filter label=com.docker.compose.service=web").stdout.strip()
+    project.set("edge.maintenance", "false")
+    project.up()
+    assert serving(host, root_ca) == "v5-slow"
+
+
+def test_a_second_up_with_no_change_runs_nothing(project: Project) -> None:
+    assert project.preview_steps() == {}
+
+
+def test_destroy_removes_the_stacks_site_from_the_edge(project: Project, host: TestHost) -> None:
+    project.pulumi("destroy", "--yes", "--skip-preview")
+    sites = host.ssh("deploy", "docker exec dropship-edge ls /etc/caddy/sites").stdout.split()
+    assert "example.caddy" not in sites
+    assert host.ssh("deploy", "docker inspect --format '{{.State.Status}}' dropship-edge").stdout.strip() == "running"
