@@ -421,7 +421,15 @@ def test_edge_routes_that_are_malformed_name_no_service_repeat_a_path_or_leave_8
     tmp_path: Path,
 ) -> None:
     (tmp_path / "compose.yaml").write_text(EDGE_COMPOSE)
-    routes = ["/* nginx:80", "/api/* app:http", "/api/* app:8000", "/* app:8000", "/admin/* admin:9000", "nginx 80", "/v1/* app:8000 health"]
+    routes = [
+        "/* nginx:80",
+        "/api/* app:http",
+        "/api/* app:8000",
+        "/* app:8000",
+        "/admin/* admin:9000",
+        "nginx 80",
+        "/v1/* app:8000 health",
+    ]
     config, secrets = config_of(
         "staging", app__composeFiles='["compose.yaml"]', app__files="[]", app__rollingServices="[]", edge__routes=json.dumps(routes)
     )
