@@ -325,7 +325,7 @@ class TlsSettings(Section):
 
 
 EDGE_IMAGE = "caddy:2.6.2-alpine"
-"""dropship's edge on droplets: the official Caddy image, the version Debian 13 ships (the test hosts' edge)."""
+"""dropship's edge on droplets: the official Caddy image, of the version Debian ships (the test hosts' edge)."""
 
 
 class EdgeSettings(Section):

@@ -508,7 +508,9 @@ class Deployer:
         if switch is not None:
             switch.upstreams = {s: switch.names(compose.containers(s)) for s in options.routed}
             switch.publish()
-        if options.health_url:
+        if options.health_url and options.maintenance:
+            log(f"edge.maintenance: every route answers 503, so {options.health_url} is not asked (each routed container answered its own)")
+        elif options.health_url:
             self.check_health(deadline)
         self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
 
