@@ -62,12 +62,14 @@ class AppArgs:
     host_gone: bool = False
     """existingHost.gone: register only the directory, kept out of any SSH (see below)."""
     replicas: int | None = None
+    """A Swarm's: `docker stack deploy` with this many replicas of each rolling service; none: compose on one host."""
     routes: tuple[str, ...] = ()
     """edge.routes, each `PATH SERVICE:PORT [HEALTH_PATH]`: dropship's edge serves the app."""
     drain_seconds: int = 30
     edge_image: str = ""
     maintenance: bool = False
-    """A Swarm's: `docker stack deploy` with this many replicas of each rolling service; none: compose on one host."""
+    limits: tuple[float, str] | None = None
+    """A preview's (CPUs, memory) on each container; none: uncapped."""
 
 
 class App(pulumi.ComponentResource):
@@ -160,6 +162,7 @@ class App(pulumi.ComponentResource):
                 drain_seconds=args.drain_seconds,
                 edge_image=args.edge_image,
                 maintenance=args.maintenance,
+                limits=args.limits,
             ),
             stdin=pulumi.Output.secret(registry.password) if registry is not None else None,
             triggers=[args.target.host_id, args.env_content],

@@ -164,6 +164,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             drain_seconds=settings.edge.drain_seconds,
             edge_image=settings.edge.image,
             maintenance=settings.edge.maintenance,
+            limits=None if settings.limits is None else (settings.limits.cpus, settings.limits.memory),
         ),
     ).release
 

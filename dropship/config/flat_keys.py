@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -39,6 +40,7 @@ from dropship.config.sections import (
     EdgeSettings,
     ExistingHostSettings,
     ExistingServer,
+    PreviewSettings,
     RegistrySettings,
     Section,
     Server,
@@ -106,9 +108,13 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
     registry = _section("registry", RegistrySettings, sections["registry"], stack, problems) if sections["registry"] else None
     tls = _section("tls", TlsSettings, sections["tls"], stack, problems)
     edge = _section("edge", EdgeSettings, sections["edge"], stack, problems)
+    preview = _section("preview", PreviewSettings, sections["preview"], stack, problems)
 
-    if environment is Environment.PREVIEW and isinstance(server, DropletServer):
+    if environment is Environment.PREVIEW and server is not None:
+        source_hostnames = server.hostnames
         server = _derive_preview(stack, server)
+        if app is not None:
+            app = _derive_preview_app(stack, app, server, source_hostnames)
         protect = False
 
     _check_server(environment, server, ssh, problems)
@@ -148,6 +154,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         or app is None
         or tls is None
         or edge is None
+        or preview is None
     ):
         raise SettingsError(stack, problems)
 
@@ -166,6 +173,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         registry=registry,
         tls=tls,
         edge=edge,
+        preview=preview,
         env=env,
         protect=protect,
     )
@@ -264,13 +272,45 @@ def _server(
     return _SERVER.validate_python(values) if complete else None
 
 
-def _derive_preview(stack: str, server: DropletServer) -> DropletServer:
-    """A pr-<n> stack copies staging's config; everything that must differ derives from its name."""
-    droplet = server.droplet.model_copy(
-        update={"size": SMALLEST_SIZE, "backups": False, "reserved_ip": False, "volume_size_gb": None, "count": 1, "managers": None}
-    )
-    hostnames = tuple(h if h.startswith(f"{stack}.") else f"{stack}.{h}" for h in server.dns.hostnames)
-    return server.model_copy(update={"droplet": droplet, "dns": server.dns.model_copy(update={"hostnames": hostnames})})
+def _derive_preview(stack: str, server: DropletServer | ExistingServer) -> DropletServer | ExistingServer:
+    """A pr-<n> stack copies staging's config; everything that must differ derives from its name: its hostnames
+    (`pr-<n>.<staging's>`), and a droplet of its own, the smallest. On an existing host, which it shares with
+    staging, the host stays."""
+    hostnames = tuple(_preview_hostname(stack, h) for h in server.hostnames)
+    match server:
+        case DropletServer(droplet=droplet, dns=dns):
+            droplet = droplet.model_copy(
+                update={"size": SMALLEST_SIZE, "backups": False, "reserved_ip": False, "volume_size_gb": None, "count": 1, "managers": None}
+            )
+            return server.model_copy(update={"droplet": droplet, "dns": dns.model_copy(update={"hostnames": hostnames})})
+        case ExistingServer(existing_host=host):
+            return server.model_copy(update={"existing_host": host.model_copy(update={"hostnames": hostnames})})
+
+
+def _derive_preview_app(
+    stack: str, app: AppSettings, server: DropletServer | ExistingServer, source_hostnames: tuple[str, ...]
+) -> AppSettings:
+    """A preview's URLs at its own hostnames; on a host it shares, a compose project and directory of its own."""
+    urls = tuple(_preview_url(stack, url, source_hostnames) for url in app.urls)
+    update: dict[str, Any] = {"urls": urls}
+    if isinstance(server, ExistingServer):
+        update["name"] = f"{app.name}-{stack}"
+        if app.directory is not None:
+            update["directory"] = f"{app.directory.rstrip('/')}-{stack}"
+    return app.model_copy(update=update)
+
+
+def _preview_hostname(stack: str, hostname: str) -> str:
+    return hostname if hostname.startswith(f"{stack}.") else f"{stack}.{hostname}"
+
+
+def _preview_url(stack: str, url: str, source_hostnames: tuple[str, ...]) -> str:
+    """`url` at the preview's hostname when it names one of the source stack's."""
+    parts = urlsplit(url)
+    if parts.hostname not in source_hostnames:
+        return url
+    netloc = _preview_hostname(stack, parts.netloc)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _check_server(

@@ -343,6 +343,17 @@ class EdgeSettings(Section):
     """Every route answers 503 with Retry-After and a maintenance page, the app still running."""
 
 
+class PreviewSettings(Section):
+    """Caps on every container of a preview stack (`pr-<n>`), so that one that runs away cannot starve the
+    stacks it shares a host with (staging, other previews). Set beside staging's settings, which previews copy."""
+
+    cpus: Annotated[float, Field(gt=0, le=64)] = 1.0
+    """CPUs each container of a preview may use (compose's `cpus`)."""
+    memory: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,5}[mg]$")] = "512m"
+    """Memory each container of a preview may use (compose's `mem_limit`), e.g. 512m or 2g; a container
+    that needs more is killed by the kernel and restarted by its restart policy."""
+
+
 class RegistrySettings(Section):
     server: RegistryHost
     """The image registry to log in to before pulling."""
@@ -389,6 +400,7 @@ SECTIONS: dict[str, type[Section]] = {
     "registry": RegistrySettings,
     "tls": TlsSettings,
     "edge": EdgeSettings,
+    "preview": PreviewSettings,
 }
 """Every section but `server` (whose one key, `server.mode`, chooses the variant) and `env`."""
 

@@ -19,6 +19,7 @@ from dropship.config.sections import (
     DropletServer,
     EdgeSettings,
     ExistingServer,
+    PreviewSettings,
     RegistrySettings,
     SshSettings,
     TlsSettings,
@@ -61,6 +62,7 @@ class Settings:
     registry: RegistrySettings | None
     tls: TlsSettings
     edge: EdgeSettings
+    preview: PreviewSettings
     env: Mapping[str, str] = field(repr=False)  # secret values: never print
     protect: bool
 
@@ -119,6 +121,11 @@ class Settings:
             return None
         relative = uploads.host_path(self.tls.acme_ca_root, uploads.compose_root(self.app.compose_files))
         return f"{self.app_directory}/{relative}"
+
+    @property
+    def limits(self) -> PreviewSettings | None:
+        """The caps on each of the app's containers: a preview's (`preview.*`); none elsewhere."""
+        return self.preview if self.environment is Environment.PREVIEW else None
 
     @property
     def alerts_on(self) -> bool:

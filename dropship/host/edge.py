@@ -167,7 +167,11 @@ class Edge:
     def ensure(self, image: str) -> str:
         """Starts the edge when it does not run this image; says what it did."""
         if not self.run(["network", "ls", "--quiet", "--filter", f"name=^{NETWORK}$"]).split():
-            self.run(["network", "create", "--label", "dropship.edge=true", NETWORK])
+            try:
+                self.run(["network", "create", "--label", "dropship.edge=true", NETWORK])
+            except CommandError as error:  # another stack's release on this host made it meanwhile
+                if "already exists" not in error.stderr:
+                    raise
         running = self.running_image()
         if running == image:
             return "the edge runs"
@@ -177,6 +181,16 @@ class Edge:
             f'mkdir -p {SITES} {STACKS} && printf %s "$DROPSHIP_EDGE_CADDYFILE" > {MAIN} '
             f"&& exec caddy run --config {MAIN} --adapter caddyfile"
         )
+        try:
+            self._start(image, script)
+        except CommandError as error:
+            # Another stack's release on this host started it meanwhile (its name is taken): fine if from this image.
+            if "is already in use" not in error.stderr or self.running_image() != image:
+                raise
+            return "the edge runs"
+        return f"the edge started from {image}" if running is None else f"the edge restarted from {image} (was {running or 'stopped'})"
+
+    def _start(self, image: str, script: str) -> None:
         self.run(
             [
                 "run", "--detach", "--name", CONTAINER, "--restart", "unless-stopped",
@@ -186,7 +200,6 @@ class Edge:
                 "--label", "dropship.edge=true", "--entrypoint", "/bin/sh", image, "-c", script,
             ]
         )  # fmt: skip
-        return f"the edge started from {image}" if running is None else f"the edge restarted from {image} (was {running or 'stopped'})"
 
     def admin_ready(self) -> bool:
         try:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import limits
 from edge import STACKS, Edge, Route, Site
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
@@ -89,11 +90,22 @@ class Options:
     drain_seconds: float = 30
     edge_image: str = ""
     maintenance: bool = False
+    cpus: float = 0
+    """Above 0 (with `memory`): a preview's caps on each container."""
+    memory: str = ""
 
     @property
     def files(self) -> tuple[str, ...]:
-        """The compose files, and the edge's override after them when the stack is routed."""
-        return (*self.compose_files, OVERRIDE) if self.routes else self.compose_files
+        """The compose files, then dropship's overrides: the edge's when the stack is routed, a preview's caps."""
+        return (
+            *self.compose_files,
+            *((OVERRIDE,) if self.routes else ()),
+            *((limits.OVERRIDE,) if self.capped else ()),
+        )
+
+    @property
+    def capped(self) -> bool:
+        return self.cpus > 0 and bool(self.memory)
 
     @property
     def routed(self) -> tuple[str, ...]:
@@ -157,6 +169,8 @@ def parse(argv: Sequence[str]) -> Options:
     add("--drain-seconds", type=float, default=30)
     add("--edge-image", default="")
     add("--maintenance", action="store_true")
+    add("--cpus", type=float, default=0, help="a preview's caps on each container (preview.cpus)")
+    add("--memory", default="", help="preview.memory, e.g. 512m")
     args = vars(parser.parse_args(argv))
     args.pop("files_digest")
     for name in ("compose_files", "uploads", "rolling", "pre_deploy", "post_deploy", "routes"):
@@ -368,18 +382,23 @@ class Deployer:
             raise CommandError(["docker", *args], result.returncode, result.stderr.decode(errors="replace"))
         return result.stdout.decode(errors="replace")
 
-    def route_release(self, release: Path, release_id: str) -> None:
-        """The edge's compose override in the release, from compose's own config of it; the edge running."""
+    def write_overrides(self, release: Path, release_id: str) -> None:
+        """dropship's compose overrides in the release (the edge's, a preview's caps), from compose's own config
+        of the app's files; the edge running when the stack is routed."""
         options = self.options
         try:
             base = Compose(options.project, str(release), options.compose_files, run=self.run)
             config = json.loads(base("config", "--format", "json"))
-            (release / OVERRIDE).write_text(override(config, options.routes))
+            if options.routes:
+                (release / OVERRIDE).write_text(override(config, options.routes))
+            if options.capped:
+                (release / limits.OVERRIDE).write_text(limits.override(config, cpus=options.cpus, memory=options.memory))
         except (CommandError, NotReadyError) as failure:
             self.releases.discard(release_id, "invalid")
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
-        log(self.edge.ensure(options.edge_image))
-        self.wait_for_edge()
+        if options.routes:
+            log(self.edge.ensure(options.edge_image))
+            self.wait_for_edge()
 
     def wait_for_edge(self) -> None:
         deadline = self.clock() + 60
@@ -417,8 +436,8 @@ class Deployer:
                 # the deploy ends, so that no credential stays on the host.
                 os.environ["DOCKER_CONFIG"] = docker_config
                 self._login(password, release_id)
-            if options.routes and not options.swarm_replicas:
-                self.route_release(release, release_id)
+            if (options.routes or options.capped) and not options.swarm_replicas:
+                self.write_overrides(release, release_id)
             log("pulling images that are not here yet" if options.pull == "missing" else "pulling every image (app.pullPolicy always)")
             try:
                 self.compose(release)("pull", "--policy", options.pull, "--quiet")

@@ -153,6 +153,7 @@ def deploy(
     drain_seconds: int = 30,
     edge_image: str = "",
     maintenance: bool = False,
+    limits: tuple[float, str] | None = None,
 ) -> str:
     """The short call of release.py in the uploaded host code (`host_code_directory`).
 
@@ -200,6 +201,8 @@ def deploy(
         args += ["--drain-seconds", str(drain_seconds), "--edge-image", edge_image]
         if maintenance:
             args.append("--maintenance")
+    if limits is not None:
+        args += ["--cpus", f"{limits[0]:g}", "--memory", limits[1]]
     return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
 
 
@@ -279,7 +282,7 @@ def swarm_converge(app_dir: str, *, data: str, nodes: Iterable[str], remove_node
     return swarm(app_dir, "converge", "--data", data, *node_args, *(["--remove-nodes"] if remove_nodes else []), "--setting", setting)
 
 
-HOST_CODE = ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py")
+HOST_CODE = ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py", "limits.py")
 """The release's Python modules in dropship/host, uploaded to the server as they are."""
 
 

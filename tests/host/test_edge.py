@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 from edge import Edge, Route, RouteError, Site
-from rollout import Compose, NotReadyError, Waiter
+from rollout import CommandError, Compose, NotReadyError, Waiter
 from routed import Switch, override
 
 from tests.host.fake_docker import HEALTHY, RUNNING, STARTING, Clock, Container, FakeDocker
@@ -217,3 +217,40 @@ def test_the_first_release_starts_the_service_and_points_the_edge_at_it() -> Non
     sw.roll("api", deadline=20)
     assert "compose up --detach --no-recreate api" in docker.verbs()
     assert edge.sites == [site(routes=(API,)).render({"api": ["shop-api-1"]}), "reload"]
+
+
+class RacingDocker:
+    """docker as another stack's release leaves it: the edge's name taken between our look and our `run`."""
+
+    def __init__(self, image_of_the_winner: str) -> None:
+        self.started = False
+        self.image = image_of_the_winner
+
+    def __call__(self, args: Sequence[str]) -> str:
+        match list(args):
+            case ["network", "ls", *_]:
+                return ""
+            case ["network", "create", *_]:
+                raise CommandError(["docker", *args], 1, "Error response from daemon: network with name dropship-edge already exists")
+            case ["ps", *_]:
+                return "dropship-edge\n" if self.started else ""
+            case ["inspect", _]:
+                return f'[{{"Config": {{"Image": "{self.image}"}}, "State": {{"Status": "running"}}}}]'
+            case ["run", *_]:
+                self.started = True
+                raise CommandError(
+                    ["docker", *args],
+                    125,
+                    'docker: Error response from daemon: Conflict. The container name "/dropship-edge" is already in use',
+                )
+        raise AssertionError(f"unexpected docker {args}")
+
+
+def test_two_stacks_releasing_at_once_share_the_edge_the_first_one_started() -> None:
+    docker = RacingDocker("caddy:2.6.2-alpine")
+    assert Edge(docker, lambda args, data: "").ensure("caddy:2.6.2-alpine") == "the edge runs"
+
+
+def test_an_edge_of_another_image_started_meanwhile_is_an_error() -> None:
+    with pytest.raises(CommandError, match="already in use"):
+        Edge(RacingDocker("caddy:2.7"), lambda args, data: "").ensure("caddy:2.6.2-alpine")

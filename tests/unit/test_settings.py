@@ -93,6 +93,41 @@ def test_preview_stack_copied_from_production_config_is_still_unprotected() -> N
     assert settings.server.dns.hostnames == ("pr-7.app.example.com", "pr-7.www.example.com")
 
 
+def test_a_preview_on_stagings_existing_host_gets_a_project_directory_hostnames_and_urls_of_its_own() -> None:
+    urls = '["https://shop.test/", "http://127.0.0.1:8080/"]'
+    staging = load_stack("local", *config_of("local", app__urls=urls, registry__password=None))
+    preview = load_stack("pr-3", *config_of("local", app__urls=urls, registry__password=None))
+    assert (staging.app.name, staging.app_directory, staging.hostnames) == ("shop", "/srv/shop", ("shop.test", "www.shop.test"))
+    assert (preview.app.name, preview.app_directory) == ("shop-pr-3", "/srv/shop-pr-3")
+    assert preview.hostnames == ("pr-3.shop.test", "pr-3.www.shop.test")
+    assert preview.urls == ("https://pr-3.shop.test/", "http://127.0.0.1:8080/")  # an address stays
+    assert preview.server.existing_host.address == staging.server.existing_host.address  # type: ignore[union-attr]
+    placed = load_stack("pr-3", *config_of("local", app__directory="/srv/apps/shop/", registry__password=None))
+    assert placed.app_directory == "/srv/apps/shop-pr-3"
+
+
+def test_a_preview_caps_each_container_and_other_stacks_do_not() -> None:
+    limits = load_stack("pr-3", *config_of("staging")).limits
+    assert limits is not None and (limits.cpus, limits.memory) == (1.0, "512m")
+    assert load_stack("staging", *config_of("staging")).limits is None
+    capped = load_stack("pr-3", *config_of("staging", preview__cpus="0.5", preview__memory="2g")).limits
+    assert capped is not None and (capped.cpus, capped.memory) == (0.5, "2g")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("preview.memory", "512", "preview.memory: String should match pattern"),
+        ("preview.memory", "1.5g", "preview.memory: String should match pattern"),
+        ("preview.cpus", "0", "preview.cpus: Input should be greater than 0"),
+        ("preview.cpus", "many", "preview.cpus: Input should be a valid number"),
+    ],
+)
+def test_bad_preview_caps_are_refused_with_the_key(key: str, value: str, expected: str) -> None:
+    changes: dict[str, str | None] = {key.replace(".", "__"): value}
+    assert expected in problems_of("pr-3", None, "staging", **changes)
+
+
 RSA_HOST_KEY = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 host"
 ED25519_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILRTlJluG84RZ/ZWSRx+YejDu1TzAdF92pltCSO4IgY7"
 

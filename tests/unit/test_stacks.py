@@ -194,7 +194,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
                 "remotePath": f"/srv/shop/.dropship/host-{commands.host_code_digest()}/{module}",
                 "triggers": [DROPLET_ID],
             }
-            for module in ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py")
+            for module in ("release.py", "rollout.py", "health.py", "stack.py", "edge.py", "routed.py", "limits.py")
         },
     }
     directory = staging.named("app-directory")
@@ -300,7 +300,13 @@ def test_staging_uses_acme_and_has_no_origin_certificate(staging: Run) -> None:
 
 
 def test_preview_release_gets_its_derived_hostname(preview: Run) -> None:
-    assert release_args(preview)[-2:] == ["--hostnames", "pr-42.staging.example.com"]
+    args = release_args(preview)
+    assert args[args.index("--hostnames") + 1] == "pr-42.staging.example.com"
+
+
+def test_a_preview_caps_each_container_and_staging_does_not(preview: Run, staging: Run) -> None:
+    assert release_args(preview)[-4:] == ["--cpus", "1", "--memory", "512m"]
+    assert "--cpus" not in release_args(staging) and "--memory" not in release_args(staging)
 
 
 def release_args(run: Run) -> list[str]:
