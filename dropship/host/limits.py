@@ -45,6 +45,6 @@ def override(config: Mapping[str, Any], *, cpus: float, memory: str) -> str:
             "      resources:",
             "        limits:",
             f'          cpus: "{service_cpus:g}"',
-            f"          memory: {service_memory}",
+            f'          memory: "{service_memory}"',
         ]
     return "\n".join(lines) + "\n"

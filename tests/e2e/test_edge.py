@@ -11,7 +11,7 @@ import re
 import shutil
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -81,29 +81,29 @@ def project(host: TestHost, root_ca: Path, bin_dir: str, tmp_path_factory: pytes
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 
 
-def https(host: TestHost, root_ca: Path, path: str) -> tuple[int, dict[str, str], str]:
-    """GET `path` of the stack's hostname at the host's address, the certificate verified against Pebble's root."""
+def https(host: TestHost, root_ca: Path, path: str, hostname: str = HOSTNAME) -> tuple[int, dict[str, str], str]:
+    """GET `path` of a stack's hostname at the host's address, the certificate verified against Pebble's root."""
     context = ssl.create_default_context(cafile=str(root_ca))
-    connection = http.client.HTTPSConnection(HOSTNAME, 443, timeout=10, context=context)
-    connection.sock = context.wrap_socket(socket.create_connection((host.address, 443), 10), server_hostname=HOSTNAME)
-    return _answer(connection, path)
+    connection = http.client.HTTPSConnection(hostname, 443, timeout=10, context=context)
+    connection.sock = context.wrap_socket(socket.create_connection((host.address, 443), 10), server_hostname=hostname)
+    return _answer(connection, path, hostname)
 
 
 def _plain_http(host: TestHost, path: str) -> tuple[int, dict[str, str], str]:
     return _answer(http.client.HTTPConnection(host.address, 80, timeout=10), path)
 
 
-def _answer(connection: http.client.HTTPConnection, path: str) -> tuple[int, dict[str, str], str]:
+def _answer(connection: http.client.HTTPConnection, path: str, hostname: str = HOSTNAME) -> tuple[int, dict[str, str], str]:
     try:
-        connection.request("GET", path, headers={"Host": HOSTNAME})
+        connection.request("GET", path, headers={"Host": hostname})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read().decode(errors="replace")
     finally:
         connection.close()
 
 
-def serving(host: TestHost, root_ca: Path) -> str:
-    status, _, body = https(host, root_ca, "/cgi-bin/health")
+def serving(host: TestHost, root_ca: Path, hostname: str = HOSTNAME) -> str:
+    status, _, body = https(host, root_ca, "/cgi-bin/health", hostname)
     assert status == 200, body
     return str(json.loads(body)["release"])
 
@@ -191,6 +191,119 @@ def test_maintenance_answers_503_with_retry_after_and_the_app_keeps_running(proj
 
 def test_a_second_up_with_no_change_runs_nothing(project: Project) -> None:
     assert project.preview_steps() == {}
+
+
+# --- several stacks on one host: `local` as staging, and two previews of it (pr-1, pr-2) -------------------
+
+PREVIEWS = ("pr-1", "pr-2")
+SHARE_RATE = 50
+"""Per stack loaded at once (two or three streams on this machine's two cores)."""
+
+
+def preview_hostname(stack: str) -> str:
+    return f"{stack}.{HOSTNAME}"
+
+
+@pytest.fixture(scope="module")
+def previews(project: Project, host: TestHost) -> Iterator[tuple[str, ...]]:
+    """pr-1 and pr-2 made from the local stack's configuration, as ci/preview-env.sh makes them from staging's."""
+    for stack in PREVIEWS:
+        pebble.resolve(preview_hostname(stack), host.address)
+        project.pulumi("stack", "init", stack, "--copy-config-from", "local")
+    project.pulumi("stack", "select", "local")
+    yield PREVIEWS
+    for stack in PREVIEWS:
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", stack, check=False)
+    project.pulumi("stack", "select", "local")
+
+
+class Loads:
+    """Vegeta at SHARE_RATE on each of these stacks' hostnames at once; a report per hostname."""
+
+    def __init__(self, host: TestHost, root_ca: Path, hostnames: Sequence[str]) -> None:
+        self.loads = {name: Vegeta(f"https://{name}/", host.address, root_ca, rate=SHARE_RATE) for name in hostnames}
+        self.reports: dict[str, LoadReport] = {}
+
+    def __enter__(self) -> Loads:
+        for load in self.loads.values():
+            load.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for load in self.loads.values():
+            load.__exit__(None, None, None)
+        self.reports = {name: load.report() for name, load in self.loads.items()}
+
+    def assert_none_failed(self, what: str) -> None:
+        for name, report in self.reports.items():
+            print(f"\n{what}: {name} at {SHARE_RATE}/s over HTTPS: {report}")
+            assert report.sent >= 5 * SHARE_RATE, (name, str(report))
+            assert report.failed == 0, (name, report.errors)
+
+
+def up(project: Project, stack: str, *settings: tuple[str, str], check: bool = True) -> str:
+    for key, value in settings:
+        project.pulumi("config", "set", "--stack", stack, key, value)
+    result = project.pulumi("up", "--yes", "--skip-preview", "--color", "never", "--stack", stack, check=check)
+    return result.stdout + result.stderr
+
+
+def caps(host: TestHost, project_name: str) -> set[tuple[int, int]]:
+    """(NanoCpus, Memory) of each running container of a compose project."""
+    ids = host.ssh("deploy", f"docker ps --quiet --filter label=com.docker.compose.project={project_name}").stdout.split()
+    assert ids, f"no container of {project_name}"
+    lines = host.ssh("deploy", f"docker inspect --format '{{{{.HostConfig.NanoCpus}}}} {{{{.HostConfig.Memory}}}}' {' '.join(ids)}").stdout
+    return {(int(cpus), int(memory)) for cpus, memory in (line.split() for line in lines.splitlines())}
+
+
+def test_previews_share_the_host_capped_while_the_staging_stack_serves(
+    project: Project, host: TestHost, root_ca: Path, previews: tuple[str, ...]
+) -> None:
+    first, second = previews
+    with Loads(host, root_ca, [HOSTNAME]) as loads:
+        output = up(project, first, ("app.imageTag", "v2"))
+    loads.assert_none_failed(f"{first} deployed beside it")
+    assert f"/srv/example-{first}" in output
+    with Loads(host, root_ca, [HOSTNAME, preview_hostname(first)]) as loads:
+        up(project, second, ("app.imageTag", "v1"))
+    loads.assert_none_failed(f"{second} deployed beside them")
+    # Each hostname routes to its own stack's app, with a certificate of its own.
+    assert [serving(host, root_ca, name) for name in (HOSTNAME, *map(preview_hostname, previews))] == ["v5-slow", "v2", "v1"]
+    # A preview's containers are capped (preview.cpus 1, preview.memory 512m); the staging stack's are not.
+    for stack in previews:
+        assert caps(host, f"example-{stack}") == {(10**9, 512 * 1024**2)}
+    assert caps(host, "example") == {(0, 0)}
+
+
+def test_a_previews_failed_release_leaves_the_other_stacks_serving(
+    project: Project, host: TestHost, root_ca: Path, previews: tuple[str, ...]
+) -> None:
+    first, second = previews
+    with Loads(host, root_ca, [HOSTNAME, preview_hostname(second)]) as loads:
+        output = up(project, first, ("app.imageTag", "v3-unhealthy"), ("app.healthTimeout", "15"), check=False)
+    loads.assert_none_failed(f"{first}'s release v3-unhealthy")
+    assert "release v3-unhealthy failed and was rolled back" in output, output[-3000:]
+    assert [serving(host, root_ca, name) for name in (HOSTNAME, *map(preview_hostname, previews))] == ["v5-slow", "v2", "v1"]
+
+
+def test_destroying_a_preview_leaves_the_others_containers_routes_and_certificates(
+    project: Project, host: TestHost, root_ca: Path, previews: tuple[str, ...]
+) -> None:
+    first, second = previews
+    certificates = "docker exec dropship-edge find /data/caddy/certificates -name '*.crt'"
+    before = set(host.ssh("deploy", certificates).stdout.split())
+    with Loads(host, root_ca, [HOSTNAME, preview_hostname(second)]) as loads:
+        project.pulumi("destroy", "--yes", "--skip-preview", "--stack", first)
+    loads.assert_none_failed(f"{first} destroyed")
+    sites = host.ssh("deploy", "docker exec dropship-edge ls /etc/caddy/sites").stdout.split()
+    assert sites == ["example-pr-2.caddy", "example.caddy"], sites
+    assert not host.ssh("deploy", f"docker ps --all --quiet --filter label=com.docker.compose.project=example-{first}").stdout.strip()
+    assert {name for name in before if f"/{HOSTNAME}/" in name or f"/{preview_hostname(second)}/" in name} <= set(
+        host.ssh("deploy", certificates).stdout.split()
+    )
+    assert [serving(host, root_ca, name) for name in (HOSTNAME, preview_hostname(second))] == ["v5-slow", "v1"]
+    project.pulumi("destroy", "--yes", "--skip-preview", "--stack", second)
+    assert serving(host, root_ca) == "v5-slow"
 
 
 def test_destroy_removes_the_stacks_site_from_the_edge(project: Project, host: TestHost) -> None:

@@ -28,7 +28,8 @@ SOURCE = "rehearsal-staging"
 PR = "7"
 STACK = f"pr-{PR}"
 SECRETS = {"env.APP_SECRET": "preview-lifecycle"}
-APP_DIR = "/srv/example"
+APP_DIR = f"/srv/example-{STACK}"
+"""On staging's host, a preview's app has a directory (and a compose project) of its own."""
 HOST = TestHost.for_module(__name__)
 
 
@@ -110,6 +111,9 @@ def test_up_creates_the_preview_from_the_source_config_and_deploys(rehearsal: Re
     assert "dropship:environment" not in config
     assert config["dropship:app.imageTag"]["value"] == "v2"
     assert release_served() == "v2"
+    # On staging's host its app is a compose project of its own.
+    projects = ci_host.run("docker ps --format '{{.Label \"com.docker.compose.project\"}}'").stdout.split()
+    assert set(projects) == {f"example-{STACK}"}, projects
 
 
 def test_up_again_from_a_fresh_checkout_copies_the_config_again_and_changes_nothing(rehearsal: Rehearsal) -> None:

@@ -22,7 +22,7 @@ def test_every_service_is_capped_in_both_of_composes_spellings() -> None:
     services = yaml.safe_load(override(config, cpus=1, memory="512m"))["services"]
     assert set(services) == {"web", "db"}
     for service in services.values():
-        assert service == {"cpus": 1, "mem_limit": 512 * MIB, "deploy": {"resources": {"limits": {"cpus": "1", "memory": 512 * MIB}}}}
+        assert service == {"cpus": 1, "mem_limit": 512 * MIB, "deploy": {"resources": {"limits": {"cpus": "1", "memory": str(512 * MIB)}}}}
 
 
 def test_a_services_own_smaller_limit_stays_and_a_larger_one_is_capped() -> None:
@@ -35,7 +35,7 @@ def test_a_services_own_smaller_limit_stays_and_a_larger_one_is_capped() -> None
     }
     services = yaml.safe_load(override(config, cpus=1, memory="512m"))["services"]
     assert (services["small"]["cpus"], services["small"]["mem_limit"]) == (0.25, 128 * MIB)
-    assert services["deployed"]["deploy"]["resources"]["limits"] == {"cpus": "0.5", "memory": 64 * MIB}
+    assert services["deployed"]["deploy"]["resources"]["limits"] == {"cpus": "0.5", "memory": str(64 * MIB)}
     assert (services["big"]["cpus"], services["big"]["mem_limit"]) == (1, 512 * MIB)
 
 
