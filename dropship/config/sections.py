@@ -338,7 +338,7 @@ class EdgeSettings(Section):
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
     """Seconds the old containers of a routed service get to finish their requests in flight before they stop."""
     image: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")] = EDGE_IMAGE
-    """The edge's image: Caddy, with `sh` and `wget` (the official image, or Debian's caddy)."""
+    """The edge's image: Caddy, with `sh` and `wget` or `curl` (the official image, or Debian's caddy)."""
     maintenance: bool = False
     """Every route answers 503 with Retry-After and a maintenance page, the app still running."""
 

@@ -209,7 +209,9 @@ class Edge:
         return True
 
     def admin(self, path: str) -> str:
-        return self.run(["exec", CONTAINER, "wget", "-q", "-O", "-", f"http://127.0.0.1:2019{path}"])
+        """GET of the admin API, with the image's wget (Alpine's, busybox's) or curl (Debian's)."""
+        fetch = 'if command -v wget >/dev/null; then exec wget -q -O - "$0"; else exec curl -fsS "$0"; fi'
+        return self.run(["exec", CONTAINER, "sh", "-c", fetch, f"http://127.0.0.1:2019{path}"])
 
     def write(self, path: str, content: bytes, mode: str = "644") -> None:
         """Writes a file inside the edge atomically (a reload never reads half a file)."""

@@ -188,7 +188,7 @@ def test_the_data_lives_on_the_volume(host: TestHost) -> None:
     fstab = host.run("grep 'dropship data volume' /etc/fstab").stdout.splitlines()
     assert fstab[0].split()[:4] == [DEVICE, "/mnt/data", "ext4", "defaults,nofail,discard,noatime"]
     assert host.run("findmnt -n -o TARGET /var/lib/docker/volumes").stdout.strip() == "/var/lib/docker/volumes"
-    for volume in ("shop_db-data", "shop_redis-data", "shop_caddy-data"):
+    for volume in ("shop_db-data", "shop_redis-data", "dropship-edge-data"):  # the last: the edge's certificates
         assert host.run(f"test -d /mnt/data/docker-volumes/{volume}/_data").returncode == 0, volume
     assert "/var/lib/docker/volumes" in host.run("systemctl show -p RequiresMountsFor docker.service").stdout
 
@@ -200,7 +200,7 @@ def test_a_release_under_https_load_fails_no_request_and_keeps_the_certificates(
     urls = [f"https://{HOSTNAMES[0]}/", f"https://{HOSTNAMES[0]}/api/health"]
     with Vegeta(urls, host.address, tmp_path / "root.pem", rate=100) as load:
         project.up()
-    print(f"\nacross the release (api and worker rolled), over HTTPS: {load}")
+    print(f"\nacross the release (api and web switched by the edge, worker rolled), over HTTPS: {load}")
     assert load.report().sent >= 500
     assert load.report().failed == 0, load.report().errors
     assert https(host, HOSTNAMES[0], "/api/health").json()["release"] == "v2"

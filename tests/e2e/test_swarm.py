@@ -33,6 +33,13 @@ NAME = HOSTNAMES[0]
 HOSTS = [TestHost(host_name(__name__, str(n)), free_address()) for n in (1, 2, 3)]
 LAN = ("dropship-e2e-swarm-lan", "10.77.0.0/24")
 SWARM_PY = "/srv/shop/.dropship/swarm.py"
+OWN_EDGE = {
+    "edge.routes": "[]",
+    "app.composeFiles": json.dumps(["examples/shop/compose.own-edge.yaml"]),
+    "app.files": json.dumps(["examples/shop/Caddyfile.own-edge", "examples/shop/web/dist", "examples/shop/local/acme-ca-root.pem"]),
+    "app.rollingServices": json.dumps(["api", "worker"]),
+}
+"""The shop with its own Caddy in front (examples/shop/compose.own-edge.yaml)."""
 
 
 class _NamedHttps(http.client.HTTPSConnection):
@@ -119,6 +126,8 @@ def project(hosts: list[TestHost], lan: PrivateNetwork, bin_dir: str, tmp_path_f
             "existingHost.id": "swarm-1",
             "existingHost.privateAddress": lan.addresses[first.name],
             "tls.acmeCa": pebble.directory(),
+            # dropship's edge serves stacks of one server for now: on a Swarm the shop brings its own.
+            **OWN_EDGE,
         },
     )
     yield project

@@ -25,7 +25,7 @@ def test_systemd_calendar_times_are_accepted(schedule: str) -> None:
         (
             "staging",
             {"backups__databases": '["postgres"]'},
-            "dropship:backups.databases[0]: no service 'postgres' in examples/shop/compose.yaml (its services: api, caddy, db, redis, worker)",
+            "dropship:backups.databases[0]: no service 'postgres' in examples/shop/compose.yaml (its services: api, db, redis, web, worker)",
         ),
         (
             "staging",

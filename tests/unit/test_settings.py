@@ -430,7 +430,11 @@ def test_a_rolling_service_that_publishes_a_port_or_names_its_container_is_refus
         "  worker: {image: api, container_name: shop-worker}\n"
     )
     config, secrets = config_of(
-        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", app__rollingServices='["api", "caddy", "worker", "web"]'
+        "staging",
+        app__composeFiles='["compose.yaml"]',
+        app__files="[]",
+        app__rollingServices='["api", "caddy", "worker", "web"]',
+        edge__routes="[]",
     )
     with pytest.raises(SettingsError) as err:
         load_stack("staging", config, secrets, project_dir=tmp_path)

@@ -33,8 +33,16 @@ def test_every_stack_deploys_the_shop_with_its_front_end_and_migrations() -> Non
 
 def test_one_service_per_role_on_dockers_default_network() -> None:
     compose = yaml.safe_load((SHOP / "compose.yaml").read_text())
-    assert set(compose["services"]) == {"caddy", "api", "worker", "db", "redis"}
+    assert set(compose["services"]) == {"web", "api", "worker", "db", "redis"}
     assert "networks" not in compose
     assert all("network_mode" not in s and "networks" not in s for s in compose["services"].values())
-    assert compose["services"]["caddy"]["ports"] == ["80:80", "443:443"]
-    assert set(compose["volumes"]) == {"caddy-data", "caddy-config", "db-data", "redis-data"}
+    # dropship's edge holds 80 and 443: no service publishes a port, and no certificate is the app's.
+    assert all("ports" not in s for s in compose["services"].values())
+    assert set(compose["volumes"]) == {"db-data", "redis-data"}
+
+
+def test_every_stack_routes_the_api_and_the_front_end_through_dropships_edge() -> None:
+    for stack in ("local", "staging", "production"):
+        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        assert config["dropship:edge.routes"] == ["/api/* api:8000 /api/health", "/* web:8080 /"], stack
+        assert config["dropship:app.rollingServices"] == ["worker"], stack

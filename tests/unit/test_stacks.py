@@ -215,13 +215,16 @@ def test_app_uploads_and_release(staging: Run) -> None:
             compose_files=["compose.yaml"],
             health_url="https://staging.example.com/api/health",
             health_timeout=60,
-            rolling_services=["api", "worker"],
+            rolling_services=["worker"],
             pre_deploy=["docker compose run --rm api python3 -m alembic upgrade head"],
             registry="registry.example.com",
             registry_user="ci",
             files_digest=commands.files_digest(files),
             uploads=["Caddyfile", "web/dist"],
             hostnames=["staging.example.com"],
+            routes=["/api/* api:8000 /api/health", "/* web:8080 /"],
+            drain_seconds=30,
+            edge_image="caddy:2.6.2-alpine",
         ),
         "stdin": f"{CANARY}-registry",
         "triggers": [DROPLET_ID, env_stdin(staging)],
@@ -255,7 +258,7 @@ def test_production_mounts_its_volume_after_it_is_attached_and_before_docker(pro
 
 
 def test_production_release_gets_its_hostnames_data_directory_and_tls_mode(production: Run) -> None:
-    assert release_args(production)[-6:] == [
+    assert from_flag(release_args(production), "--hostnames", 6) == [
         "--hostnames",
         "app.example.com www.example.com",
         "--data-dir",
@@ -307,6 +310,12 @@ def test_preview_release_gets_its_derived_hostname(preview: Run) -> None:
 def test_a_preview_caps_each_container_and_staging_does_not(preview: Run, staging: Run) -> None:
     assert release_args(preview)[-4:] == ["--cpus", "1", "--memory", "512m"]
     assert "--cpus" not in release_args(staging) and "--memory" not in release_args(staging)
+
+
+def from_flag(args: list[str], flag: str, count: int) -> list[str]:
+    """`count` arguments of `args` from `flag` on."""
+    start = args.index(flag)
+    return args[start : start + count]
 
 
 def release_args(run: Run) -> list[str]:
@@ -446,7 +455,7 @@ def test_local_stack_runs_every_host_step() -> None:
     run = run_program("local", local_config(), LOCAL_SECRETS)
     names = {r.name for r in run.commands}
     assert {"host-docker", "host-security-upgrades", "host-harden-ssh", "env-write", "app-directory", "app-release"} <= names
-    assert release_args(run)[-6:] == [
+    assert from_flag(release_args(run), "--hostnames", 6) == [
         "--hostnames",
         "shop.test www.shop.test",
         "--acme-ca",
@@ -476,7 +485,7 @@ def test_existing_host_with_hostnames_a_volume_and_an_id() -> None:
     assert all(r.inputs["triggers"][0] == "host-2" for r in run.commands)
     # A new id replaces every step; the old app directory's delete names the old machine (see remove-app.sh).
     assert run.named("app-directory").inputs["delete"] == commands.remove_app("/srv/shop", "shop", "host-2")
-    assert release_args(run)[-8:-4] == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
+    assert from_flag(release_args(run), "--hostnames", 4) == ["--hostnames", "shop.test www.shop.test", "--data-dir", "/mnt/shop"]
     assert run.outputs["urls"] == ["https://shop.test", "https://www.shop.test"]
 
 
