@@ -8,6 +8,7 @@ GET  /api/orders   the orders the worker has written to Postgres
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,6 +22,9 @@ if config.RELEASE.endswith("-broken"):
     # A release built to fail as it starts, as a bad deploy would (`make bench` of rollbacks): gunicorn
     # reports the worker's boot error and exits with code 3.
     raise RuntimeError(f"shop: release {config.RELEASE} is built to fail at start")
+if config.RELEASE.endswith("-slow"):
+    # A release that needs 25 s to boot (a JVM, a model loading): it goes live once it answers.
+    time.sleep(25)
 
 # Opened in each gunicorn worker as it imports the app (connections are made in the background).
 pool = ConnectionPool(config.DATABASE_URL, min_size=1, max_size=4, open=True, timeout=3)
@@ -43,7 +47,10 @@ def health() -> Response:
         checks["redis"] = "ok"
     except redis.RedisError as error:
         checks["redis"] = f"error: {type(error).__name__}"
-    healthy = checks["postgres"] == "ok" and checks["redis"] == "ok"
+    if config.RELEASE.endswith("-unhealthy"):
+        # A release that runs but cannot work (a wrong setting, the most common bad deploy).
+        checks["config"] = "error: built to answer 503"
+    healthy = checks["postgres"] == "ok" and checks["redis"] == "ok" and "config" not in checks
     return ("200 OK" if healthy else "503 Service Unavailable"), {
         "status": "ok" if healthy else "failing",
         "release": config.RELEASE,
