@@ -19,7 +19,7 @@ PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "components"
 SMALL_APP = ROOT / "examples" / "local" / "stack.yaml"
 """The small example app's settings, in place of the shop's (see that file)."""
 SMALL_APP_SECRET = "local-development-secret"
-SHOP_KEYS = ("dropship:app.", "dropship:tls.", "dropship:env.", "dropship:existingHost.hostnames")
+SHOP_KEYS = ("dropship:app.", "dropship:tls.", "dropship:env.", "dropship:edge.", "dropship:existingHost.hostnames")
 
 
 class Project:

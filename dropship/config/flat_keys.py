@@ -132,16 +132,6 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
             _check_health_path(app, server, problems)
         if edge is not None and all((project_dir / name).is_file() for name in app.compose_files):
             check_edge(edge, app, _compose_services(app, project_dir, [] if app.rolling_services else problems), problems)
-            if (edge.routes and isinstance(server, DropletServer) and server.droplet.count > 1) or (
-                edge.routes and isinstance(server, ExistingServer) and server.existing_host.nodes
-            ):
-                problems.append(
-                    Problem(
-                        "edge.routes",
-                        "dropship's edge serves stacks of one server for now; a Swarm's edge is the app's own (docs/swarm.md): "
-                        "remove edge.routes, or deploy to one server",
-                    )
-                )
     if (
         problems
         or server is None

@@ -90,6 +90,9 @@ class Site:
     acme_ca_root: bool = False
     """Whether the stack's ACME CA root was copied in (STACKS/<project>/acme-ca-root.pem)."""
     maintenance: bool = False
+    swarm: bool = False
+    """A Swarm's edge: each route's upstreams are its service's running tasks, by Docker's DNS (the Swarm
+    starts them only once healthy); `upstreams` is not used."""
 
     @property
     def stack_dir(self) -> str:
@@ -115,7 +118,23 @@ class Site:
                 matcher = "" if route.path == "/*" else f" {route.path}"
                 targets = " ".join(f"{c}:{route.port}" for c in upstreams.get(route.service, ()))
                 lines.append(f"\thandle{matcher} {{")
-                if targets:
+                if self.swarm:
+                    lines += [
+                        "\t\treverse_proxy {",
+                        f"\t\t\tdynamic a {route.service} {route.port} {{",
+                        "\t\t\t\trefresh 1s",
+                        "\t\t\t}",
+                        "\t\t\tlb_policy round_robin",
+                        "\t\t\tlb_try_duration 5s",
+                        "\t\t\tlb_try_interval 100ms",
+                        "\t\t\tfail_duration 5s",
+                        # A task that just went stays in the DNS answer for up to a refresh: fail its dial fast.
+                        "\t\t\ttransport http {",
+                        "\t\t\t\tdial_timeout 1s",
+                        "\t\t\t}",
+                        "\t\t}",
+                    ]
+                elif targets:
                     lines += [
                         f"\t\treverse_proxy {targets} {{",
                         "\t\t\tlb_policy round_robin",
@@ -155,6 +174,8 @@ class Edge:
 
     run: Run
     run_input: RunInput
+    container: str = CONTAINER
+    """The edge's container: `dropship-edge`, or a Swarm's task of the stack's service dropship-edge."""
 
     def running_image(self) -> str | None:
         """The image the edge container was started from, or None without one."""
@@ -211,20 +232,20 @@ class Edge:
     def admin(self, path: str) -> str:
         """GET of the admin API, with the image's wget (Alpine's, busybox's) or curl (Debian's)."""
         fetch = 'if command -v wget >/dev/null; then exec wget -q -O - "$0"; else exec curl -fsS "$0"; fi'
-        return self.run(["exec", CONTAINER, "sh", "-c", fetch, f"http://127.0.0.1:2019{path}"])
+        return self.run(["exec", self.container, "sh", "-c", fetch, f"http://127.0.0.1:2019{path}"])
 
     def write(self, path: str, content: bytes, mode: str = "644") -> None:
         """Writes a file inside the edge atomically (a reload never reads half a file)."""
         quoted = shlex.quote(path)
         directory = shlex.quote(path.rsplit("/", 1)[0])
         script = f"mkdir -p {directory} && umask 077 && cat > {quoted}.new && chmod {mode} {quoted}.new && mv {quoted}.new {quoted}"
-        self.run_input(["exec", "--interactive", CONTAINER, "sh", "-c", script], content)
+        self.run_input(["exec", "--interactive", self.container, "sh", "-c", script], content)
 
     def remove(self, path: str) -> None:
-        self.run(["exec", CONTAINER, "rm", "-rf", path])
+        self.run(["exec", self.container, "rm", "-rf", path])
 
     def reload(self) -> None:
-        self.run(["exec", CONTAINER, "caddy", "reload", "--config", MAIN, "--adapter", "caddyfile"])
+        self.run(["exec", self.container, "caddy", "reload", "--config", MAIN, "--adapter", "caddyfile"])
 
     def in_flight(self, addresses: Sequence[str]) -> int:
         """Requests in flight to these upstreams (`container:port`), as Caddy counts them."""

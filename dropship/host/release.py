@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import limits
-from edge import STACKS, Edge, Route, Site
+from edge import CONTAINER as EDGE_CONTAINER
+from edge import STACKS, Edge, Route, Site, site_path
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
 from routed import OVERRIDE, Switch, override
-from stack import StackError, hook_compose_file, render
+from stack import EDGE_SERVICE, EdgeService, StackError, hook_compose_file, render
 
 MAX_LINE_BYTES = 16384
 """pulumi-command reads output line by line and hangs on a line of 64 KiB or more: hooks' lines are folded."""
@@ -99,7 +100,7 @@ class Options:
         """The compose files, then dropship's overrides: the edge's when the stack is routed, a preview's caps."""
         return (
             *self.compose_files,
-            *((OVERRIDE,) if self.routes else ()),
+            *((OVERRIDE,) if self.routes and not self.swarm_replicas else ()),
             *((limits.OVERRIDE,) if self.capped else ()),
         )
 
@@ -111,8 +112,9 @@ class Options:
     def routed(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.service for r in self.routes))
 
-    def site(self) -> Site:
+    def site(self, *, swarm: bool = False) -> Site:
         return Site(
+            swarm=swarm,
             project=self.project,
             hostnames=tuple(self.hostnames.split()),
             routes=self.routes,
@@ -365,6 +367,8 @@ class Deployer:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     releases: Releases = field(init=False)
+    edge_container: str = field(init=False, default=EDGE_CONTAINER)
+    """The edge's container: on a Swarm, the stack's dropship-edge task on this server."""
 
     def __post_init__(self) -> None:
         self.releases = Releases(self.options)
@@ -374,7 +378,7 @@ class Deployer:
 
     @property
     def edge(self) -> Edge:
-        return Edge(self.run, self.run_input)
+        return Edge(self.run, self.run_input, container=self.edge_container)
 
     def run_input(self, args: Sequence[str], data: bytes) -> str:
         result = subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
@@ -396,15 +400,17 @@ class Deployer:
         except (CommandError, NotReadyError) as failure:
             self.releases.discard(release_id, "invalid")
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
-        if options.routes:
-            log(self.edge.ensure(options.edge_image))
-            self.wait_for_edge()
+
+    def start_edge(self) -> None:
+        """The host's edge running (after a Swarm's stack, whose edge held the ports, has gone)."""
+        log(self.edge.ensure(self.options.edge_image))
+        self.wait_for_edge()
 
     def wait_for_edge(self) -> None:
         deadline = self.clock() + 60
         while not self.edge.admin_ready():
             if self.clock() >= deadline:
-                logs = self.run(["logs", "--tail", "20", "dropship-edge"])
+                logs = self.run(["logs", "--tail", "20", self.edge_container])
                 raise ReleaseError(f"dropship's edge does not answer on its admin API after 60s; its last log lines:\n{logs}")
             self.sleep(0.5)
 
@@ -451,6 +457,8 @@ class Deployer:
                 return
             # Before the hooks: their `docker compose run` needs compose's own network, which the stack's has the name of.
             self.leave_swarm()
+            if options.routes:
+                self.start_edge()
             try:
                 run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
             except ReleaseError as failure:
@@ -648,7 +656,7 @@ class SwarmRelease:
         options, releases = self.options, self.deployer.releases
         try:
             config = json.loads(self.deployer.compose(self.release)("config", "--format", "json"))
-            stack_file = render(config, replicas=options.swarm_replicas, rolling=options.rolling)
+            stack_file = render(config, replicas=options.swarm_replicas, rolling=options.rolling, edge=self.edge_service)
             hooks_file = hook_compose_file(config, project=options.project)
         except (StackError, CommandError) as failure:
             releases.discard(self.release_id, "invalid")
@@ -659,6 +667,9 @@ class SwarmRelease:
         if compose.containers():
             log("the app ran with compose on this server: stopping it to start it on the Swarm (it is down meanwhile)")
             compose("down")
+        if options.routes and self.deployer.edge.running_image() is not None:
+            log("the stack's edge becomes a service of the Swarm: the one-server edge container goes (its certificates stay)")
+            self.docker("rm", "--force", EDGE_CONTAINER)
         if options.pre_deploy and not self.docker("network", "ls", "--quiet", "--filter", f"name=^{options.project}_default$").split():
             self.first_services(stack_file)
         try:
@@ -671,10 +682,13 @@ class SwarmRelease:
         releases.write_environment(options.environment(options.tag))
         # Rendered again from the live copy: bind mounts name its stable paths, as compose's do on one server.
         live = json.loads(self.deployer.compose(options.dir)("config", "--format", "json"))
-        _write_private(self.release / self.STACK_FILE, render(live, replicas=options.swarm_replicas, rolling=options.rolling))
+        stack_file = render(live, replicas=options.swarm_replicas, rolling=options.rolling, edge=self.edge_service)
+        _write_private(self.release / self.STACK_FILE, stack_file)
         log(f"release {options.tag}: deploying the stack {options.project} to the Swarm")
         try:
             self.deploy_stack(self.release / self.STACK_FILE)
+            if options.routes:
+                self.publish_site()
             if options.health_url:
                 self.deployer.check_health(self.deployer.clock() + options.health_timeout)
             run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
@@ -682,6 +696,32 @@ class SwarmRelease:
             releases.discard(self.release_id, "rolled-back")
             self.roll_back(str(failure))
         self.deployer.go_live(self.release_id)
+
+    @property
+    def edge_service(self) -> EdgeService | None:
+        options = self.options
+        return EdgeService(image=options.edge_image, routed=options.routed) if options.routes else None
+
+    def publish_site(self) -> None:
+        """The stack's site in its edge (the dropship-edge task on this server): each route to its service's
+        running tasks by Docker's DNS."""
+        deployer = self.deployer
+        service = f"{self.options.project}_{EDGE_SERVICE}"
+        deadline = deployer.clock() + 60
+        while True:
+            names = self.docker("ps", "--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{.Names}}").split()
+            if names:
+                break
+            if deployer.clock() >= deadline:
+                raise ReleaseError(f"the Swarm started no task of {service} on this server in 60s: see `docker service ps {service}`")
+            deployer.sleep(1)
+        deployer.edge_container = names[0]
+        deployer.wait_for_edge()
+        deployer.copy_tls_to_edge()
+        edge = deployer.edge
+        edge.write(site_path(self.options.project), self.options.site(swarm=True).render({}).encode())
+        edge.reload()
+        log(f"the edge ({names[0]}) routes {', '.join(str(r) for r in self.options.routes)}")
 
     def first_services(self, stack_file: dict[str, Any]) -> None:
         """The stack's first deploy with hooks: its services that do not roll (the data services, the edge) start

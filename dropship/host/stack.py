@@ -12,12 +12,20 @@ What dropship adds, unless the app's own `deploy:` says otherwise:
 - the networks are attachable, so that a pre-deploy hook's one-off container can join them;
 - what the Swarm ignores or refuses (depends_on, restart, container_name, pull_policy) is left out,
   `restart: "no"` and `on-failure` becoming the restart policy.
+
+With `edge.routes`, dropship's edge (Caddy) is a service of the stack, `dropship-edge`, on the data node
+with ports 80 and 443, certificates in the volume `dropship-edge-data` (the one-server edge's). Routed
+services publish no port; they roll as rolling services do (start-first), or, when a volume pins them to the
+data node, start-first too if their only mounts are read-only binds (files of the app).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from edge import CONFIG_VOLUME, DATA_VOLUME, MAIN, MAIN_CADDYFILE, SITES, STACKS
 
 DATA_LABEL = "dropship.data"
 VERSION = "3.8"
@@ -52,15 +60,66 @@ class StackError(Exception):
     """The app cannot run on a Swarm as it is; the message says why and what to change."""
 
 
-def render(config: Mapping[str, Any], *, replicas: int, rolling: Sequence[str]) -> dict[str, Any]:
-    services = {name: _service(name, service, replicas=replicas, rolling=name in rolling) for name, service in config["services"].items()}
+EDGE_SERVICE = "dropship-edge"
+
+
+@dataclass(frozen=True)
+class EdgeService:
+    """dropship's edge as a service of the stack: its image, and the services it routes to."""
+
+    image: str
+    routed: tuple[str, ...]
+
+
+def render(config: Mapping[str, Any], *, replicas: int, rolling: Sequence[str], edge: EdgeService | None = None) -> dict[str, Any]:
+    routed = edge.routed if edge is not None else ()
+    services = {
+        name: _service(name, service, replicas=replicas, rolling=name in rolling, routed=name in routed)
+        for name, service in config["services"].items()
+    }
+    if edge is not None:
+        if EDGE_SERVICE in services:
+            raise StackError(f"the app has a service named {EDGE_SERVICE}, the name of dropship's edge: rename it")
+        edge_networks = sorted({n for name in routed for n in services[name]["networks"]}) or ["default"]
+        services[EDGE_SERVICE] = _edge_service(edge.image, edge_networks)
     stack: dict[str, Any] = {"version": VERSION, "services": services}
     networks = {name: _network(network) for name, network in (config.get("networks") or {"default": {}}).items()}
     stack["networks"] = networks
     volumes = {name: _volume(volume) for name, volume in (config.get("volumes") or {}).items()}
+    if edge is not None:
+        volumes.update({CONFIG_VOLUME: {"name": CONFIG_VOLUME}, DATA_VOLUME: {"name": DATA_VOLUME}})
     if volumes:
         stack["volumes"] = volumes
     return stack
+
+
+def _edge_service(image: str, networks: list[str]) -> dict[str, Any]:
+    # `$$`: `docker stack deploy` interpolates the file as compose does; the shell gets one `$`.
+    script = (
+        f'mkdir -p {SITES} {STACKS} && printf %s "$$DROPSHIP_EDGE_CADDYFILE" > {MAIN} && exec caddy run --config {MAIN} --adapter caddyfile'
+    )
+    assert "$" not in MAIN_CADDYFILE
+    return {
+        "image": image,
+        "entrypoint": ["/bin/sh", "-c", script],
+        "environment": {"DROPSHIP_EDGE_CADDYFILE": MAIN_CADDYFILE, "XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/config"},
+        "labels": {"dropship.edge": "true"},
+        "ports": [{"target": port, "published": port, "protocol": "tcp", "mode": "host"} for port in (80, 443)],
+        "volumes": [
+            {"type": "volume", "source": CONFIG_VOLUME, "target": "/etc/caddy"},
+            {"type": "volume", "source": DATA_VOLUME, "target": "/data"},
+        ],
+        "networks": networks,
+        "deploy": {
+            "endpoint_mode": "dnsrr",
+            "replicas": 1,
+            "placement": {"constraints": [f"node.labels.{DATA_LABEL} == true"]},
+            # It holds the host's ports: the new task can only start once the old one stopped.
+            "update_config": {"parallelism": 1, "order": "stop-first", "failure_action": "rollback", "monitor": "10s"},
+            "rollback_config": {"parallelism": 1, "order": "stop-first", "failure_action": "pause"},
+            "restart_policy": {"condition": "any", "delay": "2s"},
+        },
+    }
 
 
 def hook_compose_file(config: Mapping[str, Any], *, project: str) -> dict[str, Any]:
@@ -77,15 +136,18 @@ HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "d
 """What stack files of version 3.8 know of a healthcheck (not compose's newer start_interval)."""
 
 
-def _service(name: str, service: Mapping[str, Any], *, replicas: int, rolling: bool) -> dict[str, Any]:
+def _service(name: str, service: Mapping[str, Any], *, replicas: int, rolling: bool, routed: bool = False) -> dict[str, Any]:
     out = {k: v for k, v in service.items() if k in KEPT and v is not None}
     if "healthcheck" in out:
         out["healthcheck"] = {k: v for k, v in out["healthcheck"].items() if k in HEALTHCHECK_KEYS}
-    ports = [_host_port(port) for port in service.get("ports") or []]
+    # A routed service's ports are the edge's to hold.
+    ports = [] if routed else [_host_port(port) for port in service.get("ports") or []]
     volumes = [_mount(mount) for mount in service.get("volumes") or []]
     deploy = dict(service.get("deploy") or {})
     deploy.setdefault("endpoint_mode", "dnsrr")
     pinned = bool(ports or volumes)
+    if routed and not pinned:
+        rolling = True
     if pinned:
         if rolling:
             raise StackError(
@@ -101,7 +163,9 @@ def _service(name: str, service: Mapping[str, Any], *, replicas: int, rolling: b
         deploy["placement"] = placement
     deploy.setdefault("replicas", replicas if rolling else 1)
     # A published port on one server is held by one task: the new one can only start after the old one stopped.
-    order = "start-first" if rolling else "stop-first"
+    # A routed service that only reads files of the app can run twice for a moment.
+    reads_only = routed and not ports and all(m["type"] == "bind" and m.get("read_only") for m in volumes)
+    order = "start-first" if rolling or reads_only else "stop-first"
     deploy["update_config"] = {
         "parallelism": 1,
         "order": order,

@@ -33,13 +33,6 @@ NAME = HOSTNAMES[0]
 HOSTS = [TestHost(host_name(__name__, str(n)), free_address()) for n in (1, 2, 3)]
 LAN = ("dropship-e2e-swarm-lan", "10.77.0.0/24")
 SWARM_PY = "/srv/shop/.dropship/swarm.py"
-OWN_EDGE = {
-    "edge.routes": "[]",
-    "app.composeFiles": json.dumps(["examples/shop/compose.own-edge.yaml"]),
-    "app.files": json.dumps(["examples/shop/Caddyfile.own-edge", "examples/shop/web/dist", "examples/shop/local/acme-ca-root.pem"]),
-    "app.rollingServices": json.dumps(["api", "worker"]),
-}
-"""The shop with its own Caddy in front (examples/shop/compose.own-edge.yaml)."""
 
 
 class _NamedHttps(http.client.HTTPSConnection):
@@ -126,8 +119,6 @@ def project(hosts: list[TestHost], lan: PrivateNetwork, bin_dir: str, tmp_path_f
             "existingHost.id": "swarm-1",
             "existingHost.privateAddress": lan.addresses[first.name],
             "tls.acmeCa": pebble.directory(),
-            # dropship's edge serves stacks of one server for now: on a Swarm the shop brings its own.
-            **OWN_EDGE,
         },
     )
     yield project
@@ -164,7 +155,8 @@ def test_three_servers_grow_the_stack_in_place_into_a_swarm(
     ready = first.run("docker node ls --format '{{.Status}} {{.ManagerStatus}}'").stdout.splitlines()
     assert sorted(ready) == ["Ready ", "Ready ", "Ready Leader"]
     assert all("live-restore" not in h.run("cat /etc/docker/daemon.json").stdout for h in hosts)
-    for service in ("caddy", "db", "redis"):
+    # dropship's edge became a service of the stack, on the data server with its certificates; so did web (its files are there).
+    for service in ("dropship-edge", "web", "db", "redis"):
         assert set(tasks(first, service).values()) == {first.name}, service
     assert set(tasks(first, "api").values()) == {h.name for h in hosts}
     assert orders(lb.address) == ["teapot", "kettle"]  # the data stayed on the first server's volume
@@ -180,7 +172,7 @@ def test_a_release_under_load_through_the_load_balancer_fails_no_request(
     project.set("app.imageTag", "v2")
     with Vegeta([f"https://{NAME}/", f"https://{NAME}/api/health"], lb.address, tmp_path / "root.pem", rate=50) as load:
         output = project.up().stdout
-    print(f"\nacross the Swarm's release (api and worker rolled, one task at a time, new first): {load}")
+    print(f"\nacross the Swarm's release (api, web and worker rolled, one task at a time, new first): {load}")
     assert "pre-deploy hook: docker compose run --rm api python3 -m alembic upgrade head" in output
     assert load.report().sent >= 300
     assert load.report().failed == 0, f"{load.report().errors}\nthe load balancer's checks:\n{lb.log()[-3000:]}"

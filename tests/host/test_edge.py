@@ -254,3 +254,10 @@ def test_two_stacks_releasing_at_once_share_the_edge_the_first_one_started() -> 
 def test_an_edge_of_another_image_started_meanwhile_is_an_error() -> None:
     with pytest.raises(CommandError, match="already in use"):
         Edge(RacingDocker("caddy:2.7"), lambda args, data: "").ensure("caddy:2.6.2-alpine")
+
+
+def test_a_swarms_site_routes_to_each_services_running_tasks_by_dns() -> None:
+    rendered = Site(project="shop", hostnames=("shop.test",), routes=(API, WEB), swarm=True).render({})
+    assert "\t\treverse_proxy {\n\t\t\tdynamic a api 8000 {\n\t\t\t\trefresh 1s\n\t\t\t}" in rendered
+    assert "dynamic a web 8080" in rendered
+    assert rendered.index("handle /api/* {") < rendered.index("dynamic a api") < rendered.index("\thandle {")

@@ -160,3 +160,58 @@ def test_a_hook_runs_on_the_stacks_network_without_starting_dependencies() -> No
     assert "depends_on" not in hooks["services"]["api"]
     assert hooks["services"]["api"]["environment"]["DATABASE_URL"] == "postgresql://shop:secret@db/shop"
     assert hooks["name"] == "shop"
+
+
+# The shop as it is now: its front end `web` (read-only files of the app) and `api` behind dropship's edge.
+ROUTED: dict[str, Any] = copy.deepcopy(SHOP)
+ROUTED["services"]["web"] = ROUTED["services"].pop("caddy")
+ROUTED["services"]["web"]["volumes"] = [
+    {"type": "bind", "source": "/srv/shop/web/dist", "target": "/srv/web", "read_only": True, "bind": {"create_host_path": True}}
+]
+ROUTED["services"]["api"]["ports"] = [{"mode": "ingress", "target": 8000, "published": "8000", "protocol": "tcp"}]
+
+
+def render_routed() -> dict[str, Any]:
+    edge = stack.EdgeService(image="caddy:2.6.2-alpine", routed=("api", "web"))
+    return stack.render(copy.deepcopy(ROUTED), replicas=3, rolling=["worker"], edge=edge)
+
+
+def test_with_routes_the_edge_is_a_service_of_the_stack_on_the_data_node_holding_80_and_443() -> None:
+    rendered = render_routed()
+    edge = rendered["services"]["dropship-edge"]
+    assert edge["image"] == "caddy:2.6.2-alpine"
+    assert edge["ports"] == [
+        {"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
+        {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"},
+    ]
+    assert edge["deploy"]["placement"] == ON_DATA_NODE
+    assert (edge["deploy"]["replicas"], edge["deploy"]["update_config"]["order"]) == (1, "stop-first")
+    assert edge["networks"] == ["default"]
+    # The one-server edge's volumes, by their own names: a stack grown into a Swarm keeps its certificates.
+    assert {v["source"]: v["target"] for v in edge["volumes"]} == {"dropship-edge-config": "/etc/caddy", "dropship-edge-data": "/data"}
+    assert rendered["volumes"]["dropship-edge-data"] == {"name": "dropship-edge-data"}
+    # `docker stack deploy` interpolates `$`: the shell sees one.
+    assert "$$DROPSHIP_EDGE_CADDYFILE" in edge["entrypoint"][2] and "admin 127.0.0.1:2019" in edge["environment"]["DROPSHIP_EDGE_CADDYFILE"]
+
+
+def test_routed_services_publish_no_port_and_roll_start_first() -> None:
+    services = render_routed()["services"]
+    api, web = services["api"], services["web"]
+    assert "ports" not in api and "ports" not in web
+    assert (api["deploy"]["replicas"], api["deploy"]["update_config"]["order"]) == (3, "start-first")
+    assert "placement" not in api["deploy"]
+    # Pinned to the data node by its files, which it only reads: two of it can run for a moment.
+    assert (web["deploy"]["replicas"], web["deploy"]["update_config"]["order"], web["deploy"]["placement"]) == (
+        1,
+        "start-first",
+        ON_DATA_NODE,
+    )
+    # Not routed and with a volume of its own: stopped first, as before.
+    assert services["db"]["deploy"]["update_config"]["order"] == "stop-first"
+
+
+def test_an_app_service_named_like_the_edge_is_refused() -> None:
+    config = copy.deepcopy(ROUTED)
+    config["services"]["dropship-edge"] = {"image": "nginx"}
+    with pytest.raises(stack.StackError, match="service named dropship-edge"):
+        stack.render(config, replicas=3, rolling=[], edge=stack.EdgeService(image="caddy", routed=("api",)))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dropship.config import DropletServer, Environment, SettingsError, load
+from dropship.config.routes import routes
 from dropship.config.sections import SMALLEST_SIZE
 from tests.unit.program import CANARY, PRIVATE_KEY, ROOT, stack_config
 
@@ -496,10 +497,15 @@ def test_routed_services_may_publish_ports_and_name_containers_the_edge_drops_th
     assert (settings.edge.drain_seconds, settings.edge.image, settings.edge.maintenance) == (30, "caddy:2.6.2-alpine", False)
 
 
-def test_edge_routes_on_a_swarm_are_refused_for_now(tmp_path: Path) -> None:
-    (tmp_path / "compose.yaml").write_text(EDGE_COMPOSE)
+def test_edge_routes_drive_a_swarms_edge_too(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  nginx: {image: nginx, ports: ['80:80']}\n  db: {image: postgres}\n")
     config, secrets = config_of(
-        "staging", app__composeFiles='["compose.yaml"]', app__files="[]", droplet__count="3", edge__routes='["/* nginx:80"]'
+        "staging",
+        app__composeFiles='["compose.yaml"]',
+        app__files="[]",
+        app__rollingServices="[]",
+        droplet__count="3",
+        edge__routes='["/* nginx:80"]',
     )
-    with pytest.raises(SettingsError, match=r"edge\.routes: dropship's edge serves stacks of one server for now"):
-        load_stack("staging", config, secrets, project_dir=tmp_path)
+    settings = load_stack("staging", config, secrets, project_dir=tmp_path)
+    assert settings.swarm and [str(r) for r in routes(settings.edge)] == ["/* nginx:80"]

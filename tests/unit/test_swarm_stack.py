@@ -26,14 +26,7 @@ from tests.unit.program import (
 from tests.unit.test_settings import STAGING_SECRETS, problems_of
 from tests.unit.test_stacks import LOCAL_SECRETS, local_config
 
-OWN_EDGE = {
-    "dropship:edge.routes": "[]",
-    "dropship:app.composeFiles": '["examples/shop/compose.own-edge.yaml"]',
-    "dropship:app.files": '["examples/shop/Caddyfile.own-edge", "examples/shop/web/dist", "examples/shop/local/acme-ca-root.pem"]',
-    "dropship:app.rollingServices": '["api", "worker"]',
-}
-"""dropship's edge serves stacks of one server for now: a Swarm's shop brings its own (compose.own-edge.yaml)."""
-SWARM = {"dropship:droplet.count": "3", "dropship:droplet.reservedIp": "false", **OWN_EDGE}
+SWARM = {"dropship:droplet.count": "3", "dropship:droplet.reservedIp": "false"}
 TAG = "dropship-production"
 ANYWHERE = ["0.0.0.0/0", "::/0"]
 
@@ -96,7 +89,7 @@ def test_a_load_balancer_passes_tls_through_to_every_droplet_of_the_stack(swarm:
         # production's records are proxied: only Cloudflare reaches the load balancer.
         "firewall": {"allows": [f"cidr:{r}" for r in [*CLOUDFLARE_IPV4, *CLOUDFLARE_IPV6]]},
     }
-    staging = run_program("staging", {**stack_config("staging"), **OWN_EDGE, "dropship:droplet.count": "2"}, STAGING_SECRETS)
+    staging = run_program("staging", {**stack_config("staging"), "dropship:droplet.count": "2"}, STAGING_SECRETS)
     assert "firewall" not in staging.named("lb-lb").inputs
 
 
@@ -207,7 +200,7 @@ def test_before_anything_else_the_first_droplet_checks_that_the_swarm_does_not_s
     assert check.inputs["connection"]["user"] == "root"
     for name in ("host-wait", "host-node-2-wait", "host-node-3-wait", "firewall-firewall", "dns-app.example.com-a"):
         assert any(urn.endswith("::swarm-size") for urn in swarm.named(name).depends_on), name
-    allowed = run_program("production", {**stack_config("production"), **OWN_EDGE, "dropship:droplet.removeNodes": "true"}, STAGING_SECRETS)
+    allowed = run_program("production", {**stack_config("production"), "dropship:droplet.removeNodes": "true"}, STAGING_SECRETS)
     assert allowed.named("swarm-size").inputs["create"].endswith("check-swarm-size.sh 1 true droplet.removeNodes")
     assert allowed.of_type("dropship:index:Swarm") == []
 
@@ -225,7 +218,7 @@ NODES = [
 
 def test_existing_servers_form_a_swarm_led_by_the_first() -> None:
     swarm = {"existingHost.privateAddress": "10.77.0.2", "existingHost.nodes": json.dumps(NODES)}
-    run = run_program("local", {**local_config(**swarm), **OWN_EDGE}, LOCAL_SECRETS)
+    run = run_program("local", {**local_config(**swarm)}, LOCAL_SECRETS)
     join = run.named("swarm-node-2-join")
     assert join.inputs["connection"]["host"] == "127.0.0.72"
     assert join.inputs["connection"]["hostKey"] == NODES[0]["hostKey"]
@@ -268,7 +261,7 @@ def test_existing_servers_form_a_swarm_led_by_the_first() -> None:
     ],
 )
 def test_bad_existing_swarm_settings_are_refused(changes: dict[str, str], expected: str) -> None:
-    config = {**local_config(**changes), **OWN_EDGE, **{f"dropship:{k}": v for k, v in LOCAL_SECRETS.items()}}
+    config = {**local_config(**changes), **{f"dropship:{k}": v for k, v in LOCAL_SECRETS.items()}}
     with pytest.raises(SettingsError) as err:
         load("dropship", "local", config, frozenset(LOCAL_SECRETS), ROOT)
     assert expected in str(err.value)
