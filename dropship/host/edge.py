@@ -43,6 +43,14 @@ MAIN_CADDYFILE = f"""\
 import {SITES}/*.caddy
 """
 
+START_SCRIPT = (
+    f'mkdir -p {SITES} {STACKS} && printf %s "$DROPSHIP_EDGE_CADDYFILE" > {MAIN} && exec caddy run --config {MAIN} --adapter caddyfile'
+)
+"""The edge container's command (`sh -c`): its main Caddyfile from its environment, then Caddy."""
+ENVIRONMENT = {"DROPSHIP_EDGE_CADDYFILE": MAIN_CADDYFILE, "XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/config"}
+"""The edge container's environment; its volumes: CONFIG_VOLUME at /etc/caddy, DATA_VOLUME at /data."""
+LABEL = "dropship.edge"
+
 ROUTE = re.compile(r"^(?P<path>/\S*)\s+(?P<service>[a-zA-Z0-9][a-zA-Z0-9_.-]*):(?P<port>\S+)(?:\s+(?P<health>/\S*))?$")
 
 Run = Callable[[Sequence[str]], str]
@@ -189,7 +197,7 @@ class Edge:
         """Starts the edge when it does not run this image; says what it did."""
         if not self.run(["network", "ls", "--quiet", "--filter", f"name=^{NETWORK}$"]).split():
             try:
-                self.run(["network", "create", "--label", "dropship.edge=true", NETWORK])
+                self.run(["network", "create", "--label", f"{LABEL}=true", NETWORK])
             except CommandError as error:  # another stack's release on this host made it meanwhile
                 if "already exists" not in error.stderr:
                     raise
@@ -198,12 +206,8 @@ class Edge:
             return "the edge runs"
         if running is not None:
             self.run(["rm", "--force", CONTAINER])
-        script = (
-            f'mkdir -p {SITES} {STACKS} && printf %s "$DROPSHIP_EDGE_CADDYFILE" > {MAIN} '
-            f"&& exec caddy run --config {MAIN} --adapter caddyfile"
-        )
         try:
-            self._start(image, script)
+            self._start(image)
         except CommandError as error:
             # Another stack's release on this host started it meanwhile (its name is taken): fine if from this image.
             if "is already in use" not in error.stderr or self.running_image() != image:
@@ -211,14 +215,14 @@ class Edge:
             return "the edge runs"
         return f"the edge started from {image}" if running is None else f"the edge restarted from {image} (was {running or 'stopped'})"
 
-    def _start(self, image: str, script: str) -> None:
+    def _start(self, image: str) -> None:
+        environment = [arg for name, value in ENVIRONMENT.items() for arg in ("--env", f"{name}={value}")]
         self.run(
             [
                 "run", "--detach", "--name", CONTAINER, "--restart", "unless-stopped",
                 "--network", NETWORK, "--publish", "80:80", "--publish", "443:443",
-                "--volume", f"{CONFIG_VOLUME}:/etc/caddy", "--volume", f"{DATA_VOLUME}:/data",
-                "--env", f"DROPSHIP_EDGE_CADDYFILE={MAIN_CADDYFILE}", "--env", "XDG_DATA_HOME=/data", "--env", "XDG_CONFIG_HOME=/config",
-                "--label", "dropship.edge=true", "--entrypoint", "/bin/sh", image, "-c", script,
+                "--volume", f"{CONFIG_VOLUME}:/etc/caddy", "--volume", f"{DATA_VOLUME}:/data", *environment,
+                "--label", f"{LABEL}=true", "--entrypoint", "/bin/sh", image, "-c", START_SCRIPT,
             ]
         )  # fmt: skip
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge import CONFIG_VOLUME, DATA_VOLUME, MAIN, MAIN_CADDYFILE, SITES, STACKS
+from edge import CONFIG_VOLUME, DATA_VOLUME, ENVIRONMENT, LABEL, START_SCRIPT
 
 DATA_LABEL = "dropship.data"
 VERSION = "3.8"
@@ -94,16 +94,14 @@ def render(config: Mapping[str, Any], *, replicas: int, rolling: Sequence[str], 
 
 
 def _edge_service(image: str, networks: list[str]) -> dict[str, Any]:
-    # `$$`: `docker stack deploy` interpolates the file as compose does; the shell gets one `$`.
-    script = (
-        f'mkdir -p {SITES} {STACKS} && printf %s "$$DROPSHIP_EDGE_CADDYFILE" > {MAIN} && exec caddy run --config {MAIN} --adapter caddyfile'
-    )
-    assert "$" not in MAIN_CADDYFILE
+    """The one-server edge container's command, environment and volumes (edge.py), as a Swarm service."""
+    # `docker stack deploy` interpolates the file as compose does: `$$` leaves the shell one `$`.
+    assert all("$" not in value for value in ENVIRONMENT.values())
     return {
         "image": image,
-        "entrypoint": ["/bin/sh", "-c", script],
-        "environment": {"DROPSHIP_EDGE_CADDYFILE": MAIN_CADDYFILE, "XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/config"},
-        "labels": {"dropship.edge": "true"},
+        "entrypoint": ["/bin/sh", "-c", START_SCRIPT.replace("$", "$$")],
+        "environment": dict(ENVIRONMENT),
+        "labels": {LABEL: "true"},
         "ports": [{"target": port, "published": port, "protocol": "tcp", "mode": "host"} for port in (80, 443)],
         "volumes": [
             {"type": "volume", "source": CONFIG_VOLUME, "target": "/etc/caddy"},
