@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the example app's images (examples/local/images/web, examples/local/images/edge)
-# from Debian packages only, with the release tag baked in, and push them to
-# the local registry.
+# from Debian packages (and the edge's Caddy, dev/caddy.sh, from Go modules),
+# with the release tag baked in, and push them to the local registry.
 #
 # Usage: dev/build-images.sh TAG
 #   pushes $REGISTRY/dropship-example/web:TAG and .../edge:TAG
@@ -20,7 +20,7 @@ set -euo pipefail
 # Debian packages per image; their files are extracted under rootfs/ in the
 # image's build context.
 WEB_DEBS=(busybox-static)
-EDGE_DEBS=(libc6 libzstd1 busybox-static caddy)
+EDGE_DEBS=(busybox-static)
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
 die() { printf 'build-images: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -107,12 +107,15 @@ main() {
   curl -fs -o /dev/null --max-time 5 "http://$REGISTRY/v2/" \
     || die "step 'check registry': nothing answers on http://$REGISTRY/v2/ (run dev/registry.sh start)"
 
-  local ctx
+  local ctx caddy
+  caddy="$(bash "$REPO/dev/caddy.sh" path)" || die "step 'dev/caddy.sh path' failed"
   mkdir -p "$CACHE/images"
   WORK="$(mktemp -d "$CACHE/images/build-$TAG.XXXXXX")"
   ctx="$(stage_context web "${WEB_DEBS[@]}")"
   build_and_push web "$ctx"
   ctx="$(stage_context edge "${EDGE_DEBS[@]}")"
+  mkdir -p "$ctx/rootfs/usr/bin"
+  cp "$caddy" "$ctx/rootfs/usr/bin/caddy"
   cp "$REPO/examples/local/Caddyfile" "$ctx/Caddyfile"
   build_and_push edge "$ctx"
   rm -rf "$WORK"

@@ -6,8 +6,11 @@
 #                        other image shares, so a host pulls it once
 #   shop/api:TAG         the API, the worker and the migrations (release TAG)
 #   shop/db:BASE_REV, shop/redis:BASE_REV, shop/caddy:BASE_REV
-#                        the data services and the edge: they follow the base,
-#                        not the release, so a release does not restart them
+#                        the data services and the static files (web): they
+#                        follow the base, not the release, so a release does
+#                        not restart them
+#   shop/edge:CADDY      dropship's edge for the local stack: the base with the
+#                        Caddy dropship pins (dev/caddy.sh)
 #
 # Usage: dev/build-shop-images.sh TAG
 # Environment: DROPSHIP_CACHE (default $HOME/.cache/dropship), REGISTRY
@@ -105,6 +108,12 @@ main() {
   ensure_base
   local name
   for name in db redis caddy; do build "$name" "$BASE_REV"; done
+  local caddy edge="$WORK/edge-context"
+  caddy="$(bash "$REPO/dev/caddy.sh" path)" || die "step 'dev/caddy.sh path' failed"
+  mkdir -p "$edge"
+  cp -a "$REPO/examples/shop/images/edge/." "$edge/"
+  cp "$caddy" "$edge/caddy"
+  build edge "${caddy##*/caddy-v}" "$edge"  # .../bin/caddy-v2.11.9: shop/edge:2.11.9
   local ctx="$WORK/api-context"
   mkdir -p "$ctx"
   cp -a "$REPO/examples/shop/images/api/." "$ctx/"
@@ -114,7 +123,7 @@ main() {
   find "$ctx" -name __pycache__ -prune -exec rm -rf {} +
   build api "$TAG" "$ctx"
   rm -rf "$WORK"
-  log "pushed $REGISTRY/shop/api:$TAG and shop/{db,redis,caddy}:$BASE_REV"
+  log "pushed $REGISTRY/shop/api:$TAG, shop/{db,redis,caddy}:$BASE_REV and shop/edge"
 }
 
 main "$@"

@@ -324,8 +324,10 @@ class TlsSettings(Section):
     `DROPSHIP_ACME_CA_ROOT`."""
 
 
-EDGE_IMAGE = "caddy:2.6.2-alpine"
-"""dropship's edge on droplets: the official Caddy image, of the version Debian ships (the test hosts' edge)."""
+EDGE_IMAGE = "caddy:2.11.9-alpine"
+"""dropship's edge on droplets: the official Caddy image, of the version the test hosts' edge is built at
+(dev/caddy.sh). Not Debian's 2.6.2: built with Go 1.19, it closes HTTP/2 connections on a reload with
+requests still unanswered (docs/edge.md)."""
 
 
 class EdgeSettings(Section):
@@ -338,7 +340,7 @@ class EdgeSettings(Section):
     drain_seconds: Annotated[int, Field(ge=0, le=3600)] = 30
     """Seconds the old containers of a routed service get to finish their requests in flight before they stop."""
     image: Annotated[str, Field(min_length=1, pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")] = EDGE_IMAGE
-    """The edge's image: Caddy, with `sh` and `wget` or `curl` (the official image, or Debian's caddy)."""
+    """The edge's image: Caddy, with `sh` and `wget` or `curl` (the official image, or one with its binary)."""
     maintenance: bool = False
     """Every route answers 503 with Retry-After and a maintenance page, the app still running."""
 

@@ -25,7 +25,7 @@ HOST = TestHost.for_module(__name__)
 HOSTNAME = "edge.test"
 APP_DIR = "/srv/example"
 EDGE_IMAGE = "127.0.0.1:5000/dropship-example/edge:v1"
-"""Debian's caddy (2.6.2), the version of the official image dropship's droplets run (edge.image)."""
+"""The Caddy of edge.image's default (dev/caddy.sh), on busybox."""
 RATE = 100
 """The small app's busybox httpd forks per request and listens with a backlog of 9: at 500 a second over
 HTTPS on this machine's two cores it times out with or without a release (measured: p50 3 s). What the edge

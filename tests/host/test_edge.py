@@ -247,13 +247,13 @@ class RacingDocker:
 
 
 def test_two_stacks_releasing_at_once_share_the_edge_the_first_one_started() -> None:
-    docker = RacingDocker("caddy:2.6.2-alpine")
-    assert Edge(docker, lambda args, data: "").ensure("caddy:2.6.2-alpine") == "the edge runs"
+    docker = RacingDocker("caddy:2.11.9-alpine")
+    assert Edge(docker, lambda args, data: "").ensure("caddy:2.11.9-alpine") == "the edge runs"
 
 
 def test_an_edge_of_another_image_started_meanwhile_is_an_error() -> None:
     with pytest.raises(CommandError, match="already in use"):
-        Edge(RacingDocker("caddy:2.7"), lambda args, data: "").ensure("caddy:2.6.2-alpine")
+        Edge(RacingDocker("caddy:2.7"), lambda args, data: "").ensure("caddy:2.11.9-alpine")
 
 
 def test_a_swarms_site_routes_to_each_services_running_tasks_by_dns() -> None:

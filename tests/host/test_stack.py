@@ -172,14 +172,14 @@ ROUTED["services"]["api"]["ports"] = [{"mode": "ingress", "target": 8000, "publi
 
 
 def render_routed() -> dict[str, Any]:
-    edge = stack.EdgeService(image="caddy:2.6.2-alpine", routed=("api", "web"))
+    edge = stack.EdgeService(image="caddy:2.11.9-alpine", routed=("api", "web"))
     return stack.render(copy.deepcopy(ROUTED), replicas=3, rolling=["worker"], edge=edge)
 
 
 def test_with_routes_the_edge_is_a_service_of_the_stack_on_the_data_node_holding_80_and_443() -> None:
     rendered = render_routed()
     edge = rendered["services"]["dropship-edge"]
-    assert edge["image"] == "caddy:2.6.2-alpine"
+    assert edge["image"] == "caddy:2.11.9-alpine"
     assert edge["ports"] == [
         {"target": 80, "published": 80, "protocol": "tcp", "mode": "host"},
         {"target": 443, "published": 443, "protocol": "tcp", "mode": "host"},

@@ -494,7 +494,7 @@ def test_routed_services_may_publish_ports_and_name_containers_the_edge_drops_th
     )
     settings = load_stack("staging", config, secrets, project_dir=tmp_path)
     assert settings.edge.routes == tuple(routes)
-    assert (settings.edge.drain_seconds, settings.edge.image, settings.edge.maintenance) == (30, "caddy:2.6.2-alpine", False)
+    assert (settings.edge.drain_seconds, settings.edge.image, settings.edge.maintenance) == (30, "caddy:2.11.9-alpine", False)
 
 
 def test_edge_routes_drive_a_swarms_edge_too(tmp_path: Path) -> None:

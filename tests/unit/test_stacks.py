@@ -224,7 +224,7 @@ def test_app_uploads_and_release(staging: Run) -> None:
             hostnames=["staging.example.com"],
             routes=["/api/* api:8000 /api/health", "/* web:8080 /"],
             drain_seconds=30,
-            edge_image="caddy:2.6.2-alpine",
+            edge_image="caddy:2.11.9-alpine",
         ),
         "stdin": f"{CANARY}-registry",
         "triggers": [DROPLET_ID, env_stdin(staging)],
