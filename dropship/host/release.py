@@ -414,6 +414,13 @@ class Deployer:
                 raise ReleaseError(f"dropship's edge does not answer on its admin API after 60s; its last log lines:\n{logs}")
             self.sleep(0.5)
 
+    def enter_maintenance(self) -> None:
+        """edge.maintenance before the hooks: a migration of this release sees no request (no write)."""
+        self.copy_tls_to_edge()
+        self.edge.write(site_path(self.options.project), self.options.site().render({}).encode())
+        self.edge.reload()
+        log("edge.maintenance: every route answers 503 from now on, before the pre-deploy hooks")
+
     def copy_tls_to_edge(self) -> None:
         """The stack's ACME CA root and origin certificate, where its site file names them in the edge."""
         options = self.options
@@ -459,6 +466,8 @@ class Deployer:
             self.leave_swarm()
             if options.routes:
                 self.start_edge()
+                if options.maintenance:
+                    self.enter_maintenance()
             try:
                 run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
             except ReleaseError as failure:
@@ -535,11 +544,15 @@ class Deployer:
         if switch is not None:
             switch.upstreams = {s: switch.names(compose.containers(s)) for s in options.routed}
             switch.publish()
-        if options.health_url and options.maintenance:
+        self.check_health_unless_maintenance(deadline)
+        self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
+
+    def check_health_unless_maintenance(self, deadline: float) -> None:
+        options = self.options
+        if options.health_url and options.maintenance and options.routes:
             log(f"edge.maintenance: every route answers 503, so {options.health_url} is not asked (each routed container answered its own)")
         elif options.health_url:
             self.check_health(deadline)
-        self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
 
     def check_health(self, deadline: float) -> None:
         options = self.options
@@ -672,6 +685,8 @@ class SwarmRelease:
             self.docker("rm", "--force", EDGE_CONTAINER)
         if options.pre_deploy and not self.docker("network", "ls", "--quiet", "--filter", f"name=^{options.project}_default$").split():
             self.first_services(stack_file)
+        if options.routes and options.maintenance and self.edge_task():
+            self.deployer.enter_maintenance()
         try:
             env = {**os.environ, "COMPOSE_FILE": str(self.release / self.HOOKS_FILE)}
             run_hooks("pre-deploy", self.release, options.pre_deploy, env)
@@ -689,8 +704,7 @@ class SwarmRelease:
             self.deploy_stack(self.release / self.STACK_FILE)
             if options.routes:
                 self.publish_site()
-            if options.health_url:
-                self.deployer.check_health(self.deployer.clock() + options.health_timeout)
+            self.deployer.check_health_unless_maintenance(self.deployer.clock() + options.health_timeout)
             run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
         except (ReleaseError, CommandError) as failure:
             releases.discard(self.release_id, "rolled-back")
@@ -706,22 +720,26 @@ class SwarmRelease:
         """The stack's site in its edge (the dropship-edge task on this server): each route to its service's
         running tasks by Docker's DNS."""
         deployer = self.deployer
-        service = f"{self.options.project}_{EDGE_SERVICE}"
         deadline = deployer.clock() + 60
-        while True:
-            names = self.docker("ps", "--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{.Names}}").split()
-            if names:
-                break
+        while not self.edge_task():
             if deployer.clock() >= deadline:
+                service = f"{self.options.project}_{EDGE_SERVICE}"
                 raise ReleaseError(f"the Swarm started no task of {service} on this server in 60s: see `docker service ps {service}`")
             deployer.sleep(1)
-        deployer.edge_container = names[0]
         deployer.wait_for_edge()
         deployer.copy_tls_to_edge()
         edge = deployer.edge
         edge.write(site_path(self.options.project), self.options.site(swarm=True).render({}).encode())
         edge.reload()
-        log(f"the edge ({names[0]}) routes {', '.join(str(r) for r in self.options.routes)}")
+        log(f"the edge ({deployer.edge_container}) routes {', '.join(str(r) for r in self.options.routes)}")
+
+    def edge_task(self) -> bool:
+        """Whether the stack's dropship-edge has a task container on this server; the edge's commands go to it."""
+        service = f"{self.options.project}_{EDGE_SERVICE}"
+        names = self.docker("ps", "--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{.Names}}").split()
+        if names:
+            self.deployer.edge_container = names[0]
+        return bool(names)
 
     def first_services(self, stack_file: dict[str, Any]) -> None:
         """The stack's first deploy with hooks: its services that do not roll (the data services, the edge) start

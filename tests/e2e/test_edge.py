@@ -190,6 +190,24 @@ def test_maintenance_answers_503_with_retry_after_and_the_app_keeps_running(proj
     assert serving(host, root_ca) == "v5-slow"
 
 
+def test_a_release_in_maintenance_runs_its_migration_behind_the_503(project: Project, host: TestHost, root_ca: Path) -> None:
+    """edge.maintenance set with a release: the edge answers 503 before the pre-deploy hook (a migration that
+    must see no write) runs; the hook records what a client got from the edge meanwhile."""
+    seen = "curl -sk -o /dev/null -w %{http_code} --resolve edge.test:443:127.0.0.1 https://edge.test/cgi-bin/health > seen-by-hook"
+    project.set("app.preDeploy", json.dumps([seen]))
+    project.set("edge.maintenance", "true")
+    project.set("app.imageTag", "v2")
+    output = project.up().stdout
+    assert output.index("every route answers 503 from now on") < output.index("pre-deploy hook: curl"), output[-3000:]
+    assert host.ssh("deploy", f"cat {APP_DIR}/releases/current/seen-by-hook").stdout == "503"
+    assert https(host, root_ca, "/cgi-bin/health")[0] == 503
+    project.set("app.preDeploy", "[]")
+    project.set("edge.maintenance", "false")
+    project.set("app.imageTag", "v5-slow")
+    project.up()
+    assert serving(host, root_ca) == "v5-slow"
+
+
 def test_a_second_up_with_no_change_runs_nothing(project: Project) -> None:
     assert project.preview_steps() == {}
 

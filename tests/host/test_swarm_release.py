@@ -180,3 +180,60 @@ def test_an_app_that_ran_with_compose_is_stopped_before_the_stack_starts(app_dir
     down = next(i for i, call in enumerate(docker.calls) if call[0] == "compose" and call[-1] == "down")
     first_stack = next(i for i, call in enumerate(docker.calls) if call[:2] == ["stack", "deploy"])
     assert down < first_stack
+
+
+@dataclass
+class FakeSwarmWithEdge(FakeSwarm):
+    """The same with the stack's dropship-edge: its task container here once the service exists. Each site
+    written to the edge is recorded with what the hooks had written to `hooks_log` by then."""
+
+    hooks_log: Path | None = None
+    sites: list[tuple[list[str], str]] = field(default_factory=list)
+
+    def __call__(self, args: Sequence[str]) -> str:
+        match list(args):
+            case ["ps", "--all", "--filter", "name=^dropship-edge$", *_]:
+                return ""  # no one-server edge container
+            case ["ps", "--filter", "label=com.docker.swarm.service.name=shop_dropship-edge", *_]:
+                return "shop_dropship-edge.1.abc\n" if "shop_dropship-edge" in self.services else ""
+            case ["exec", "shop_dropship-edge.1.abc", "caddy", "reload", *_]:
+                return ""
+            case ["exec", "shop_dropship-edge.1.abc", "sh", "-c", _, url] if url.startswith("http://127.0.0.1:2019/"):
+                return "{}"
+        return super().__call__(args)
+
+    def run_input(self, args: Sequence[str], data: bytes) -> str:
+        assert list(args[:3]) == ["exec", "--interactive", "shop_dropship-edge.1.abc"], args
+        assert self.hooks_log is not None
+        self.sites.append((self.hooks_log.read_text().split() if self.hooks_log.exists() else [], data.decode()))
+        return ""
+
+
+def test_maintenance_on_a_swarm_answers_503_before_the_hooks_and_skips_the_health_url(app_dir: Path, tmp_path: Path) -> None:
+    from edge import Route
+
+    hooks_log = tmp_path / "hooks-ran"
+    docker = FakeSwarmWithEdge(hooks_log=hooks_log)
+    fetch = Fetch((503, "HTTP 503: Down for maintenance"))
+    for tag, maintenance in (("v1", False), ("v2", True)):
+        options = Options(
+            dir=app_dir,
+            project="shop",
+            tag=tag,
+            compose_files=("compose.yaml",),
+            rolling=("api",),
+            swarm_replicas=3,
+            pre_deploy=(f"echo {tag} >> {hooks_log}",),
+            health_url="https://shop.test/" if maintenance else None,
+            hostnames="shop.test",
+            routes=(Route.parse("/* api:8000 /health"),),
+            edge_image="caddy:2.11.9-alpine",
+            maintenance=maintenance,
+        )
+        deployer = Deployer(options, run=docker, fetch=fetch, clock=Clock(), sleep=Clock().sleep)
+        deployer.run_input = docker.run_input  # type: ignore[method-assign]
+        deployer.deploy(password="")
+    # v1: its site once its stack ran. v2: the maintenance site before v2's hook, and again after its stack.
+    assert [(hooks, "503" in site) for hooks, site in docker.sites] == [(["v1"], False), (["v1"], True), (["v1", "v2"], True)]
+    assert fetch.asked == []  # every route answers 503: the health URL is not asked
+    assert serving(app_dir) == "v2"
