@@ -99,7 +99,11 @@ def shop_under_load() -> tuple[list[tuple[str, LoadReport]], list[str]]:
                 def up() -> str:
                     project.set("app.imageTag", tag)
                     result = project.pulumi("up", "--yes", "--skip-preview", check=False)
-                    return "went live" if result.returncode == 0 else "failed and was rolled back"
+                    if result.returncode == 0:
+                        return "went live"
+                    lines = (result.stdout + result.stderr).splitlines()
+                    said = [line.strip() for line in lines if "release " in line and "failed" in line]
+                    return f"failed ({said[-1] if said else 'see pulumi up'})"
 
                 return up
 

@@ -288,7 +288,8 @@ class AppSettings(Section):
     or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the
     host (127.0.0.1), its certificate unchecked."""
     health_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
-    """Seconds a release has to become healthy (its services' healthchecks and `app.healthUrl`)."""
+    """Seconds each step of a release has to become healthy: each routed or rolled service's new containers in
+    turn, then the other services' healthchecks with `app.healthUrl`."""
     health_retries: Annotated[int, Field(ge=1, le=1000)] = 30
     """Requests to `app.healthUrl`, 2 s apart, before the release counts as unhealthy."""
     rolling_services: tuple[ServiceName, ...] = ()

@@ -522,10 +522,14 @@ class Deployer:
             )
 
     def start(self, roll: Sequence[str]) -> None:
-        """Rolls the services of `roll` in order, then brings up the rest, then checks everything is healthy."""
+        """Rolls the services of `roll` in order, then brings up the rest, then checks everything is healthy.
+        Each step has app.healthTimeout of its own: a service that boots slowly takes none of the next one's."""
         options = self.options
         compose = self.compose(options.dir)
-        deadline = self.clock() + options.health_timeout
+
+        def deadline() -> float:
+            return self.clock() + options.health_timeout
+
         existing = compose.containers()
         waiter = Waiter(compose, clock=self.clock, sleep=self.sleep, unhealthy_final=not options.routes)
         waiter.restarts = {c: s.restarts for c, s in compose.inspect(existing).items()}
@@ -534,17 +538,18 @@ class Deployer:
             self.copy_tls_to_edge()
             switch = Switch(compose, waiter, self.edge, options.site(), drain=options.drain_seconds)
             for service in (s for s in roll if s in options.routed):
-                switch.roll(service, deadline)
+                switch.roll(service, deadline())
                 log(f"switched {service}: the edge sends its requests to {', '.join(switch.upstreams[service])}")
         for service in (s for s in roll if s not in options.routed):
-            if rollout(compose, waiter, service, deadline=deadline, settle=options.settle):
+            if rollout(compose, waiter, service, deadline=deadline(), settle=options.settle):
                 log(f"rolled {service}: new containers healthy, old ones stopped")
         compose("up", "--detach", "--remove-orphans")
-        waiter.until_ready(compose.containers(), deadline)
+        up_deadline = deadline()
+        waiter.until_ready(compose.containers(), up_deadline)
         if switch is not None:
             switch.upstreams = {s: switch.names(compose.containers(s)) for s in options.routed}
             switch.publish()
-        self.check_health_unless_maintenance(deadline)
+        self.check_health_unless_maintenance(up_deadline)
         self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
 
     def check_health_unless_maintenance(self, deadline: float) -> None:

@@ -110,6 +110,19 @@ def test_rolling_services_roll_in_the_order_given_before_the_rest_comes_up(app_d
     assert serving(app_dir) == "v2"
 
 
+def test_each_rolled_service_has_the_health_timeout_of_its_own(app_dir: Path, v1: FakeDocker) -> None:
+    """api healthy after ~40 s and worker after ~30 s, app.healthTimeout 60: both inside it, the release goes live
+    (a slow service does not use up the next one's time)."""
+    v1.starts = {
+        "api": [Container("api-v2", "api", [STARTING] * 80 + [HEALTHY], tag="v2")],
+        "worker": [Container("worker-v2", "worker", [STARTING] * 60 + [HEALTHY], tag="v2")],
+    }
+    release, clock = deployer(app_dir, v1, rolling=("api", "worker"), health_timeout=60)
+    release.deploy(password="")
+    assert clock.now > 60  # longer than one timeout in all
+    assert serving(app_dir) == "v2"
+
+
 def test_a_crashing_container_fails_the_release_in_seconds_and_the_previous_one_serves_again(app_dir: Path, v1: FakeDocker) -> None:
     crash = Container("api-v2-crash", "api", [STARTING, ("exited", None, 3, 0)], tag="v2", logs="Traceback\nKeyError: 'DATABASE_URL'\n")
     v1.starts = {"api": [crash]}
