@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import yaml
@@ -46,3 +47,14 @@ def test_every_stack_routes_the_api_and_the_front_end_through_dropships_edge() -
         config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
         assert config["dropship:edge.routes"] == ["/api/* api:8000 /api/health", "/* web:8080 /"], stack
         assert config["dropship:app.rollingServices"] == ["worker"], stack
+
+
+def test_the_edge_runs_one_caddy_version_everywhere() -> None:
+    """edge.image's default (droplets), the Caddy dev/caddy.sh builds (the test hosts' edge images) and the
+    local stack's edge image name the same version."""
+    from dropship.config.sections import EDGE_IMAGE
+
+    match = re.search(r"^readonly CADDY_VERSION=v(\S+)", (ROOT / "dev" / "caddy.sh").read_text(), re.MULTILINE)
+    assert match is not None
+    local = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]["dropship:edge.image"]
+    assert (EDGE_IMAGE, local) == (f"caddy:{match[1]}-alpine", f"127.0.0.1:5000/shop/edge:{match[1]}")
