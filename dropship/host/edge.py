@@ -251,6 +251,11 @@ class Edge:
     def reload(self) -> None:
         self.run(["exec", self.container, "caddy", "reload", "--config", MAIN, "--adapter", "caddyfile"])
 
+    def publish(self, project: str, site: str) -> None:
+        """A stack's site file written whole, then Caddy reloaded (gracefully)."""
+        self.write(site_path(project), site.encode())
+        self.reload()
+
     def in_flight(self, addresses: Sequence[str]) -> int:
         """Requests in flight to these upstreams (`container:port`), as Caddy counts them."""
         counts = {u["address"]: int(u.get("num_requests", 0)) for u in json.loads(self.admin("/reverse_proxy/upstreams") or "[]")}

@@ -36,7 +36,7 @@ from typing import IO, Any
 
 import limits
 from edge import CONTAINER as EDGE_CONTAINER
-from edge import STACKS, Edge, Route, Site, site_path
+from edge import STACKS, Edge, Route, Site
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
 from routed import OVERRIDE, Switch, override
@@ -417,8 +417,7 @@ class Deployer:
     def enter_maintenance(self) -> None:
         """edge.maintenance before the hooks: a migration of this release sees no request (no write)."""
         self.copy_tls_to_edge()
-        self.edge.write(site_path(self.options.project), self.options.site().render({}).encode())
-        self.edge.reload()
+        self.edge.publish(self.options.project, self.options.site().render({}))
         log("edge.maintenance: every route answers 503 from now on, before the pre-deploy hooks")
 
     def copy_tls_to_edge(self) -> None:
@@ -733,9 +732,7 @@ class SwarmRelease:
             deployer.sleep(1)
         deployer.wait_for_edge()
         deployer.copy_tls_to_edge()
-        edge = deployer.edge
-        edge.write(site_path(self.options.project), self.options.site(swarm=True).render({}).encode())
-        edge.reload()
+        deployer.edge.publish(self.options.project, self.options.site(swarm=True).render({}))
         log(f"the edge ({deployer.edge_container}) routes {', '.join(str(r) for r in self.options.routes)}")
 
     def edge_task(self) -> bool:

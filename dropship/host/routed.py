@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge import NETWORK, Edge, Route, Site, site_path
+from edge import NETWORK, Edge, Route, Site
 from rollout import Compose, NotReadyError, Waiter
 
 OVERRIDE = "dropship-edge.yaml"
@@ -91,8 +91,7 @@ class Switch:
         return sorted(s.name for s in self.compose.inspect(containers).values())
 
     def publish(self, draining: Sequence[str] = ()) -> None:
-        self.edge.write(site_path(self.site.project), self.site.render(self.upstreams, draining).encode())
-        self.edge.reload()
+        self.edge.publish(self.site.project, self.site.render(self.upstreams, draining))
 
     def roll(self, service: str, deadline: float) -> None:
         route = next(r for r in self.site.routes if r.service == service)
