@@ -99,6 +99,9 @@ class FakeSwarm:
                 return ""
         raise AssertionError(f"unexpected docker {args}")
 
+    def run_input(self, args: Sequence[str], data: bytes) -> str:
+        raise AssertionError(f"unexpected docker {list(args)} with input")
+
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,9 +119,16 @@ def app_dir(tmp_path: Path) -> Path:
 
 
 def deploy(
-    app_dir: Path, docker: FakeSwarm, tag: str, hooks: tuple[str, ...] = (), fetch: Fetch | None = None, health_url: str | None = None
+    app_dir: Path,
+    docker: FakeSwarm,
+    tag: str,
+    hooks: tuple[str, ...] = (),
+    fetch: Fetch | None = None,
+    health_url: str | None = None,
+    **options: Any,
 ) -> None:
-    options = Options(
+    """`options`: more of release.py's Options."""
+    release = Options(
         dir=app_dir,
         project="shop",
         tag=tag,
@@ -128,9 +138,12 @@ def deploy(
         pre_deploy=hooks,
         health_url=health_url,
         health_retries=2,
+        **options,
     )
     clock = Clock()
-    Deployer(options, run=docker, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep).deploy(password="")
+    deployer = Deployer(release, run=docker, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep)
+    deployer.run_input = docker.run_input  # type: ignore[method-assign]
+    deployer.deploy(password="")
 
 
 def test_a_first_deploy_starts_the_data_services_then_runs_the_hooks_on_the_stacks_network_then_the_rest(
@@ -216,23 +229,18 @@ def test_maintenance_on_a_swarm_answers_503_before_the_hooks_and_skips_the_healt
     docker = FakeSwarmWithEdge(hooks_log=hooks_log)
     fetch = Fetch((503, "HTTP 503: Down for maintenance"))
     for tag, maintenance in (("v1", False), ("v2", True)):
-        options = Options(
-            dir=app_dir,
-            project="shop",
-            tag=tag,
-            compose_files=("compose.yaml",),
-            rolling=("api",),
-            swarm_replicas=3,
-            pre_deploy=(f"echo {tag} >> {hooks_log}",),
+        deploy(
+            app_dir,
+            docker,
+            tag,
+            hooks=(f"echo {tag} >> {hooks_log}",),
+            fetch=fetch,
             health_url="https://shop.test/" if maintenance else None,
             hostnames="shop.test",
             routes=(Route.parse("/* api:8000 /health"),),
             edge_image="caddy:2.11.9-alpine",
             maintenance=maintenance,
         )
-        deployer = Deployer(options, run=docker, fetch=fetch, clock=Clock(), sleep=Clock().sleep)
-        deployer.run_input = docker.run_input  # type: ignore[method-assign]
-        deployer.deploy(password="")
     # v1: its site once its stack ran. v2: the maintenance site before v2's hook, and again after its stack.
     assert [(hooks, "503" in site) for hooks, site in docker.sites] == [(["v1"], False), (["v1"], True), (["v1", "v2"], True)]
     assert fetch.asked == []  # every route answers 503: the health URL is not asked
