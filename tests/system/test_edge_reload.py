@@ -73,10 +73,15 @@ def _local(text: str, root: Path) -> str:
     return text.replace("\tadmin 127.0.0.1:2019\n", f"\tadmin {ADMIN}\n\tdefault_bind {EDGE}\n")
 
 
+@pytest.fixture(scope="module")
+def caddy() -> str:
+    """The Caddy binary dev/caddy.sh builds (once)."""
+    return go_tool("caddy")
+
+
 @pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[edge.Site, Path, Path]]:
+def site(caddy: str, tmp_path: Path) -> Iterator[tuple[edge.Site, Path, Path]]:
     """The edge's Caddy running with its main Caddyfile: (the site, the site file, the main file)."""
-    caddy = go_tool("caddy")
     site = edge.Site(project="reload", hostnames=(HOSTNAME,), routes=(edge.Route.parse("/* web:8080 /"),), tls_mode="cloudflare-origin")
     tls = tmp_path / "stacks" / "reload" / "tls"
     tls.mkdir(parents=True)
@@ -134,10 +139,9 @@ def upstreams() -> Iterator[tuple[Upstream, ...]]:
 
 
 def test_sixty_reloads_under_http2_load_fail_no_request(
-    site: tuple[edge.Site, Path, Path], upstreams: tuple[Upstream, ...], tmp_path: Path
+    caddy: str, site: tuple[edge.Site, Path, Path], upstreams: tuple[Upstream, ...], tmp_path: Path
 ) -> None:
     spec, site_file, main = site
-    caddy = go_tool("caddy")
     cert = tmp_path / "stacks" / "reload" / "tls" / "cert.pem"
     with Vegeta(f"https://{HOSTNAME}/", EDGE, cert, rate=RATE) as load:
         wait_until(lambda: upstreams[0].hits > 0, "a request through the edge", 30)
