@@ -4,7 +4,8 @@ Runs on the server as the deploy user: `python3 <app>/.dropship/host-<hash>/rele
 (standard library only; `pulumi up` uploads this directory under a content hash). Layout under DIR:
 
     incoming/         what `pulumi up` uploaded, each at its path: compose files, extra files, .env
-    releases/ID/      one immutable snapshot per release (files + .env + TAG)
+    releases/ID/      one immutable snapshot per release (files + .env + TAG + SERVING.json, the
+                      settings it served with: a rollback restores those)
     releases/current  -> the release that serves
     ./                the live copy compose runs from (a stable path: bind mounts never move)
     releases.log      one line per attempt: time, id, tag, outcome
@@ -29,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,14 +40,14 @@ from edge import CONTAINER as EDGE_CONTAINER
 from edge import STACKS, Edge, Route, Site
 from health import check_url
 from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
-from routed import OVERRIDE, Switch, override
+from routed import OVERRIDE, Switch, override, probe
 from stack import EDGE_SERVICE, EdgeService, StackError, hook_compose_file, render
 
 MAX_LINE_BYTES = 16384
 """pulumi-command reads output line by line and hangs on a line of 64 KiB or more: hooks' lines are folded."""
 
 
-RELEASE_ONLY = frozenset({"TAG", ".env", "stack.json", "stack-first.json", "hooks-compose.json"})
+RELEASE_ONLY = frozenset({"TAG", "SERVING.json", ".env", "stack.json", "stack-first.json", "hooks-compose.json"})
 """Files of a release's snapshot that are not the app's: the live copy has none of them (the rendered
 stack files hold the .env's values, and stay in the snapshot, mode 600)."""
 
@@ -122,6 +123,32 @@ class Options:
             acme_ca=self.acme_ca,
             acme_ca_root=bool(self.acme_ca_root),
             maintenance=self.maintenance,
+        )
+
+    def serving(self) -> dict[str, Any]:
+        """The settings that shape how a release serves, kept in its snapshot (SERVING.json): a rollback
+        restores the previous release with its own routes, rolling services and compose files, not the failed one's."""
+        return {
+            "compose_files": list(self.compose_files),
+            "rolling": list(self.rolling),
+            "routes": [str(route) for route in self.routes],
+            "maintenance": self.maintenance,
+            "drain_seconds": self.drain_seconds,
+            "cpus": self.cpus,
+            "memory": self.memory,
+        }
+
+    def serving_as(self, saved: Mapping[str, Any]) -> Options:
+        """These options with a release's SERVING.json."""
+        return replace(
+            self,
+            compose_files=tuple(saved["compose_files"]),
+            rolling=tuple(saved["rolling"]),
+            routes=tuple(Route.parse(line) for line in saved["routes"]),
+            maintenance=bool(saved["maintenance"]),
+            drain_seconds=float(saved["drain_seconds"]),
+            cpus=float(saved["cpus"]),
+            memory=str(saved["memory"]),
         )
 
     def environment(self, tag: str) -> dict[str, str]:
@@ -267,7 +294,16 @@ class Releases:
             else:
                 shutil.copy2(source, release / path)
         (release / "TAG").write_text(f"{self.options.tag}\n")
+        (release / "SERVING.json").write_text(json.dumps(self.options.serving(), sort_keys=True) + "\n")
         return release
+
+    def options_of(self, release: Path) -> Options:
+        """The options a kept release served with (those of this one for a release made before SERVING.json)."""
+        try:
+            saved = json.loads((release / "SERVING.json").read_text())
+        except FileNotFoundError:
+            return replace(self.options, tag=self.tag_of(release))
+        return replace(self.options.serving_as(saved), tag=self.tag_of(release))
 
     def make_live(self, release: Path) -> None:
         """Copies a release's files into the live directory and removes those the previous one had and
@@ -359,11 +395,22 @@ def _fold_both(stdout: IO[bytes], stderr: IO[bytes]) -> None:
                 targets[fd].flush()
 
 
+def run_docker_input(args: Sequence[str], data: bytes) -> str:
+    """A docker command line with `data` on its stdin; its stdout."""
+    result = subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise CommandError(["docker", *args], result.returncode, result.stderr.decode(errors="replace"))
+    return result.stdout.decode(errors="replace")
+
+
 @dataclass
 class Deployer:
     options: Options
     run: Callable[[Sequence[str]], str] = run_docker
+    run_input: Callable[[Sequence[str], bytes], str] = run_docker_input
     fetch: Callable[[str, Sequence[str]], tuple[int, str]] = check_url
+    probe: Callable[[str, int, str | None], str | None] = probe
+    """Asks a routed container its route's health path at its own address (routed.probe)."""
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     releases: Releases = field(init=False)
@@ -379,12 +426,6 @@ class Deployer:
     @property
     def edge(self) -> Edge:
         return Edge(self.run, self.run_input, container=self.edge_container)
-
-    def run_input(self, args: Sequence[str], data: bytes) -> str:
-        result = subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
-        if result.returncode != 0:
-            raise CommandError(["docker", *args], result.returncode, result.stderr.decode(errors="replace"))
-        return result.stdout.decode(errors="replace")
 
     def write_overrides(self, release: Path, release_id: str) -> None:
         """dropship's compose overrides in the release (the edge's, a preview's caps), from compose's own config
@@ -476,11 +517,12 @@ class Deployer:
             releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")
             try:
-                self.start((*options.routed, *options.rolling))
+                started = self.start((*options.routed, *options.rolling))
                 run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
             except (ReleaseError, NotReadyError, CommandError) as failure:
                 releases.discard(release_id, "rolled-back")
                 self.roll_back(str(failure), previous)
+            releases.write_containers(started)
         self.go_live(release_id)
 
     def go_live(self, release_id: str) -> None:
@@ -520,9 +562,10 @@ class Deployer:
                 f"{result.stderr.strip()}"
             )
 
-    def start(self, roll: Sequence[str]) -> None:
+    def start(self, roll: Sequence[str]) -> dict[str, list[str]]:
         """Rolls the services of `roll` in order, then brings up the rest, then checks everything is healthy.
-        Each step has app.healthTimeout of its own: a service that boots slowly takes none of the next one's."""
+        Each step has app.healthTimeout of its own: a service that boots slowly takes none of the next one's.
+        Returns the rolling and routed services' containers (recorded once the release is live)."""
         options = self.options
         compose = self.compose(options.dir)
 
@@ -535,7 +578,7 @@ class Deployer:
         switch = None
         if options.routes:
             self.copy_tls_to_edge()
-            switch = Switch(compose, waiter, self.edge, options.site(), drain=options.drain_seconds)
+            switch = Switch(compose, waiter, self.edge, options.site(), drain=options.drain_seconds, check=self.probe)
             for service in (s for s in roll if s in options.routed):
                 switch.roll(service, deadline())
                 log(f"switched {service}: the edge sends its requests to {', '.join(switch.upstreams[service])}")
@@ -549,7 +592,7 @@ class Deployer:
             switch.upstreams = {s: switch.names(compose.containers(s)) for s in options.routed}
             switch.publish()
         self.check_health_unless_maintenance(up_deadline)
-        self.releases.write_containers({s: compose.containers(s) for s in (*options.rolling, *options.routed)})
+        return {s: compose.containers(s) for s in (*options.rolling, *options.routed)}
 
     def check_health_unless_maintenance(self, deadline: float) -> None:
         options = self.options
@@ -581,17 +624,20 @@ class Deployer:
         previous_tag = self.releases.tag_of(previous)
         log(f"release {tag} failed: {reason}")
         log(f"restoring release {previous_tag}")
-        os.environ["IMAGE_TAG"] = previous_tag
+        # The previous release with its own settings: its routes, rolling services and compose files.
+        restore = replace(self, options=self.releases.options_of(previous))
+        restore.edge_container = self.edge_container
+        os.environ.update(restore.options.environment(previous_tag))
         self.releases.make_live(previous)
-        self.releases.write_environment(self.options.environment(previous_tag))
+        self.releases.write_environment(restore.options.environment(previous_tag))
         # Back the way it went: a rolling service runs the previous release's containers still (its
         # own rollout failed, or was not reached) or it rolls back, without downtime either way.
-        compose = self.compose(self.options.dir)
+        compose = restore.compose(self.options.dir)
         live = self.releases.live_containers()
-        services = (*self.options.routed, *self.options.rolling)
+        services = (*restore.options.routed, *restore.options.rolling)
         changed = [s for s in services if sorted(compose.containers(s)) != sorted(live.get(s, ["unknown"]))]
         try:
-            self.start(changed)
+            self.releases.write_containers(restore.start(changed))
         except (ReleaseError, NotReadyError, CommandError) as failure:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")
@@ -720,20 +766,21 @@ class SwarmRelease:
         options = self.options
         return EdgeService(image=options.edge_image, routed=options.routed) if options.routes else None
 
-    def publish_site(self) -> None:
+    def publish_site(self, options: Options | None = None) -> None:
         """The stack's site in its edge (the dropship-edge task on this server): each route to its service's
-        running tasks by Docker's DNS."""
+        running tasks by Docker's DNS; those of `options` (a restored release's) or of this release."""
+        options = options or self.options
         deployer = self.deployer
         deadline = deployer.clock() + 60
         while not self.edge_task():
             if deployer.clock() >= deadline:
-                service = f"{self.options.project}_{EDGE_SERVICE}"
+                service = f"{options.project}_{EDGE_SERVICE}"
                 raise ReleaseError(f"the Swarm started no task of {service} on this server in 60s: see `docker service ps {service}`")
             deployer.sleep(1)
         deployer.wait_for_edge()
         deployer.copy_tls_to_edge()
-        deployer.edge.publish(self.options.project, self.options.site(swarm=True).render({}))
-        log(f"the edge ({deployer.edge_container}) routes {', '.join(str(r) for r in self.options.routes)}")
+        deployer.edge.publish(options.project, options.site(swarm=True).render({}))
+        log(f"the edge ({deployer.edge_container}) routes {', '.join(str(r) for r in options.routes)}")
 
     def edge_task(self) -> bool:
         """Whether the stack's dropship-edge has a task container on this server; the edge's commands go to it."""
@@ -807,11 +854,14 @@ class SwarmRelease:
         previous_tag = self.deployer.releases.tag_of(previous)
         log(f"release {tag} failed: {reason}")
         log(f"restoring release {previous_tag}")
-        os.environ["IMAGE_TAG"] = previous_tag
+        restored = self.deployer.releases.options_of(previous)
+        os.environ.update(restored.environment(previous_tag))
         self.deployer.releases.make_live(previous)
-        self.deployer.releases.write_environment(self.options.environment(previous_tag))
+        self.deployer.releases.write_environment(restored.environment(previous_tag))
         try:
             self.deploy_stack(previous / self.STACK_FILE)
+            if restored.routes:
+                self.publish_site(restored)
         except (ReleaseError, CommandError) as failure:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")

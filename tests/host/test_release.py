@@ -222,6 +222,7 @@ def test_a_failing_post_deploy_hook_rolls_back(app_dir: Path, v1: FakeDocker) ->
     ):
         deploy(app_dir, v1, rolling=("api",), post_deploy=("exit 4",))
     assert serving(app_dir) == "v1"
+    assert [c.id for c in v1.running] == ["worker-v1", "api-v1b"]  # api rolled back to v1 (v2 was never live); worker untouched
 
 
 def test_compose_and_hooks_see_the_stacks_variables(app_dir: Path) -> None:
@@ -364,3 +365,63 @@ def test_pull_policy_always_pulls_every_image(app_dir: Path) -> None:
     assert "compose pull --policy always --quiet" in docker.verbs()
     deploy(app_dir, docker, tag="v3")
     assert docker.verbs().count("compose pull --policy missing --quiet") == 1
+
+
+class RoutedDocker(FakeDocker):
+    """The same with dropship's edge running: compose's config of the app, the edge's admin API and reload, and
+    each site file the release writes into the edge."""
+
+    sites: list[str]
+
+    def __call__(self, args: Sequence[str]) -> str:
+        match list(args):
+            case ["compose", *_, "config", "--format", "json"]:
+                return '{"services": {"api": {"ports": [{"target": 8000, "published": "8000"}]}}}'
+            case ["network", "ls", *_]:
+                return "edge-network\n"
+            case ["ps", "--all", "--filter", "name=^dropship-edge$", *_]:
+                return "dropship-edge\n"
+            case ["inspect", "dropship-edge"]:
+                return '[{"Config": {"Image": "caddy:2.11.9-alpine"}, "State": {"Status": "running"}}]'
+            case ["exec", "dropship-edge", *_]:
+                return "[]"
+        return super().__call__(args)
+
+    def run_input(self, args: Sequence[str], data: bytes) -> str:
+        self.sites.append(data.decode())
+        return ""
+
+
+def test_a_rollback_on_one_server_restores_the_previous_releases_routes_not_the_failed_ones(app_dir: Path) -> None:
+    from edge import Route
+
+    docker = RoutedDocker(starts={"api": [Container("api-v1", "api", [HEALTHY], tag="v1")]})
+    docker.sites = []
+    v1 = (Route.parse("/* api:8000 /health"),)
+    v2 = (Route.parse("/admin/* api:8000"), *v1)
+
+    def release(tag: str, routes: tuple[Route, ...], fetch: Fetch | None = None) -> None:
+        options = Options(
+            dir=app_dir,
+            project="shop",
+            tag=tag,
+            compose_files=("compose.yaml",),
+            routes=routes,
+            edge_image="caddy:2.11.9-alpine",
+            health_url="http://127.0.0.1/",
+            health_retries=2,
+        )
+        clock = Clock()
+        probe = lambda address, port, path: None  # noqa: E731 (every container answers its route)
+        Deployer(
+            options, run=docker, run_input=docker.run_input, fetch=fetch or Fetch(), probe=probe, clock=clock, sleep=clock.sleep
+        ).deploy(password="")
+
+    release("v1", v1)
+    v1_site = docker.sites[-1]
+    docker.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2"), Container("api-v1b", "api", [HEALTHY], tag="v1")]}
+    with pytest.raises(ReleaseError, match="rolled back"):
+        release("v2", v2, Fetch((503, "HTTP 503: down"), (503, "HTTP 503: down"), (200, "HTTP 200: ok")))
+    assert any("handle /admin/*" in site for site in docker.sites)  # v2 was switched to, then failed its health URL
+    assert docker.sites[-1] == v1_site.replace("shop-api-v1", "shop-api-v1b")  # v1's routes again, to v1's new container
+    assert serving(app_dir) == "v1"

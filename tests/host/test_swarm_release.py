@@ -141,8 +141,7 @@ def deploy(
         **options,
     )
     clock = Clock()
-    deployer = Deployer(release, run=docker, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep)
-    deployer.run_input = docker.run_input  # type: ignore[method-assign]
+    deployer = Deployer(release, run=docker, run_input=docker.run_input, fetch=fetch or Fetch(), clock=clock, sleep=clock.sleep)
     deployer.deploy(password="")
 
 
@@ -245,3 +244,29 @@ def test_maintenance_on_a_swarm_answers_503_before_the_hooks_and_skips_the_healt
     assert [(hooks, "503" in site) for hooks, site in docker.sites] == [(["v1"], False), (["v1"], True), (["v1", "v2"], True)]
     assert fetch.asked == []  # every route answers 503: the health URL is not asked
     assert serving(app_dir) == "v2"
+
+
+def test_a_rollback_restores_the_previous_releases_routes_not_the_failed_ones(app_dir: Path, tmp_path: Path) -> None:
+    from edge import Route
+
+    docker = FakeSwarmWithEdge(hooks_log=tmp_path / "hooks-ran")
+    v1 = (Route.parse("/* api:8000 /health"),)
+    v2 = (Route.parse("/admin/* api:8000"), *v1)
+    deploy(app_dir, docker, "v1", hostnames="shop.test", routes=v1, edge_image="caddy:2.11.9-alpine")
+    with pytest.raises(ReleaseError, match="rolled back"):
+        unhealthy = Fetch((503, "HTTP 503: down"))
+        deploy(
+            app_dir,
+            docker,
+            "v2",
+            fetch=unhealthy,
+            health_url="https://shop.test/",
+            hostnames="shop.test",
+            routes=v2,
+            edge_image="caddy:2.11.9-alpine",
+        )
+    v1_site, v2_site, restored = (site for _, site in docker.sites)
+    assert "handle /admin/*" in v2_site and "handle /admin/*" not in v1_site
+    assert restored == v1_site  # v1's site again, without v2's route
+    assert serving(app_dir) == "v1"
+    assert not (app_dir / "SERVING.json").exists()
