@@ -16,7 +16,11 @@ configuration (PULUMI_STACK/PULUMI_CONFIG), otherwise from
   `dropship:dns.hostnames` of Pulumi.staging.yaml.
 - production (the whole stack): an uptime check, and CPU, memory and disk
   alerts on the droplet.
-- every stack: the remote command that runs write-env.sh has logging none.
+- every stack: the remote command that runs write-env.sh has logging none;
+  no setting that could damage the host (dropship/config/guardrails.py, the
+  program's own rules): the app's directory and the volume's mount point
+  below a safe root, a deploy user that is neither the admin user nor a
+  system account.
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from dropship.config import guardrails
+
 NAMESPACE = "dropship"
 SMALLEST_SIZE = "s-1vcpu-1gb"  # dropship.settings.SMALLEST_SIZE (a unit test keeps them equal)
 PREVIEW_STACK = re.compile(r"^pr-([1-9][0-9]{0,8})$")
-WORLD = frozenset({"0.0.0.0/0", "::/0"})
 SSH_PORT = 22
 
 DROPLET = "digitalocean:index/droplet:Droplet"
@@ -167,10 +172,10 @@ def production_ssh(args: ResourceValidationArgs, settings: StackSettings, stack:
     for rule in args.props.get("inboundRules") or []:
         if str(rule.get("protocol", "")).lower() != "tcp" or not _covers(rule.get("portRange"), SSH_PORT):
             continue
-        world = sorted(WORLD.intersection(rule.get("sourceAddresses") or []))
+        world = guardrails.whole_internet(rule.get("sourceAddresses") or [])
         if world:
             problems.append(
-                f"firewall '{args.name}' of stack {stack} admits SSH (port {SSH_PORT}) from {', '.join(world)}; "
+                f"firewall '{args.name}' of stack {stack} admits SSH (port {SSH_PORT}) from {' and '.join(world)} (all of it); "
                 f"narrow dropship:ssh.sourceRanges or set dropship:ssh.allowWorld true"
             )
     return problems
@@ -240,6 +245,21 @@ def env_never_logged(args: ResourceValidationArgs, settings: StackSettings, stac
     return [f"command '{args.name}' of stack {stack} writes the .env ({ENV_SCRIPT}) with logging {logging!r}; it must be 'none'"]
 
 
+def host_settings(resources: Sequence[PolicyResource], settings: StackSettings) -> list[str]:
+    """The program's guardrails, on the stack's configuration as given."""
+    if not resources:
+        return []
+    stack = stack_of(resources[0].urn)
+    existing = settings.value(stack, "server.mode") == "existing"
+    admin = str(settings.value(stack, "existingHost.user") or "root") if existing else "root"
+    found = [guardrails.deploy_user(str(settings.value(stack, "deploy.user") or "deploy"), admin)]
+    for key in ("app.directory", "existingHost.volumeMountPath" if existing else "droplet.volumeMountPath"):
+        path = settings.value(stack, key)
+        if isinstance(path, str) and path:
+            found.append(guardrails.host_directory(key, path))
+    return [f"stack {stack}: {NAMESPACE}:{problem.key}: {problem.message}" for problem in found if problem is not None]
+
+
 def policies(project_dir: Path) -> list[ResourceValidationPolicy | StackValidationPolicy]:
     settings = StackSettings(project_dir)
 
@@ -247,7 +267,17 @@ def policies(project_dir: Path) -> list[ResourceValidationPolicy | StackValidati
         for message in production_alerts(args.resources, settings):
             report_violation(message, None)
 
+    def host(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for message in host_settings(args.resources, settings):
+            report_violation(message, None)
+
     return [
+        StackValidationPolicy(
+            name="host-settings-safe",
+            description="No setting that could damage a host: system directories, a root, admin or system deploy user.",
+            validate=host,
+            enforcement_level=EnforcementLevel.MANDATORY,
+        ),
         StackValidationPolicy(
             name="production-alerts",
             description="Production stacks watch their URLs (uptime checks) and their droplet's CPU, memory and disk.",

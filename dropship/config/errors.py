@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,9 @@ def flat_key(*parts: str | int) -> str:
 
 
 def given(value: Any) -> str:
+    """The value as given, shortened, with a URL's credentials (`user:password@`) masked."""
     text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    text = re.sub(r"(://)[^/@\s'\"]+@", r"\1***@", text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from dropship import uploads
+from dropship.config import guardrails
 from dropship.config.errors import NAMESPACE, Problem, SettingsError, flat_key, given, set_secret_command
 from dropship.config.routes import check_edge, host_port, routes
 from dropship.config.sections import (
@@ -118,6 +119,7 @@ def load(project: str, stack: str, config: Mapping[str, Any], secret_keys: froze
         protect = False
 
     _check_server(environment, server, ssh, problems)
+    _check_host_safety(server, deploy, app, registry, problems)
     if alerts is not None and server is not None:
         _check_alerts(environment, alerts, server, problems)
     if tls is not None:
@@ -332,6 +334,37 @@ def _check_server(
             pass
 
 
+def _check_host_safety(
+    server: DropletServer | ExistingServer | None,
+    deploy: DeploySettings | None,
+    app: AppSettings | None,
+    registry: RegistrySettings | None,
+    problems: list[Problem],
+) -> None:
+    """Settings that could damage the host (guardrails.py)."""
+    found: list[Problem | None] = []
+    match server:
+        case DropletServer(droplet=droplet):
+            found.append(guardrails.host_directory("droplet.volumeMountPath", droplet.volume_mount_path))
+            admin = "root"
+        case ExistingServer(existing_host=host):
+            found.append(guardrails.host_directory("existingHost.volumeMountPath", host.volume_mount_path))
+            admin = host.user
+        case _:
+            admin = "root"
+    if deploy is not None:
+        found.append(guardrails.deploy_user(deploy.user, admin))
+    if app is not None:
+        if app.directory is not None:
+            found.append(guardrails.host_directory("app.directory", app.directory))
+        problems.extend(guardrails.repeated("app.rollingServices", app.rolling_services))
+    if registry is not None:
+        for key, value in (("registry.username", registry.username), ("registry.password", registry.password)):
+            if not value.strip():
+                found.append(Problem(key, "empty: a registry login needs registry.username and registry.password; or remove registry.*"))
+    problems.extend(p for p in found if p is not None)
+
+
 def _check_swarm(droplet: DropletSettings, problems: list[Problem]) -> None:
     if droplet.managers is not None and droplet.managers not in (1, 3):
         problems.append(Problem("droplet.managers", f"expected 1 or 3 (a Swarm needs a majority of its managers); got {droplet.managers}"))
@@ -418,9 +451,15 @@ def _check_ssh_ranges(environment: Environment, ssh: SshSettings, problems: list
         problems.append(
             Problem("ssh.sourceRanges", 'required for a droplet: the CIDR ranges allowed to reach SSH, e.g. ["203.0.113.7/32"]')
         )
-    world = [r for r in ssh.source_ranges if r in ("0.0.0.0/0", "::/0")]
+    world = guardrails.whole_internet(ssh.source_ranges)
     if world and environment is Environment.PRODUCTION and not ssh.allow_world:
-        problems.append(Problem("ssh.sourceRanges", f"production refuses {', '.join(world)}; narrow the ranges or set ssh.allowWorld true"))
+        problems.append(
+            Problem(
+                "ssh.sourceRanges",
+                f"production refuses ranges that together cover {' and '.join(world)} (the whole internet); "
+                "narrow the ranges or set ssh.allowWorld true",
+            )
+        )
 
 
 MOVING_TAGS = frozenset(
@@ -578,6 +617,8 @@ def _check_host_paths(app: AppSettings, missing: set[str], problems: list[Proble
                 )
             elif target == ".":
                 problems.append(Problem(key, f"{given(name)} is the app's directory itself; list the files or directories in it"))
+            elif (reserved := guardrails.upload_name(key, target)) is not None:
+                problems.append(reserved)
             else:
                 for other, other_key in placed:
                     if target == other:

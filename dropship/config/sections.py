@@ -69,7 +69,8 @@ class DropletSettings(Section):
     volume_size_gb: Annotated[int, Field(ge=1, le=16384)] | None = None
     """Size in GB of a block-storage volume (ext4) for data that must outlive the droplet; none without it."""
     volume_mount_path: AbsolutePath = "/mnt/data"
-    """Where the volume is mounted on the droplet (before Docker starts, so that Docker's named volumes live on it)."""
+    """Where the volume is mounted on the droplet (before Docker starts, so that Docker's named volumes live on it):
+    a directory of its own below /srv, /opt, /mnt, /data or a user's home."""
     tags: tuple[DropletTag, ...] = ()
     """Extra droplet tags, beside `dropship` and `dropship-<stack>`."""
     count: Annotated[int, Field(ge=1, le=9)] = 1
@@ -134,7 +135,8 @@ class ExistingHostSettings(Section):
     """A block device (ext4) for data that must outlive the host, e.g. /dev/disk/by-id/scsi-0DO_Volume_shop-data;
     none without one."""
     volume_mount_path: AbsolutePath = "/mnt/data"
-    """Where `existingHost.volumeDevice` is mounted (before Docker starts, so that Docker's named volumes live on it)."""
+    """Where `existingHost.volumeDevice` is mounted (before Docker starts, so that Docker's named volumes live on it):
+    a directory of its own below /srv, /opt, /mnt, /data or a user's home."""
     private_address: IPv4 | None = None
     """This server's address on the network it shares with `existingHost.nodes`: the Swarm's advertise
     address. Required with `existingHost.nodes`."""
@@ -189,7 +191,8 @@ class SshSettings(Section):
     source_ranges: tuple[Cidr, ...] = ()
     """CIDR ranges allowed to reach SSH through the cloud firewall (required for a droplet)."""
     allow_world: bool = False
-    """Production refuses 0.0.0.0/0 and ::/0 in `ssh.sourceRanges` unless this is true."""
+    """Production refuses `ssh.sourceRanges` that together cover all of IPv4 or IPv6 (0.0.0.0/0 and ::/0, however
+    spelled: 0.0.0.0/1 with 128.0.0.0/1 is the same) unless this is true."""
     dial_error_limit: Annotated[int, Field(ge=1, le=1000)] = 60
     """SSH connection attempts before a step fails (a booting droplet needs many)."""
     host_key: HostKey | None = None
@@ -199,7 +202,8 @@ class SshSettings(Section):
 
 class DeploySettings(Section):
     user: UnixUser = "deploy"
-    """The non-root user that owns the app and runs docker."""
+    """The non-root user that owns the app and runs docker: not root, not the admin user (its keys would be
+    replaced by the deploy key), not a system account (www-data, systemd-*, or any below uid 1000 on the host)."""
     sudo: bool = False
     """Give the deploy user passwordless sudo."""
 
@@ -270,7 +274,9 @@ class AppSettings(Section):
     name: ProjectName = "app"
     """The compose project name."""
     directory: AbsolutePath | None = None
-    """The app's directory on the host; default `/srv/<app.name>`."""
+    """The app's directory on the host; default `/srv/<app.name>`. A directory of its own below /srv, /opt, /mnt,
+    /data or a user's home (dropship empties it on `pulumi destroy`), written without `..`; on an existing host, one
+    that is empty or dropship's already."""
     compose_files: tuple[ProjectFile, ...]
     """Compose files, relative to the project directory. The first one's directory becomes the app's directory on the host."""
     files: tuple[ProjectFile, ...] = ()

@@ -77,13 +77,20 @@ def _https_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
         raise ValueError("expected an https:// URL such as https://hooks.slack.com/services/T000/B000/XXXX")
-    return value
+    return _without_credentials(value)
 
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("expected an http:// or https:// URL such as http://127.0.0.1:8080/health")
+    return _without_credentials(value)
+
+
+def _without_credentials(value: str) -> str:
+    if "@" in urlsplit(value).netloc:
+        # A URL is part of commands, outputs and logs, none of which may hold a secret.
+        raise ValueError("expected a URL without 'user:password@': it would appear in commands and logs; use one that needs no login")
     return value
 
 
@@ -137,6 +144,7 @@ RegistryHost = Annotated[str, matches(r"[A-Za-z0-9.-]+(:[0-9]+)?", "a registry h
 def _health_url(value: str) -> str:
     if value.startswith("/") and not value.startswith("//"):
         return value
+    _without_credentials(value)
     try:
         return _http_url(value)
     except ValueError:

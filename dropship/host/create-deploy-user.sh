@@ -5,7 +5,17 @@
 set -eu
 
 main() {
-  local user=$1 public_key=$2 app_dir=$3 sudo=$4
+  local user=$1 public_key=$2 app_dir=$3 sudo=$4 uid
+  # The settings refuse system directories and accounts by name; these are the host's own answers.
+  if [ -d "$app_dir" ] && [ ! -e "${app_dir}/.dropship-machine" ] && [ -n "$(ls -A "$app_dir")" ]; then
+    echo "dropship: app.directory ${app_dir} already holds files that dropship did not put there; set app.directory to a directory of its own (or empty this one)" >&2
+    exit 1
+  fi
+  uid=$(id -u "$user" 2>/dev/null || true)
+  if [ -n "$uid" ] && [ "$uid" -lt 1000 ]; then
+    echo "dropship: deploy.user ${user} is a system account on this host (uid ${uid}); set deploy.user to a user of its own, such as deploy" >&2
+    exit 1
+  fi
   getent group docker >/dev/null || groupadd --system docker
   if ! id "$user" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash "$user"

@@ -19,6 +19,10 @@ remove_from_edge() {
 
 main() {
   local dir=$1 project=$2 machine=${3-} mark
+  if [ -d "$dir" ] && [ ! -e "${dir}/.dropship-machine" ] && [ -n "$(ls -A "$dir")" ]; then
+    echo "dropship: ${dir} has no mark of dropship's (.dropship-machine): its files are not dropship's to remove; nothing removed"
+    return 0
+  fi
   mark=$(cat "${dir}/.dropship-machine" 2>/dev/null || true)
   if [ -d "$dir" ] && [ "$mark" != "$machine" ]; then
     echo "dropship: ${dir} is the app of machine '${mark}' now, not of '${machine}': nothing removed"

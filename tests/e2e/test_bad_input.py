@@ -344,6 +344,35 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "alerts.slackWebhookUrl",
         "expected an https:// URL such as https://hooks.slack.com/services/T000/B000/XXXX; got a secret value (not shown)",
     ),
+    # Settings that could damage the host (dropship/config/guardrails.py).
+    (
+        "app-directory-system",
+        {"app.directory": "/srv/../etc"},
+        {},
+        "app.directory",
+        "'/srv/../etc' is not a plain absolute path (it means '/etc'); write it without '..', '.' or '//'",
+    ),
+    (
+        "deploy-user-is-the-admin",
+        {"deploy.user": "root"},
+        {},
+        "deploy.user",
+        "'root' is also the admin user dropship logs in as to set up the host: its authorized_keys would hold only the deploy key",
+    ),
+    (
+        "volume-over-roots-home",
+        {"existingHost.volumeMountPath": "/root"},
+        {},
+        "existingHost.volumeMountPath",
+        "'/root' is a system directory or inside one: dropship owns this directory and empties it on `pulumi destroy`",
+    ),
+    (
+        "registry-username-blank",
+        {"registry.server": "127.0.0.1:5000", "registry.username": " "},
+        {"registry.password": f"{CANARY}-registry"},
+        "registry.username",
+        "empty: a registry login needs registry.username and registry.password; or remove registry.*",
+    ),
     (
         "many-problems-at-once",
         {"app.imageTag": "v1 beta", "existingHost.port": "0", "deploy.user": "Root!"},

@@ -152,3 +152,12 @@ def test_a_failed_registry_login_keeps_the_previous_release(host: Host) -> None:
         "dropship: docker: login failed",
     ]
     assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "login-failed"]]
+
+
+def test_a_directory_without_dropships_mark_is_not_emptied_on_destroy(host: Host) -> None:
+    (host.app_dir / "notes.txt").write_text("someone's\n")
+    result = host.run(commands.remove_app(str(host.app_dir), "app", ""))
+    assert result.returncode == 0, result.stderr
+    assert "has no mark of dropship's (.dropship-machine): its files are not dropship's to remove; nothing removed" in result.stdout
+    assert (host.app_dir / "notes.txt").read_text() == "someone's\n"
+    assert host.docker_calls() == []

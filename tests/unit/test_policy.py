@@ -43,6 +43,7 @@ RULES = {
     "preview-hostnames-under-staging",
     "env-file-never-logged",
     "production-alerts",
+    "host-settings-safe",
 }
 
 
@@ -162,13 +163,16 @@ WEB_RULE = {"protocol": "tcp", "portRange": "443", "sourceAddresses": ["0.0.0.0/
         (ssh_rule("203.0.113.10/32", "::/0"), "::/0"),
         (ssh_rule("0.0.0.0/0", "::/0", port="1-65535"), "0.0.0.0/0, ::/0"),
         (ssh_rule("0.0.0.0/0", port="20-30"), "0.0.0.0/0"),
+        # Judged by the addresses covered, not by their spelling.
+        (ssh_rule("0.0.0.0/1", "128.0.0.0/1"), "0.0.0.0/0"),
+        (ssh_rule("203.0.113.10/32", "::/1", "8000::/1"), "::/0"),
     ],
 )
 def test_production_firewall_with_ssh_from_the_world_violates(rule: dict[str, Any], world: str) -> None:
     args = resource(FIREWALL, {"inboundRules": [rule, WEB_RULE]}, "production", "firewall-firewall")
     assert violations(args) == {
         "production-ssh-not-world": [
-            f"firewall 'firewall-firewall' of stack production admits SSH (port 22) from {world}; "
+            f"firewall 'firewall-firewall' of stack production admits SSH (port 22) from {world.replace(', ', ' and ')} (all of it); "
             "narrow dropship:ssh.sourceRanges or set dropship:ssh.allowWorld true"
         ]
     }
@@ -329,3 +333,32 @@ def test_production_must_watch_its_urls_and_its_droplet() -> None:
         f"production stack production has no CPU, memory, disk alert on its droplet; {fix}",
     ]
     assert stack_violations(run_program("staging", stack_config("staging"), STAGING_SECRETS), "staging") == []
+
+
+def test_a_setting_that_could_damage_the_host_violates_by_the_programs_own_rules(tmp_path: Path) -> None:
+    """The engine hands the pack the stack's config: the program refuses these before registering anything,
+    the pack refuses them too (for a program that would not)."""
+    secrets = {k: v for k, v in STAGING_SECRETS.items() if not k.startswith("registry.")}
+    run = run_program("local", stack_config("local"), secrets)
+    assert stack_violations(run, "local") == []
+    bad = {"dropship:app.directory": "/srv/../etc", "dropship:deploy.user": "root", "dropship:existingHost.volumeMountPath": "/root"}
+    write_stack(tmp_path, "local", {**stack_config("local"), **bad})
+    found: list[str] = []
+    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    resources = [
+        PolicyResource(r.type, r.inputs, f"urn:pulumi:local::dropship::{r.type}::{r.name}", r.name, options, None, None, [], {})
+        for r in run.resources
+    ]
+    rule = next(p for p in policies(tmp_path) if p.name == "host-settings-safe")
+    assert isinstance(rule, StackValidationPolicy) and rule.validate is not None
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    rule.validate(StackValidationArgs(resources), report)
+    assert [m.split(": ", 2)[1] for m in found] == [
+        "dropship:deploy.user",
+        "dropship:app.directory",
+        "dropship:existingHost.volumeMountPath",
+    ]
+    assert "'/srv/../etc' is not a plain absolute path (it means '/etc')" in found[1]

@@ -205,7 +205,33 @@ BAD = [
         "production",
         {"ssh.sourceRanges": '["0.0.0.0/0"]'},
         "ssh.sourceRanges",
-        "production refuses 0.0.0.0/0; narrow the ranges or set ssh.allowWorld true",
+        "production refuses ranges that together cover 0.0.0.0/0 (the whole internet); narrow the ranges or set ssh.allowWorld true",
+    ),
+    # Judged by the addresses covered, not by the spelling.
+    ("production", {"ssh.sourceRanges": '["0.0.0.0/1", "128.0.0.0/1"]'}, "ssh.sourceRanges", "together cover 0.0.0.0/0 (the whole"),
+    ("production", {"ssh.sourceRanges": '["203.0.113.7/32", "::/1", "8000::/1"]'}, "ssh.sourceRanges", "together cover ::/0 (the whole"),
+    # Settings that could damage the host (guardrails.py).
+    ("staging", {"app.directory": "/etc"}, "app.directory", "'/etc' is a system directory or inside one: dropship owns this directory"),
+    ("staging", {"app.directory": "/var/lib/docker/app"}, "app.directory", "use a directory of its own under /srv, /opt, /mnt"),
+    ("staging", {"app.directory": "/srv/../etc"}, "app.directory", "'/srv/../etc' is not a plain absolute path (it means '/etc')"),
+    ("staging", {"app.directory": "/srv/shop/"}, "app.directory", "is not a plain absolute path (it means '/srv/shop')"),
+    ("staging", {"app.directory": "/srv"}, "app.directory", "'/srv' is /srv itself, which other software shares: use a directory"),
+    ("staging", {"app.directory": "/home/deploy"}, "app.directory", "'/home/deploy' is a user's home (its .ssh and files)"),
+    ("staging", {"app.directory": "/home/deploy/.ssh/app"}, "app.directory", "is inside a user's .ssh: its keys would be replaced"),
+    ("local", {"existingHost.volumeMountPath": "/root"}, "existingHost.volumeMountPath", "'/root' is a system directory"),
+    ("staging", {"droplet.volumeMountPath": "/mnt"}, "droplet.volumeMountPath", "'/mnt' is /mnt itself"),
+    ("staging", {"deploy.user": "root"}, "deploy.user", "'root' is also the admin user dropship logs in as to set up the host"),
+    ("local", {"deploy.user": "root"}, "deploy.user", "the admin key would be locked out; use a user of its own, such as deploy"),
+    ("local", {"existingHost.user": "debian", "deploy.user": "debian"}, "deploy.user", "'debian' is also the admin user"),
+    ("staging", {"deploy.user": "www-data"}, "deploy.user", "'www-data' is a system account: the deploy key would log in as it"),
+    ("staging", {"deploy.user": "systemd-network"}, "deploy.user", "is a system account"),
+    ("staging", {"app.rollingServices": '["worker", "worker"]'}, "app.rollingServices[1]", "'worker' is listed already as app."),
+    ("staging", {"registry.username": ""}, "registry.username", "empty: a registry login needs registry.username and registry.password"),
+    (
+        "staging",
+        {"app.healthUrl": "http://ops:hunter2@127.0.0.1/health"},
+        "app.healthUrl",
+        "expected a URL without 'user:password@': it would appear in commands and logs",
     ),
     ("staging", {"ssh.dialErrorLimit": "0"}, "ssh.dialErrorLimit", "greater than or equal to 1"),
     ("staging", {"deploy.user": "Root!"}, "deploy.user", "expected a Unix user name such as deploy; got 'Root!'"),
@@ -509,3 +535,38 @@ def test_edge_routes_drive_a_swarms_edge_too(tmp_path: Path) -> None:
     )
     settings = load_stack("staging", config, secrets, project_dir=tmp_path)
     assert settings.swarm and [str(r) for r in routes(settings.edge)] == ["/* nginx:80"]
+
+
+def test_a_urls_credentials_are_refused_and_never_echoed() -> None:
+    for key, shown in (("app.healthUrl", True), ("backups.failureUrl", True), ("alerts.slackWebhookUrl", False)):
+        config, secrets = config_of("staging", **{key.replace(".", "__"): "https://ops:hunter2@example.com/check"})
+        with pytest.raises(SettingsError) as err:
+            load_stack("staging", config, secrets)
+        problems = str(err.value)
+        assert f"dropship:{key}: expected a URL without 'user:password@'" in problems, problems
+        assert "hunter2" not in problems
+        assert ("got 'https://***@example.com/check'" in problems) is shown, problems
+
+
+def test_an_upload_that_would_land_on_one_of_dropships_own_names_in_the_app_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "compose.yaml").write_text("services:\n  api: {image: api}\n")
+    for name in ("tls/cert.pem", "releases/notes.md", "release.env", ".dropship/x", "config/app.ini"):
+        (tmp_path / "deploy" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "deploy" / name).write_text("x\n")
+    files = ["deploy/tls", "deploy/releases/notes.md", "deploy/release.env", "deploy/.dropship", "deploy/config/app.ini"]
+    config, secrets = config_of(
+        "staging",
+        app__composeFiles='["deploy/compose.yaml"]',
+        app__files=json.dumps(files),
+        app__rollingServices="[]",
+        app__preDeploy="[]",
+        edge__routes="[]",
+        backups__databases="[]",
+    )
+    with pytest.raises(SettingsError) as err:
+        load_stack("staging", config, secrets, project_dir=tmp_path)
+    assert [line.split(": ", 1)[0] for line in str(err.value).splitlines()[1:]] == [f"  - dropship:app.files[{i}]" for i in range(4)], str(
+        err.value
+    )
+    assert "'release.env' would land on 'release.env', which dropship keeps in the app's directory; rename it" in str(err.value)
