@@ -570,3 +570,21 @@ def test_an_upload_that_would_land_on_one_of_dropships_own_names_in_the_app_dire
         err.value
     )
     assert "'release.env' would land on 'release.env', which dropship keeps in the app's directory; rename it" in str(err.value)
+
+
+def test_each_committed_stack_has_a_deploy_key_of_its_own() -> None:
+    keys = {stack: stack_config(stack)["dropship:ssh.publicKey"] for stack in ("local", "staging", "production", "previews")}
+    assert len(set(keys.values())) == len(keys), keys
+
+
+def test_the_preview_template_is_stagings_settings_with_a_key_and_secrets_of_its_own() -> None:
+    """Previews copy Pulumi.previews.yaml, not staging's stack: its secrets are encrypted with the previews'
+    passphrase. Its settings follow staging's."""
+    own = {"dropship:environment", "dropship:ssh.publicKey"}
+    template, staging = stack_config("previews"), stack_config("staging")
+    assert {k: v for k, v in template.items() if k not in own} == {k: v for k, v in staging.items() if k not in own}
+    assert template["dropship:environment"] == "preview"
+    config, secrets = config_of("previews", environment=None)
+    settings = load_stack("pr-42", config, secrets)
+    assert settings.environment is Environment.PREVIEW
+    assert isinstance(settings.server, DropletServer) and settings.server.hostnames == ("pr-42.staging.example.com",)

@@ -144,7 +144,6 @@ def test_actionlint_and_shellcheck_catch_a_broken_workflow(tmp_path: Path) -> No
 
 def test_the_workflows() -> None:
     assert {p.name for p in WORKFLOWS.iterdir()} == {
-        "preview.yml",
         "staging.yml",
         "production.yml",
         "preview-env.yml",
@@ -153,15 +152,21 @@ def test_the_workflows() -> None:
     }
 
 
-def test_pull_request_previews_staging_with_the_policy_pack_and_comments_the_diff() -> None:
-    assert "pull_request" in workflow("preview.yml")["on"]
-    [preview] = pulumi_action_steps("preview.yml")
-    assert preview["uses"] == "pulumi/actions@v6"
+def test_a_pull_request_previews_its_own_stack_with_the_policy_pack_and_comments_the_diff_before_its_up() -> None:
+    up = workflow("preview-env.yml")["jobs"]["up"]
+    [preview] = pulumi_action_steps("preview-env.yml")
     assert preview["with"]["command"] == "preview"
-    assert preview["with"]["stack-name"] == "staging"
+    assert preview["with"]["stack-name"] == "pr-${{ github.event.pull_request.number }}"
     assert preview["with"]["comment-on-pr"] is True
     assert preview["with"]["policyPacks"] == "policy"
-    assert workflow("preview.yml")["permissions"]["pull-requests"] == "write"
+    assert up["permissions"]["pull-requests"] == "write"
+    # Its stack made (or its config copied again) first, deployed after.
+    order = [str(step.get("run") or step.get("uses")) for step in up["steps"]]
+    assert (
+        order.index('bash ci/preview-env.sh config "$PR_NUMBER"')
+        < order.index(preview["uses"])
+        < order.index('bash ci/preview-env.sh up "$PR_NUMBER"')
+    )
 
 
 def test_push_to_main_deploys_staging_with_the_policy_pack() -> None:
@@ -186,7 +191,7 @@ def test_pull_request_lifecycle_runs_the_preview_env_script() -> None:
     assert preview_env["on"]["pull_request"]["types"] == ["opened", "synchronize", "reopened", "closed"]
     jobs = preview_env["jobs"]
     assert "github.event.action != 'closed'" in jobs["up"]["if"]
-    assert runs_of("preview-env.yml", "up") == ['bash ci/preview-env.sh up "$PR_NUMBER"']
+    assert runs_of("preview-env.yml", "up") == ['bash ci/preview-env.sh config "$PR_NUMBER"', 'bash ci/preview-env.sh up "$PR_NUMBER"']
     assert "github.event.action == 'closed'" in jobs["destroy"]["if"]
     assert runs_of("preview-env.yml", "destroy") == ['bash ci/preview-env.sh destroy "$PR_NUMBER"']
     assert preview_env["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
@@ -202,7 +207,7 @@ def test_preview_env_script_uses_the_pulumi_lifecycle_commands() -> None:
         'pulumi stack rm --stack "$stack" --yes',
     ):
         assert command in script
-    assert "source=${PREVIEW_SOURCE_STACK:-staging}" in script
+    assert "source=${PREVIEW_SOURCE_STACK:-previews}" in script
     assert script.splitlines()[0] == "#!/usr/bin/env bash"
     assert "set -euo pipefail" in script
     assert script.rstrip().splitlines()[-1] == 'main "$@"'
@@ -228,6 +233,8 @@ def test_the_example_images_job_feeds_app_image_tag(name: str) -> None:
         assert jobs["up"]["env"]["IMAGE_TAG"] == "${{ needs.images.outputs.tag }}"
     if name == "preview-env.yml":
         assert 'pulumi config set --stack "$stack" app.imageTag "$IMAGE_TAG"' in PREVIEW_ENV_SCRIPT.read_text()
+    # The images job pushes with the registry token of the caller's own environment.
+    assert jobs["images"]["with"]["environment"] == ENVIRONMENT_OF[name]
 
 
 def test_the_images_job_pushes_the_images_the_compose_file_runs() -> None:
@@ -248,7 +255,7 @@ def test_the_images_job_pushes_the_images_the_compose_file_runs() -> None:
 
 
 def named_stacks() -> set[str]:
-    stacks = {str(s["with"]["stack-name"]) for name in ("preview.yml",) for s in pulumi_action_steps(name)}
+    stacks = {str(s["with"]["stack-name"]) for s in pulumi_action_steps("preview-env.yml")} - {"pr-${{ github.event.pull_request.number }}"}
     for _, words in run_lines():
         for flag in ("--stack", "-s", "--copy-config-from"):
             stacks.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == flag and not words[i + 1].startswith("$"))
@@ -258,7 +265,7 @@ def named_stacks() -> set[str]:
 
 def test_every_stack_they_name_has_a_stack_file() -> None:
     stacks = named_stacks()
-    assert stacks == {"staging", "production"}
+    assert stacks == {"staging", "production", "previews"}
     for stack in stacks:
         assert (ROOT / f"Pulumi.{stack}.yaml").is_file(), stack
 
@@ -294,7 +301,7 @@ def test_the_official_plugin_job_runs_the_e2e_tier_as_ci_does_after_checking_the
 
 
 def test_every_policy_pack_they_name_exists() -> None:
-    packs = {str(s["with"]["policyPacks"]) for name in ("preview.yml",) for s in pulumi_action_steps(name)}
+    packs = {str(s["with"]["policyPacks"]) for s in pulumi_action_steps("preview-env.yml")}
     for _, words in run_lines():
         packs.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "--policy-pack" and not words[i + 1].startswith("$"))
     assert packs == {"policy"}
@@ -340,11 +347,26 @@ def test_pulumi_cli_version_equals_the_sdk_pin() -> None:
     assert all("pulumi-version" in s.get("with", {}) for _, _, _, s in all_steps() if str(s.get("uses", "")).startswith("pulumi/"))
 
 
-def test_actions_are_pinned_by_major_version() -> None:
-    remote = {str(s["uses"]) for _, _, _, s in all_steps() if not str(s.get("uses", "./")).startswith("./")}
-    assert remote
-    for uses in remote:
-        assert re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+@v[0-9]+", uses), uses
+def test_actions_are_pinned_by_commit_with_the_version_named_and_one_pin_per_action() -> None:
+    """A tag can be moved to other code; a commit cannot. The comment says which release it is."""
+    pins: dict[str, set[str]] = {}
+    for path in all_files():
+        for line in path.read_text().splitlines():
+            match = re.search(r"\buses:\s*(\S+)(.*)$", line)
+            if match is None or match[1].startswith("./"):
+                continue
+            assert re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+@[0-9a-f]{40}", match[1]), (path.name, line)
+            assert re.fullmatch(r"\s+# v[0-9]+\.[0-9]+\.[0-9]+", match[2]), (path.name, line)
+            pins.setdefault(match[1].split("@")[0], set()).add(match[1] + match[2])
+    assert sorted(pins) == ["actions/checkout", "actions/setup-python", "docker/login-action", "pulumi/actions"]
+    assert all(len(versions) == 1 for versions in pins.values()), pins
+
+
+def test_every_job_that_runs_has_a_timeout() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        for job_id, job in load(path)["jobs"].items():
+            if "runs-on" in job:
+                assert 1 <= int(job["timeout-minutes"]) <= 90, (path.name, job_id)
 
 
 def secret_references(text: str) -> set[str]:
@@ -356,16 +378,50 @@ def test_every_secret_they_use_is_in_the_documented_list() -> None:
     assert used == set(SECRETS)
 
 
-def test_jobs_that_run_pulumi_get_tokens_and_passphrase_from_repository_secrets() -> None:
-    for name in ("preview.yml", "staging.yml", "production.yml", "preview-env.yml"):
+ENVIRONMENT_OF = {"staging.yml": "staging", "production.yml": "production", "preview-env.yml": "preview"}
+"""The GitHub environment whose secrets each deploying workflow's jobs get (each has its own values)."""
+
+
+def environment_name(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return str(environment["name"]) if isinstance(environment, dict) else environment
+
+
+def test_jobs_that_run_pulumi_get_tokens_and_passphrase_from_their_environments_secrets() -> None:
+    for name, expected in ENVIRONMENT_OF.items():
         document = workflow(name)
         for job_id, job in document["jobs"].items():
             if "steps" not in job:
                 continue  # a call of the images workflow
+            assert environment_name(job) == expected, (name, job_id)
             env = {**document.get("env", {}), **job.get("env", {})}
             for variable in PULUMI_ENV:
                 assert env.get(variable) == f"${{{{ secrets.{variable} }}}}", (name, job_id, variable)
             assert env["PULUMI_BACKEND_URL"] == "${{ vars.PULUMI_BACKEND_URL }}"
+
+
+def triggered_by_pull_requests(document: dict[str, Any]) -> bool:
+    return bool({"pull_request", "pull_request_target"} & set(document["on"]))
+
+
+def test_a_pull_requests_code_sees_no_staging_or_production_secret() -> None:
+    """Every job a pull request starts gets secrets only from the environment `preview` (or none at all): the
+    deploying environments' secrets exist only there, and GitHub gives a job only its environment's."""
+    pull_request_workflows = [p.name for p in WORKFLOWS.glob("*.yml") if triggered_by_pull_requests(load(p))]
+    assert sorted(pull_request_workflows) == ["e2e-official.yml", "preview-env.yml"]
+    for name in pull_request_workflows:
+        for job_id, job in workflow(name)["jobs"].items():
+            if "uses" in job:  # a reusable workflow: it runs in the environment the call names, with no secret passed
+                assert job["with"]["environment"] == "preview" and "secrets" not in job, (name, job_id)
+                continue
+            used = secret_references(yaml.safe_dump(job)) - {"GITHUB_TOKEN"}
+            assert environment_name(job) in (("preview",) if used else (None, "preview")), (name, job_id, used)
+    # The reusable images workflow takes its environment from the caller and secrets only from it.
+    build = workflow("images.yml")["jobs"]["build"]
+    assert build["environment"] == "${{ inputs.environment }}"
+    assert "secrets" not in workflow("images.yml")["on"]["workflow_call"]
+    for name, expected in ENVIRONMENT_OF.items():
+        assert workflow(name)["jobs"]["images"]["with"]["environment"] == expected, name
 
 
 def test_no_secret_reaches_a_shell_command() -> None:
@@ -390,7 +446,6 @@ def test_no_secret_reaches_a_shell_command() -> None:
 
 def test_one_run_at_a_time_per_stack() -> None:
     expected = {
-        "preview.yml": ("pulumi-preview-staging-${{ github.event.pull_request.number }}", True),
         "staging.yml": ("pulumi-staging", False),
         "production.yml": ("pulumi-production", False),
         "preview-env.yml": ("pulumi-pr-${{ github.event.pull_request.number }}", False),
@@ -401,9 +456,8 @@ def test_one_run_at_a_time_per_stack() -> None:
 
 def test_pull_requests_from_forks_run_nothing_that_needs_secrets() -> None:
     same_repository = "github.event.pull_request.head.repo.full_name == github.repository"
-    for name in ("preview.yml", "preview-env.yml"):
-        for job_id, job in workflow(name)["jobs"].items():
-            assert same_repository in job["if"], (name, job_id)
+    for job_id, job in workflow("preview-env.yml")["jobs"].items():
+        assert same_repository in job["if"], job_id
 
 
 def test_docs_list_every_secret_the_workflows_use() -> None:
