@@ -1,5 +1,8 @@
 """The DigitalOcean cloud firewall: SSH from known ranges, web from everywhere (a Swarm's: from its load
-balancer only, and Swarm's ports between its own droplets), all outbound."""
+balancer only, and Swarm's ports between its own droplets), all outbound.
+
+It covers the stack's droplets by their tag and is made before them, so that each droplet is behind it from
+its first boot (a firewall attached by droplet id comes after the droplet, which boots open meanwhile)."""
 
 from __future__ import annotations
 
@@ -15,24 +18,21 @@ SWARM_PORTS = (("tcp", "2377"), ("tcp", "7946"), ("udp", "7946"), ("udp", "4789"
 
 @dataclass(frozen=True, kw_only=True)
 class SwarmPeers:
-    droplet_tag: str
-    """The stack's own tag, on each of its droplets: the firewall covers them and lets them talk Swarm."""
     load_balancer_id: pulumi.Input[str]
     """The only source of HTTP(S)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class FirewallArgs:
-    droplet_id: pulumi.Input[str]
+    droplet_tag: str
+    """The stack's own tag, on each of its droplets from birth: the firewall covers them (and lets a Swarm's talk)."""
     resource_name: str
     ssh_port: int
     ssh_source_ranges: tuple[str, ...]
     web_source_ranges: pulumi.Input[list[str]]
     """Everywhere, or only Cloudflare's ranges when the DNS records are proxied."""
     swarm: SwarmPeers | None = None
-    """A Swarm of droplets: the firewall is the tag's, web comes from the load balancer only."""
-    after: tuple[pulumi.Resource, ...] = ()
-    """Steps the firewall waits for (the Swarm size check)."""
+    """A Swarm of droplets: web comes from the load balancer only."""
 
 
 class Firewall(pulumi.ComponentResource):
@@ -50,15 +50,13 @@ class Firewall(pulumi.ComponentResource):
                 for port in ("80", "443")
             ]
             web += [
-                digitalocean.FirewallInboundRuleArgs(protocol=protocol, port_range=port, source_tags=[swarm.droplet_tag])
+                digitalocean.FirewallInboundRuleArgs(protocol=protocol, port_range=port, source_tags=[args.droplet_tag])
                 for protocol, port in SWARM_PORTS
             ]
         self.firewall = digitalocean.Firewall(
             f"{name}-firewall",
             name=args.resource_name,
-            # A Swarm's by its tag, so that a droplet added later is covered from its first boot.
-            droplet_ids=[pulumi.Output.from_input(args.droplet_id).apply(int)] if swarm is None else None,
-            tags=[swarm.droplet_tag] if swarm is not None else None,
+            tags=[args.droplet_tag],
             inbound_rules=[
                 digitalocean.FirewallInboundRuleArgs(
                     protocol="tcp", port_range=str(args.ssh_port), source_addresses=list(args.ssh_source_ranges)
@@ -72,7 +70,7 @@ class Firewall(pulumi.ComponentResource):
                 digitalocean.FirewallOutboundRuleArgs(protocol="udp", port_range="1-65535", destination_addresses=ANYWHERE),
                 digitalocean.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=ANYWHERE),
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.after)),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         self.id = self.firewall.id
         self.register_outputs({"id": self.id})

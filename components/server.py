@@ -30,6 +30,8 @@ class ServerArgs:
     protect: bool
     count: int = 1
     """Droplets: the first one keeps its resources as a single droplet has them, so that a stack grows in place."""
+    after: tuple[pulumi.Resource, ...] = ()
+    """What the droplets are created after: the firewall of their tag, so that each boots behind it."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Server(pulumi.ComponentResource):
                 ssh_keys=[key.fingerprint],
                 user_data=host_private_key.apply(cloud_config),  # secret, as the key it holds
                 tags=list(args.tags),
-                opts=protected,
+                opts=pulumi.ResourceOptions.merge(protected, pulumi.ResourceOptions(depends_on=list(args.after))),
             )
 
         self.droplet = droplet(f"{name}-droplet", args.resource_name, host_private_key)

@@ -238,6 +238,29 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
     from components.load_balancer import LoadBalancer, LoadBalancerArgs
     from components.server import Node, Server, ServerArgs
 
+    # A Swarm (droplet.count above 1) is reached through its load balancer; DNS points there.
+    load_balancer = None
+    if droplet.count > 1:
+        load_balancer = LoadBalancer(
+            "lb",
+            LoadBalancerArgs(
+                resource_name=settings.resource_name,
+                region=droplet.region,
+                droplet_tag=settings.stack_tag,
+                source_ranges=web_source_ranges(proxied=True) if dns.proxied else None,
+            ),
+        )
+    firewall = Firewall(
+        "firewall",
+        FirewallArgs(
+            droplet_tag=settings.stack_tag,
+            resource_name=settings.resource_name,
+            ssh_port=SSH_PORT,
+            ssh_source_ranges=settings.ssh.source_ranges,
+            web_source_ranges=web_source_ranges(proxied=dns.proxied),
+            swarm=None if load_balancer is None else SwarmPeers(load_balancer_id=load_balancer.id),
+        ),
+    )
     server = Server(
         "server",
         ServerArgs(
@@ -254,6 +277,7 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
             tags=settings.tags,
             protect=settings.protect,
             count=droplet.count,
+            after=(firewall.firewall,),
         ),
     )
 
@@ -272,30 +296,6 @@ def _droplet(settings: Settings, *, droplet: DropletSettings, dns: DnsSettings, 
 
     target = droplet_target(server.nodes[0], server.ipv4)  # the reserved IP, if any
     size_check = _size_check(settings, target)
-    # A Swarm (droplet.count above 1) is reached through its load balancer; DNS points there.
-    load_balancer = None
-    if droplet.count > 1:
-        load_balancer = LoadBalancer(
-            "lb",
-            LoadBalancerArgs(
-                resource_name=settings.resource_name,
-                region=droplet.region,
-                droplet_tag=settings.stack_tag,
-                source_ranges=web_source_ranges(proxied=True) if dns.proxied else None,
-            ),
-        )
-    Firewall(
-        "firewall",
-        FirewallArgs(
-            droplet_id=server.id,
-            resource_name=settings.resource_name,
-            ssh_port=SSH_PORT,
-            ssh_source_ranges=settings.ssh.source_ranges,
-            web_source_ranges=web_source_ranges(proxied=dns.proxied),
-            swarm=None if load_balancer is None else SwarmPeers(droplet_tag=settings.stack_tag, load_balancer_id=load_balancer.id),
-            after=(size_check,),
-        ),
-    )
     zone = zone_id(zone_name=dns.zone, zone_id=dns.zone_id)
     Dns(
         "dns",

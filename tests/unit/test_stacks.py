@@ -94,10 +94,14 @@ def test_staging_droplet(staging: Run) -> None:
     assert staging.of_type("digitalocean:index/volume:Volume") == []
 
 
-def test_staging_firewall(staging: Run) -> None:
+def test_staging_firewall_covers_the_stacks_tag_and_every_droplet_is_born_behind_it(staging: Run) -> None:
+    # By the stack's tag, which each droplet has from its creation, and made before the droplets: none boots open.
+    for droplet in staging.of_type("digitalocean:index/droplet:Droplet"):
+        assert "dropship-staging" in droplet.inputs["tags"]
+        assert any(dep.endswith("::firewall-firewall") for dep in droplet.depends_on), droplet.name
     assert staging.named("firewall-firewall").inputs == {
         "name": "dropship-staging",
-        "dropletIds": [int(DROPLET_ID)],
+        "tags": ["dropship-staging"],
         "inboundRules": [
             {"protocol": "tcp", "portRange": "22", "sourceAddresses": ANYWHERE},
             {"protocol": "tcp", "portRange": "80", "sourceAddresses": ANYWHERE},

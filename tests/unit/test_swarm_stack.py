@@ -198,8 +198,12 @@ def test_before_anything_else_the_first_droplet_checks_that_the_swarm_does_not_s
     check = swarm.named("swarm-size")
     assert check.inputs["create"] == "bash -c '. /dev/stdin' check-swarm-size.sh 3 false droplet.removeNodes"
     assert check.inputs["connection"]["user"] == "root"
-    for name in ("host-wait", "host-node-2-wait", "host-node-3-wait", "firewall-firewall", "dns-app.example.com-a"):
+    for name in ("host-wait", "host-node-2-wait", "host-node-3-wait", "dns-app.example.com-a"):
         assert any(urn.endswith("::swarm-size") for urn in swarm.named(name).depends_on), name
+    # The firewall comes before every droplet (each is born behind it); it names the stack's tag and the load
+    # balancer, not droplets, so the number of droplets never changes it.
+    for droplet in swarm.of_type("digitalocean:index/droplet:Droplet"):
+        assert any(urn.endswith("::firewall-firewall") for urn in droplet.depends_on), droplet.name
     allowed = run_program("production", {**stack_config("production"), "dropship:droplet.removeNodes": "true"}, STAGING_SECRETS)
     assert allowed.named("swarm-size").inputs["create"].endswith("check-swarm-size.sh 1 true droplet.removeNodes")
     assert allowed.of_type("dropship:index:Swarm") == []
