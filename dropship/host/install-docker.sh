@@ -9,6 +9,8 @@
 #   SOURCE: distro (the distribution's packages) or docker-apt (Docker's apt repository)
 set -eu
 
+DAEMON_JSON=${DROPSHIP_DAEMON_JSON:-/etc/docker/daemon.json} # another path: tests/host/test_install_docker.py
+
 dpkg_interrupted() {
   [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2>/dev/null)" ]
 }
@@ -69,28 +71,58 @@ install_from_docker_apt() {
   apt_install docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin
 }
 
+# dropship's keys of /etc/docker/daemon.json set, the host's other keys kept (a host you already run stays
+# yours); the file is rewritten only when a value differs. Prints "changed" or "same".
 # live-restore: containers keep running while the daemon restarts (a security update's
 # restart of docker.service, needrestart's included). Docker refuses it in swarm mode, so
 # a Swarm's servers go without: there the Swarm starts a restarted daemon's tasks again.
-daemon_json() {
-  local max_size=$1 max_file=$2 live_restore=$3
-  if [ "$live_restore" = true ]; then
-    printf '{\n  "live-restore": true,\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
-  else
-    printf '{\n  "log-driver": "json-file",\n  "log-opts": {"max-size": "%s", "max-file": "%s"}\n}\n' "$max_size" "$max_file"
-  fi
+merge_daemon_json() { # MAX_SIZE MAX_FILE LIVE_RESTORE
+  command -v python3 >/dev/null 2>&1 || { apt_update && apt_install python3-minimal; } >&2
+  python3 - "$DAEMON_JSON" "$@" <<'PY'
+import json
+import os
+import sys
+
+path, max_size, max_file, live_restore = sys.argv[1:5]
+try:
+    with open(path) as file:
+        text = file.read()
+except FileNotFoundError:
+    text = ""
+try:
+    before = json.loads(text) if text.strip() else {}
+except ValueError as error:
+    sys.exit(f"dropship: {path} is not valid JSON ({error}); fix it or remove it, then run pulumi up again")
+if not isinstance(before, dict):
+    sys.exit(f"dropship: {path} is not a JSON object; fix it or remove it, then run pulumi up again")
+config = dict(before)
+# Another driver's options may mean nothing to json-file (dockerd would not start): they go with it.
+options = config.get("log-opts") if config.get("log-driver") == "json-file" and isinstance(config.get("log-opts"), dict) else {}
+config["log-driver"] = "json-file"
+config["log-opts"] = {**options, "max-size": max_size, "max-file": max_file}
+if live_restore == "true":
+    config["live-restore"] = True
+else:
+    config.pop("live-restore", None)
+if config == before and text.strip():
+    print("same")
+else:
+    with open(path + ".new", "w") as file:
+        file.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(path + ".new", path)
+    print("changed")
+PY
 }
 
 main() {
-  local source=$1 max_size=$2 max_file=$3 live_restore=${4:-true} wanted changed=false
+  local source=$1 max_size=$2 max_file=$3 live_restore=${4:-true} merged changed=false
   finish_interrupted_dpkg
   # The engine reads daemon.json on its first start, which the package
   # install triggers: written first, it applies from the start.
-  mkdir -p /etc/docker
-  wanted=$(daemon_json "$max_size" "$max_file" "$live_restore")
-  if [ "$(cat /etc/docker/daemon.json 2>/dev/null || true)" != "$wanted" ]; then
-    printf '%s\n' "$wanted" >/etc/docker/daemon.json
-    echo "wrote /etc/docker/daemon.json"
+  mkdir -p "$(dirname "$DAEMON_JSON")"
+  merged=$(merge_daemon_json "$max_size" "$max_file" "$live_restore")
+  if [ "$merged" = changed ]; then
+    echo "wrote dropship's keys into ${DAEMON_JSON} (its other keys kept)"
     changed=true
   fi
 

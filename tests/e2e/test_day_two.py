@@ -10,6 +10,7 @@ load through the edge: no container restarts, and nothing fails once the daemon 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,8 +27,9 @@ from dropship import keys
 HOST = TestHost.for_module(__name__)
 WEB = "$(docker ps -q --filter label=com.docker.compose.service=web)"
 INSTALL_DOCKER = Path("dropship/host/install-docker.sh")
-LIVE_RESTORE = '"live-restore": true,\\n  '
-"""What the new version of install-docker.sh adds to daemon.json (as printf's format has it)."""
+LIVE_RESTORE = 'config["live-restore"] = True'
+"""What the new version of install-docker.sh sets in daemon.json (the previous one did not: `pass`)."""
+HARDEN_SSH = Path("dropship/host/harden-ssh.sh")
 
 
 def host_key(host: TestHost) -> str:
@@ -70,7 +72,7 @@ def test_first_up_with_the_previous_versions_script_hardens_the_host(project: Pr
     script = project.dir / INSTALL_DOCKER
     current = script.read_text()
     assert LIVE_RESTORE in current
-    script.write_text(current.replace(LIVE_RESTORE, ""))  # as dropship's previous version had it
+    script.write_text(current.replace(LIVE_RESTORE, "pass"))  # as dropship's previous version had it
     project.up()
     assert "live-restore" not in daemon_json(host)
     effective = dict(line.split(" ", 1) for line in host.run("sshd -T").stdout.splitlines() if " " in line)
@@ -121,10 +123,40 @@ def test_docker_down_for_seconds_under_load_restarts_no_container_and_fails_noth
     assert [report.failed for report in after] == [0, 0]
 
 
-def test_a_new_log_rotation_setting_runs_the_docker_step_again(project: Project, host: TestHost) -> None:
+def test_a_new_log_rotation_setting_runs_the_docker_step_again_and_keys_set_by_hand_stay(project: Project, host: TestHost) -> None:
+    # Someone's own key, and an option of the json-file driver dropship does not set.
+    by_hand = {**daemon_json(host), "max-concurrent-downloads": 5}
+    by_hand["log-opts"] = {**by_hand["log-opts"], "compress": "true"}  # type: ignore[dict-item]
+    host.run(f"printf '%s\\n' {shlex.quote(json.dumps(by_hand))} > /etc/docker/daemon.json")
     project.set("docker.logMaxFile", "5")
     converges(project, {"host-docker"})
-    assert daemon_json(host)["log-opts"] == {"max-size": "10m", "max-file": "5"}
+    config = daemon_json(host)
+    assert config["log-opts"] == {"max-size": "10m", "max-file": "5", "compress": "true"}
+    assert (config["max-concurrent-downloads"], config["live-restore"]) == (5, True)
+    assert host.run("docker info --format '{{.LiveRestoreEnabled}}'").stdout.strip() == "true"
+
+
+def test_a_password_setting_above_the_hosts_include_is_overridden_by_the_next_hardening(project: Project, host: TestHost) -> None:
+    """An image (or a hand) whose sshd_config sets PasswordAuthentication yes before it includes the drop-ins:
+    sshd keeps the first value it reads, so that setting would win over any drop-in it includes after."""
+
+    def effective(key: str) -> str:
+        return host.run(f"sshd -T | awk '$1 == \"{key}\" {{ print $2 }}'").stdout.strip()
+
+    original = host.run("cat /etc/ssh/sshd_config").stdout
+    without_ours = "".join(line + "\n" for line in original.splitlines() if "00-dropship.conf" not in line)
+    by_hand = "PasswordAuthentication yes\nKbdInteractiveAuthentication yes\nInclude /etc/ssh/sshd_config.d/*.conf\n" + without_ours
+    host.run(f"printf '%s' {shlex.quote(by_hand)} > /etc/ssh/sshd_config && systemctl reload ssh")
+    assert effective("passwordauthentication") == "yes"  # as the host is now, before dropship runs again
+    script = project.dir / HARDEN_SSH
+    script.write_text(script.read_text() + "# a new dropship version\n")
+    converges(project, {"host-harden-ssh"})
+    assert (effective("passwordauthentication"), effective("kbdinteractiveauthentication")) == ("no", "no")
+    assert host.run("head -n 1 /etc/ssh/sshd_config").stdout.strip() == "Include /etc/ssh/sshd_config.d/00-dropship.conf"
+    refused = host.ssh(
+        "deploy", "true", False, "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"
+    )
+    assert refused.returncode == 255 and "Permission denied (publickey)" in refused.stderr, refused.stderr
 
 
 def test_deploy_sudo_on_and_off_again(project: Project, host: TestHost) -> None:
