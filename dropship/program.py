@@ -409,6 +409,11 @@ def _existing(settings: Settings, *, existing: ExistingHostSettings, private_key
     pulumi.export("ipv4", existing.address)
     if settings.ssh.host_key is not None:
         pulumi.export("hostKey", settings.ssh.host_key)
+    elif settings.ssh.accept_any_host_key:
+        pulumi.log.warn(
+            f"dropship: ssh.acceptAnyHostKey: {existing.address}'s host key is not checked, so whoever answers there "
+            "receives this stack's commands and .env; pin it with ssh.hostKey"
+        )
     admin_key = private_key if existing.private_key is None else pulumi.Output.secret(existing.private_key)
 
     def server_target(address: str, port: int, host_key: str | None, host_id: str) -> SshTarget:

@@ -84,6 +84,10 @@ class TestHost:
         """A command inside the host, as root, without SSH (so that it is not counted as a login)."""
         return sh("docker", "exec", self.name, "bash", "-c", command, check=check)
 
+    def host_key(self) -> str:
+        """Its sshd's Ed25519 public host key (made at its first boot), read inside it: what `ssh.hostKey` pins."""
+        return self.run("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
+
     def network_address(self) -> str:
         """The host's own address on its network (pasta gives the namespace a copy of this machine's):
         a client sent from its namespace (`/run/netns/<name>`) reaches the edge as a droplet's IPv4 clients do."""

@@ -325,11 +325,15 @@ def _check_server(
                 problems.append(Problem("dns.ttl", f"proxied records need ttl 1 (automatic); got {dns.ttl}"))
             if ssh is not None:
                 _check_ssh_ranges(environment, ssh, problems)
+                message = "only applies to an existing host: dropship makes a droplet's host key and pins it; remove it"
                 if ssh.host_key is not None:
-                    message = "only applies to an existing host: dropship makes a droplet's host key and pins it; remove it"
                     problems.append(Problem("ssh.hostKey", message))
+                if ssh.accept_any_host_key:
+                    problems.append(Problem("ssh.acceptAnyHostKey", message))
         case ExistingServer(existing_host=host):
             _check_existing_nodes(host, problems)
+            if ssh is not None:
+                _check_host_keys(environment, host, ssh, problems)
         case None:
             pass
 
@@ -379,6 +383,24 @@ def _check_swarm(droplet: DropletSettings, problems: list[Problem]) -> None:
         problems.append(
             Problem("droplet.reservedIp", "a Swarm's address is its load balancer's (droplet.count is above 1); remove droplet.reservedIp")
         )
+
+
+def _check_host_keys(environment: Environment, host: ExistingHostSettings, ssh: SshSettings, problems: list[Problem]) -> None:
+    """Outside `local`, every server's host key is pinned: an unpinned one would give the .env to whoever answers."""
+    if ssh.accept_any_host_key and ssh.host_key is not None:
+        problems.append(Problem("ssh.acceptAnyHostKey", "ssh.hostKey is pinned already; remove ssh.acceptAnyHostKey"))
+    if environment is Environment.LOCAL or ssh.accept_any_host_key or host.gone:
+        return
+    fix = (
+        "pin it: its /etc/ssh/ssh_host_ed25519_key.pub, or `ssh-keyscan -t ed25519 {address}` over a network you trust "
+        "(or set ssh.acceptAnyHostKey true, warned on every up)"
+    )
+    if ssh.host_key is None:
+        problems.append(Problem("ssh.hostKey", f"required on an existing host outside local; {fix.format(address=host.address)}"))
+    for i, node in enumerate(host.nodes):
+        if node.host_key is None:
+            key = f"{flat_key('existingHost', 'nodes', i)}.hostKey"
+            problems.append(Problem(key, f"required on an existing host outside local; {fix.format(address=node.address)}"))
 
 
 def _check_existing_nodes(host: ExistingHostSettings, problems: list[Problem]) -> None:

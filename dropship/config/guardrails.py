@@ -38,8 +38,9 @@ HOST_NAMES = frozenset(
 def host_directory(key: str, path: str) -> Problem | None:
     """A directory dropship will own, fill and empty on `pulumi destroy`: below a safe root, normalised."""
     normal = posixpath.normpath(path)
-    if normal != path or path.startswith("//"):
+    if normal != (path.rstrip("/") or "/") or path.startswith("//"):
         return Problem(key, f"{path!r} is not a plain absolute path (it means {normal!r}); write it without '..', '.' or '//'")
+    path = normal
     parts = normal.split("/")[1:]
     root = "/" + parts[0]
     if root not in SAFE_ROOTS:

@@ -196,8 +196,12 @@ class SshSettings(Section):
     dial_error_limit: Annotated[int, Field(ge=1, le=1000)] = 60
     """SSH connection attempts before a step fails (a booting droplet needs many)."""
     host_key: HostKey | None = None
-    """An existing host's public host key to pin, e.g. 'ssh-ed25519 AAAA...' (Ed25519 or ECDSA); none: any key
-    is accepted. A droplet's is made by dropship and always pinned."""
+    """An existing host's public host key to pin, e.g. 'ssh-ed25519 AAAA...' (Ed25519 or ECDSA; `ssh-keyscan -t
+    ed25519 <host>` over a network you trust, or the host's /etc/ssh/ssh_host_ed25519_key.pub). Required on an
+    existing host outside `local`, unless `ssh.acceptAnyHostKey`. A droplet's is made by dropship and always pinned."""
+    accept_any_host_key: bool = False
+    """An existing host without `ssh.hostKey`: accept whatever key answers at its address (a warning on every
+    `up`: whoever answers there gets the `.env`). Only where pinning cannot be had."""
 
 
 class DeploySettings(Section):

@@ -32,10 +32,6 @@ LIVE_RESTORE = 'config["live-restore"] = True'
 HARDEN_SSH = Path("dropship/host/harden-ssh.sh")
 
 
-def host_key(host: TestHost) -> str:
-    return host.run("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
-
-
 def daemon_json(host: TestHost) -> dict[str, object]:
     return dict(json.loads(host.run("cat /etc/docker/daemon.json").stdout))
 
@@ -63,7 +59,7 @@ def host(registry: None) -> Iterator[TestHost]:
 def project(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = Project(tmp_path_factory.mktemp("day-two"), bin_dir)
     # Pinned from the start, as a droplet's is: every connection of every up below checks it.
-    project.init_local(host, settings={"ssh.hostKey": host_key(host)})
+    project.init_local(host, settings={"ssh.hostKey": host.host_key()})
     yield project
     project.pulumi("destroy", "--yes", "--skip-preview", check=False)
 

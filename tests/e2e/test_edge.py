@@ -230,6 +230,8 @@ def previews(project: Project, host: TestHost) -> Iterator[tuple[str, ...]]:
     for stack in PREVIEWS:
         pebble.resolve(preview_hostname(stack), host.address)
         project.pulumi("stack", "init", stack, "--copy-config-from", "local")
+        # A preview is not `local`: its existing host's key is pinned, as staging's would be.
+        project.pulumi("config", "set", "--stack", stack, "ssh.hostKey", host.host_key())
     project.pulumi("stack", "select", "local")
     yield PREVIEWS
     for stack in PREVIEWS:

@@ -76,6 +76,7 @@ def rehearsal(ci_host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPath
     project.pulumi("stack", "init", SOURCE)
     project.set("environment", "staging")
     project.set("existingHost.address", ci_host.address)
+    project.set("ssh.hostKey", ci_host.host_key())  # required outside local
     project.set("app.urls", f'["{ci_host.url()}"]')
     project.set("app.healthTimeout", "30")
     for key, value in SECRETS.items():

@@ -97,13 +97,15 @@ def test_preview_stack_copied_from_production_config_is_still_unprotected() -> N
 def test_a_preview_on_stagings_existing_host_gets_a_project_directory_hostnames_and_urls_of_its_own() -> None:
     urls = '["https://shop.test/", "http://127.0.0.1:8080/"]'
     staging = load_stack("local", *config_of("local", app__urls=urls, registry__password=None))
-    preview = load_stack("pr-3", *config_of("local", app__urls=urls, registry__password=None))
+    preview = load_stack("pr-3", *config_of("local", app__urls=urls, registry__password=None, ssh__hostKey=ED25519_HOST_KEY))
     assert (staging.app.name, staging.app_directory, staging.hostnames) == ("shop", "/srv/shop", ("shop.test", "www.shop.test"))
     assert (preview.app.name, preview.app_directory) == ("shop-pr-3", "/srv/shop-pr-3")
     assert preview.hostnames == ("pr-3.shop.test", "pr-3.www.shop.test")
     assert preview.urls == ("https://pr-3.shop.test/", "http://127.0.0.1:8080/")  # an address stays
     assert preview.server.existing_host.address == staging.server.existing_host.address  # type: ignore[union-attr]
-    placed = load_stack("pr-3", *config_of("local", app__directory="/srv/apps/shop/", registry__password=None))
+    placed = load_stack(
+        "pr-3", *config_of("local", app__directory="/srv/apps/shop/", registry__password=None, ssh__hostKey=ED25519_HOST_KEY)
+    )
     assert placed.app_directory == "/srv/apps/shop-pr-3"
 
 
@@ -214,7 +216,8 @@ BAD = [
     ("staging", {"app.directory": "/etc"}, "app.directory", "'/etc' is a system directory or inside one: dropship owns this directory"),
     ("staging", {"app.directory": "/var/lib/docker/app"}, "app.directory", "use a directory of its own under /srv, /opt, /mnt"),
     ("staging", {"app.directory": "/srv/../etc"}, "app.directory", "'/srv/../etc' is not a plain absolute path (it means '/etc')"),
-    ("staging", {"app.directory": "/srv/shop/"}, "app.directory", "is not a plain absolute path (it means '/srv/shop')"),
+    ("staging", {"app.directory": "/srv/./shop"}, "app.directory", "is not a plain absolute path (it means '/srv/shop')"),
+    ("staging", {"app.directory": "/srv/"}, "app.directory", "'/srv' is /srv itself"),
     ("staging", {"app.directory": "/srv"}, "app.directory", "'/srv' is /srv itself, which other software shares: use a directory"),
     ("staging", {"app.directory": "/home/deploy"}, "app.directory", "'/home/deploy' is a user's home (its .ssh and files)"),
     ("staging", {"app.directory": "/home/deploy/.ssh/app"}, "app.directory", "is inside a user's .ssh: its keys would be replaced"),
@@ -588,3 +591,29 @@ def test_the_preview_template_is_stagings_settings_with_a_key_and_secrets_of_its
     settings = load_stack("pr-42", config, secrets)
     assert settings.environment is Environment.PREVIEW
     assert isinstance(settings.server, DropletServer) and settings.server.hostnames == ("pr-42.staging.example.com",)
+
+
+def test_an_existing_host_outside_local_needs_its_host_key_pinned_or_an_explicit_opt_out() -> None:
+    config, secrets = config_of("local", environment="staging", registry__password=None)
+    with pytest.raises(SettingsError) as err:
+        load_stack("local", config, secrets)
+    assert "dropship:ssh.hostKey: required on an existing host outside local; pin it: its /etc/ssh/ssh_host_ed25519_key.pub" in str(
+        err.value
+    )
+    assert "`ssh-keyscan -t ed25519 127.0.0.2`" in str(err.value)
+    # A preview copied from such a stack, each node of its Swarm too.
+    nodes = json.dumps([{"address": "127.0.0.72", "privateAddress": "10.77.0.3"}])
+    config, secrets = config_of("local", existingHost__nodes=nodes, existingHost__privateAddress="10.77.0.2", registry__password=None)
+    with pytest.raises(SettingsError) as err:
+        load_stack("pr-3", config, secrets)
+    assert [line.split(": ")[0] for line in str(err.value).splitlines()[1:]] == [
+        "  - dropship:ssh.hostKey",
+        "  - dropship:existingHost.nodes[0].hostKey",
+    ]
+    # Pinned, or the opt-out: fine; local itself: fine.
+    common = {"environment": "staging", "registry__password": None}
+    assert load_stack("staging", *config_of("local", ssh__hostKey=ED25519_HOST_KEY, **common)).ssh.host_key == ED25519_HOST_KEY
+    assert load_stack("staging", *config_of("local", ssh__acceptAnyHostKey="true", **common)).ssh.accept_any_host_key
+    assert load_stack("local", *config_of("local", registry__password=None)).ssh.host_key is None
+    both = problems_of("local", config_stack="local", ssh__hostKey=ED25519_HOST_KEY, ssh__acceptAnyHostKey="true", registry__password=None)
+    assert "dropship:ssh.acceptAnyHostKey: ssh.hostKey is pinned already; remove ssh.acceptAnyHostKey" in both
