@@ -10,7 +10,7 @@ import ipaddress
 import posixpath
 from collections.abc import Iterable
 
-from dropship.config.errors import Problem
+from dropship.config.errors import Problem, flat_key
 
 SAFE_ROOTS = ("/srv", "/opt", "/mnt", "/data", "/home")
 """The directories under which dropship may own one (the app's, a volume's mount point): nothing of the
@@ -102,10 +102,11 @@ def upload_name(key: str, host_path: str) -> Problem | None:
 
 def repeated(key: str, names: Iterable[str]) -> list[Problem]:
     """A name listed twice."""
+    parts = key.split(".")
     seen: dict[str, int] = {}
     problems = []
     for i, name in enumerate(names):
         if name in seen:
-            problems.append(Problem(f"{key}[{i}]", f"{name!r} is listed already as {key}[{seen[name]}]; list each once"))
+            problems.append(Problem(flat_key(*parts, i), f"{name!r} is listed already as {flat_key(*parts, seen[name])}; list each once"))
         seen.setdefault(name, i)
     return problems
