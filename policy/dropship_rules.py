@@ -15,7 +15,9 @@ configuration (PULUMI_STACK/PULUMI_CONFIG), otherwise from
   `stagingHostnames` if given (`--policy-pack-config`), otherwise
   `dropship:dns.hostnames` of Pulumi.staging.yaml.
 - production (the whole stack): an uptime check, and CPU, memory and disk
-  alerts on the droplet.
+  alerts on the droplet; every Postgres service of its compose files (by
+  image, the official image's variables or its data directory) is in
+  `dropship:backups.databases`.
 - every stack: the remote command that runs write-env.sh has logging none;
   no setting that could damage the host (dropship/config/guardrails.py, the
   program's own rules): the app's directory and the volume's mount point
@@ -105,14 +107,18 @@ class StackSettings:
     def flag(self, stack: str, key: str) -> bool:
         return str(self.value(stack, key)).lower() == "true"
 
-    def hostnames(self, stack: str) -> list[str]:
-        value = self.value(stack, "dns.hostnames")
+    def strings(self, stack: str, key: str) -> list[str]:
+        """A list setting, given as a list (the stack file) or as JSON (the engine's config)."""
+        value = self.value(stack, key)
         if isinstance(value, str):
             try:
                 value = json.loads(value)
             except ValueError:
                 return []
         return [str(h) for h in value] if isinstance(value, list) else []
+
+    def hostnames(self, stack: str) -> list[str]:
+        return self.strings(stack, "dns.hostnames")
 
 
 Check = Callable[[ResourceValidationArgs, StackSettings, str], list[str]]
@@ -260,6 +266,29 @@ def host_settings(resources: Sequence[PolicyResource], settings: StackSettings) 
     return [f"stack {stack}: {NAMESPACE}:{problem.key}: {problem.message}" for problem in found if problem is not None]
 
 
+def production_backups(resources: Sequence[PolicyResource], settings: StackSettings) -> list[str]:
+    """Production backs up every Postgres its compose files run (backups.databases)."""
+    if not resources or settings.environment(stack := stack_of(resources[0].urn)) != "production":
+        return []
+    running: list[str] = []
+    for path in settings.strings(stack, "app.composeFiles"):
+        file = settings.project_dir / path
+        try:
+            document = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            return [f"production stack {stack}: cannot read {path} of dropship:app.composeFiles to find its databases: {error}"]
+        running += [s for s in guardrails.postgres_services(document) if s not in running]
+    backed_up = settings.strings(stack, "backups.databases")
+    missing = [s for s in running if s not in backed_up]
+    if not missing:
+        return []
+    wanted = json.dumps(backed_up + missing)
+    return [
+        f"production stack {stack} runs Postgres in service {', '.join(missing)} of its compose files without backups; "
+        f"set dropship:backups.databases {wanted}"
+    ]
+
+
 def policies(project_dir: Path) -> list[ResourceValidationPolicy | StackValidationPolicy]:
     settings = StackSettings(project_dir)
 
@@ -271,11 +300,21 @@ def policies(project_dir: Path) -> list[ResourceValidationPolicy | StackValidati
         for message in host_settings(args.resources, settings):
             report_violation(message, None)
 
+    def databases(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for message in production_backups(args.resources, settings):
+            report_violation(message, None)
+
     return [
         StackValidationPolicy(
             name="host-settings-safe",
             description="No setting that could damage a host: system directories, a root, admin or system deploy user.",
             validate=host,
+            enforcement_level=EnforcementLevel.MANDATORY,
+        ),
+        StackValidationPolicy(
+            name="production-databases-backed-up",
+            description="Production backs up every Postgres service its compose files run (backups.databases).",
+            validate=databases,
             enforcement_level=EnforcementLevel.MANDATORY,
         ),
         StackValidationPolicy(

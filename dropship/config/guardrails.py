@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from dropship.config.errors import Problem, flat_key
 
@@ -110,3 +111,29 @@ def repeated(key: str, names: Iterable[str]) -> list[Problem]:
             problems.append(Problem(flat_key(*parts, i), f"{name!r} is listed already as {flat_key(*parts, seen[name])}; list each once"))
         seen.setdefault(name, i)
     return problems
+
+
+POSTGRES_ENVIRONMENT = frozenset({"POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE"})
+
+
+def postgres_services(compose: Mapping[str, Any]) -> list[str]:
+    """The services of a compose file that run Postgres: by their image's name (postgres, postgis, timescaledb),
+    the official image's variables, or a volume at Postgres' data directory; built images count too."""
+    found = []
+    for name, service in (compose.get("services") or {}).items():
+        if not isinstance(service, Mapping):
+            continue
+        image = str(service.get("image") or "").rsplit("/", 1)[-1].lower()
+        environment = service.get("environment") or {}
+        keys = set(environment) if isinstance(environment, Mapping) else {str(e).split("=", 1)[0] for e in environment}
+        targets = [
+            str(v.get("target", "")) if isinstance(v, Mapping) else str(v).split(":")[1] if str(v).count(":") >= 1 else str(v)
+            for v in service.get("volumes") or []
+        ]
+        if (
+            any(word in image for word in ("postgres", "postgis", "timescale"))
+            or keys & POSTGRES_ENVIRONMENT
+            or any(t.startswith("/var/lib/postgresql") for t in targets)
+        ):
+            found.append(str(name))
+    return found

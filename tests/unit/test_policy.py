@@ -24,7 +24,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from dropship.config import sections, settings
+from dropship.config import guardrails, sections, settings
 from dropship.remote import commands
 from policy import dropship_rules
 from policy.dropship_rules import policies, stack_of
@@ -44,6 +44,7 @@ RULES = {
     "env-file-never-logged",
     "production-alerts",
     "host-settings-safe",
+    "production-databases-backed-up",
 }
 
 
@@ -362,3 +363,53 @@ def test_a_setting_that_could_damage_the_host_violates_by_the_programs_own_rules
         "dropship:existingHost.volumeMountPath",
     ]
     assert "'/srv/../etc' is not a plain absolute path (it means '/etc')" in found[1]
+
+
+def test_production_that_runs_postgres_without_backing_it_up_violates(tmp_path: Path) -> None:
+    run = run_program("production", stack_config("production"), STAGING_SECRETS)
+    assert stack_violations(run, "production") == []  # Pulumi.production.yaml backs up the shop's db
+    (tmp_path / "compose.yaml").write_text((ROOT / "examples" / "shop" / "compose.yaml").read_text())
+    (tmp_path / "more.yaml").write_text("services:\n  analytics:\n    image: postgis/postgis:17-3.5\n")
+    config = {**stack_config("production"), "dropship:app.composeFiles": ["compose.yaml", "more.yaml"]}
+    write_stack(tmp_path, "production", config)
+    rule = next(p for p in policies(tmp_path) if p.name == "production-databases-backed-up")
+    assert isinstance(rule, StackValidationPolicy) and rule.validate is not None
+    found: list[str] = []
+    options = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+    resources = [
+        PolicyResource(r.type, r.inputs, f"urn:pulumi:production::dropship::{r.type}::{r.name}", r.name, options, None, None, [], {})
+        for r in run.resources
+    ]
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    rule.validate(StackValidationArgs(resources), report)
+    assert found == [
+        "production stack production runs Postgres in service analytics of its compose files without backups; "
+        'set dropship:backups.databases ["db", "analytics"]'
+    ]
+    write_stack(tmp_path, "production", {**config, "dropship:backups.databases": []})
+    found.clear()
+    rule.validate(StackValidationArgs(resources), report)
+    assert found == [
+        "production stack production runs Postgres in service db, analytics of its compose files without backups; "
+        'set dropship:backups.databases ["db", "analytics"]'
+    ]
+
+
+def test_postgres_is_found_by_image_variables_or_data_directory_and_nothing_else_is() -> None:
+    compose = {
+        "services": {
+            "official": {"image": "postgres:17-alpine"},
+            "mirrored": {"image": "registry.example.com/library/postgres@sha256:abc"},
+            "timescale": {"image": "timescale/timescaledb:latest-pg17"},
+            "built": {"build": ".", "environment": ["POSTGRES_PASSWORD=x", "TZ=UTC"]},
+            "by_volume": {"image": "ours/db", "volumes": [{"type": "volume", "source": "d", "target": "/var/lib/postgresql/data"}]},
+            "short_volume": {"image": "ours/db2", "volumes": ["pg:/var/lib/postgresql"]},
+            "api": {"image": "shop/api", "environment": {"DATABASE_URL": "postgresql://db/shop"}, "volumes": ["./x:/app:ro"]},
+            "redis": {"image": "redis:7"},
+            "pgadmin": {"image": "dpage/pgadmin4"},
+        }
+    }
+    assert guardrails.postgres_services(compose) == ["official", "mirrored", "timescale", "built", "by_volume", "short_volume"]
