@@ -31,6 +31,7 @@ class BackupsArgs:
     schedule: str
     storage: BackupStorage
     failure_url: str | None
+    heartbeat_url: str | None
     after: tuple[pulumi.Resource, ...]
     host_gone: bool = False
     """existingHost.gone: only the timers' step is registered, so that destroying it runs nothing there."""
@@ -66,6 +67,7 @@ class Backups(pulumi.ComponentResource):
                 access_key_id=access_key_id,
                 secret_access_key=secret_access_key,
                 failure_url=args.failure_url,
+                heartbeat_url=args.heartbeat_url,
             )
             return commands.render_env(environment)
 

@@ -180,6 +180,7 @@ def build(settings: Settings, *, project_dir: Path) -> None:
                 schedule=settings.backups.schedule,
                 storage=_backup_storage(settings, host.backup_bucket),
                 failure_url=settings.backups.failure_url,
+                heartbeat_url=settings.backups.heartbeat_url,
                 after=after,
                 host_gone=settings.host_gone,
             ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import socket
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -69,3 +70,9 @@ class S3Server:
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def backup_members(path: Path) -> dict[str, bytes]:
+    """The files of one of dropship's backups (a tar file): globals.sql, databases.tsv, manifest.tsv, <n>.dump."""
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]

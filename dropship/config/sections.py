@@ -249,7 +249,8 @@ class AlertsSettings(Section):
 
 class BackupsSettings(Section):
     databases: tuple[ServiceName, ...] = ()
-    """Postgres services of the compose files to back up (`pg_dump` in the service's own container); none: no backups."""
+    """Postgres services of the compose files to back up: every database and the roles of each, checked by a
+    restore drill before upload; none: no backups."""
     schedule: CalendarSpec = "daily"
     """When the host's systemd timer runs the backup: OnCalendar= syntax, on the host's clock (UTC on a droplet)."""
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
@@ -266,6 +267,9 @@ class BackupsSettings(Section):
     failure_url: HttpUrl | None = None
     """A URL the host asks (POST) when a backup fails, e.g. a healthchecks.io check's /fail URL (http:// for a
     server on a private network)."""
+    heartbeat_url: HttpUrl | None = None
+    """A URL the host asks (GET) after each good backup (dumped, restored in the drill, uploaded): a dead man's
+    switch such as a healthchecks.io check, which alerts when backups stop arriving."""
 
 
 class UpgradesSettings(Section):

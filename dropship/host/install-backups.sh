@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs rclone and one systemd timer per database service, which runs
-# backup.sh as the deploy user on the schedule; timers of services no longer
+# backup.py as the deploy user on the schedule; timers of services no longer
 # listed are removed. `remove` (the step's delete) removes the project's timers
 # and the backups' environment file. Safe to run again.
 # apt_install and apt_update come from apt.sh.
@@ -25,7 +25,7 @@ service_unit() { # APP_DIR PROJECT USER SERVICE
     'Type=oneshot' \
     "User=$3" \
     "EnvironmentFile=$1/.dropship/backup/.env" \
-    "ExecStart=/bin/bash $1/.dropship/backup.sh backup $1 $2 $4"
+    "ExecStart=/usr/bin/python3 $1/.dropship/backup.py backup $1 $2 $4"
 }
 
 timer_unit() { # PROJECT SERVICE SCHEDULE MACHINE

@@ -206,7 +206,7 @@ def deploy(
     return shlex.join(["python3", f"{host_code_directory(app_dir)}/release.py", *args])
 
 
-BACKUP_SCRIPT = "backup.sh"
+BACKUP_SCRIPT = "backup.py"
 """In dropship/host: backs up, lists and restores the app's Postgres services (uploaded as it is)."""
 
 
@@ -217,7 +217,7 @@ def backup_script(app_dir: str) -> str:
 
 def backups(verb: str, *, app_dir: str, project: str, service: str, name: str | None = None) -> str:
     """`backup`, `list` or `restore [NAME|latest]` of one database service, as the deploy user runs it."""
-    return shlex.join(["bash", backup_script(app_dir), verb, app_dir, project, service, *([name] if name else [])])
+    return shlex.join(["python3", backup_script(app_dir), verb, app_dir, project, service, *([name] if name else [])])
 
 
 def backup_unit(project: str, service: str) -> str:
@@ -235,9 +235,9 @@ def write_backup_env(app_dir: str) -> str:
 
 
 def backup_environment(
-    *, endpoint: str, bucket: str, access_key_id: str, secret_access_key: str, failure_url: str | None
+    *, endpoint: str, bucket: str, access_key_id: str, secret_access_key: str, failure_url: str | None, heartbeat_url: str | None
 ) -> dict[str, str]:
-    """The backup service's environment: rclone's remote `dropship:` (S3) and where to upload and report."""
+    """The backup service's environment: rclone's remote `dropship:` (S3), where to upload, and the URLs told of each run."""
     env = {
         "RCLONE_CONFIG_DROPSHIP_TYPE": "s3",
         "RCLONE_CONFIG_DROPSHIP_PROVIDER": "DigitalOcean" if endpoint.endswith(".digitaloceanspaces.com") else "Other",
@@ -248,6 +248,8 @@ def backup_environment(
     }
     if failure_url:
         env["DROPSHIP_BACKUP_FAILURE_URL"] = failure_url
+    if heartbeat_url:
+        env["DROPSHIP_BACKUP_HEARTBEAT_URL"] = heartbeat_url
     return env
 
 

@@ -1,9 +1,10 @@
 """The shop (examples/shop), as `make up` deploys it: HTTPS for the stack's hostnames with certificates
 from Pebble by HTTP-01, the API and the worker on Postgres and Redis, migrations before traffic, and
 the data (rows and certificates) on the stack's volume, still there on a new host that gets it; then
-backups: the host's timer uploads pg_dumps to S3-compatible storage (`rclone serve s3` on this machine's
-loopback) on its own, a failed upload is loud, and a new host without the volume gets the rows back by
-the stack's `restore db` command.
+backups: the host's timer uploads a backup of every database and the roles, each checked by a restore drill,
+to S3-compatible storage (`rclone serve s3` on this machine's loopback) on its own and asks the heartbeat URL;
+a failed upload and a dump that does not restore are loud and upload nothing; a new host without the volume
+gets the rows back by the stack's `restore db` command, after a safety backup of what it held.
 
 The tests run in file order and share this module's deployment.
 """
@@ -26,7 +27,7 @@ import pytest
 from dev.harness import Project, TestHost, pebble, wait_until
 from dev.harness.ports import free_port
 from dev.harness.receiver import PostReceiver
-from dev.harness.s3 import S3Server
+from dev.harness.s3 import S3Server, backup_members
 from dev.harness.vegeta import Vegeta
 
 HOSTNAMES = ("shop-e2e.test", "www.shop-e2e.test")
@@ -38,8 +39,8 @@ HOST = replace(TestHost.for_module(__name__, forward=(5000, S3_PORT, FAILURE_POR
 BUCKET = "shop-backups"
 BACKUP_UNIT = "dropship-backup-shop-db.service"
 BACKUP_TIMER = "dropship-backup-shop-db.timer"
-BACKUP_LINE = rf"dropship backup: service db -> dropship:{BUCKET}/shop/db/(\S+\.dump) "
-"""What backup.sh prints once an upload is done; the dump's name."""
+BACKUP_LINE = rf"dropship backup: service db -> dropship:{BUCKET}/shop/db/(\S+\.tar) \((\d+) bytes; (.*); restore drill passed\)"
+"""What backup.py prints once a checked backup is uploaded: its name, size and what it holds."""
 UP: dict[str, str] = {}  # the first `pulumi up`'s output
 FAILED_BACKUP: dict[str, str] = {}  # the invocation of the backup whose upload failed
 
@@ -239,7 +240,7 @@ def failures() -> Iterator[PostReceiver]:
 
 
 def dumps(s3: S3Server) -> list[Path]:
-    return sorted((s3.root / BUCKET / "shop" / "db").glob("*.dump"))
+    return sorted((s3.root / BUCKET / "shop" / "db").glob("*.tar"))
 
 
 def remote_command(line: str, host: TestHost) -> str:
@@ -313,14 +314,28 @@ def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
     project.set("backups.accessKeyId", s3.access_key_id)
     project.set("backups.secretAccessKey", s3.secret_access_key, secret=True)
     project.set("backups.failureUrl", failures.url())
+    project.set("backups.heartbeatUrl", failures.url("/heartbeat"))
     output = project.up().stdout
     assert s3.secret_access_key not in output
     assert project.preview_steps() == {}
     run = wait_for_backup_run(host, "the timer's first backup")  # nobody but the timer starts the service
-    assert run["Result"] == "success", run
-    uploaded = wait_for_journal(host, run["InvocationID"], BACKUP_LINE).group(1)
-    dump = s3.root / BUCKET / "shop" / "db" / uploaded
-    assert dump.read_bytes().startswith(b"PGDMP")  # pg_dump's custom format, compressed
+    assert run["Result"] == "success", host.run(f"journalctl _SYSTEMD_INVOCATION_ID={run['InvocationID']} -o cat").stdout
+    line = wait_for_journal(host, run["InvocationID"], BACKUP_LINE)
+    uploaded = line.group(1)
+    assert line.group(3) == "postgres: no tables; shop: 2 tables, 3 rows, alembic 0001", line.group(0)
+    # Every database (named in databases.tsv, one pg_dump each, custom format) and the roles, and the tables'
+    # rows and migration revision read in the dump's own transaction.
+    held = backup_members(s3.root / BUCKET / "shop" / "db" / uploaded)
+    assert held["databases.tsv"] == b"0\tpostgres\n1\tshop\n"
+    assert held["0.dump"].startswith(b"PGDMP") and held["1.dump"].startswith(b"PGDMP")
+    assert b"CREATE ROLE shop;" in held["globals.sql"]
+    assert held["manifest.tsv"].decode().splitlines() == [
+        "shop\ttable\tpublic.alembic_version\t1",
+        "shop\ttable\tpublic.orders\t2",
+        "shop\trevision\talembic\t0001",
+    ]
+    assert "/heartbeat" in failures.asked  # after the good run
+    assert host.run("docker ps --all --quiet --filter label=dropship.drill=true").stdout == ""  # the drill's server is gone
     assert host.run("stat -c '%a %U' /srv/shop/.dropship/backup/.env").stdout.split() == ["600", "deploy"]
     assert s3.secret_access_key not in host.run(f"systemctl cat {BACKUP_UNIT} {BACKUP_TIMER}").stdout
     assert s3.secret_access_key not in project.pulumi("stack", "export").stdout
@@ -328,7 +343,7 @@ def test_the_backup_timer_uploads_a_dump_of_the_database_on_its_own(
     # goes on meanwhile: the journal names the latest uploads, each of which the listing that follows has.
     lines = project.outputs()["commands"]
     journal = host.ssh("deploy", remote_command(lines["last backup db"], host)).stdout
-    named = re.findall(BACKUP_LINE, journal)
+    named = [match.group(1) for match in re.finditer(BACKUP_LINE, journal)]
     assert named, journal
     listed = host.ssh("deploy", remote_command(lines["backups db"], host)).stdout.split()
     assert uploaded in listed
@@ -361,6 +376,41 @@ def test_a_backup_whose_upload_fails_is_failed_in_the_journal_and_pings_the_fail
         host.run(f"systemctl start {BACKUP_TIMER}")
 
 
+def psql(host: TestHost, sql: str) -> str:
+    """SQL in the shop's live database, as its Postgres user."""
+    db = host.run("docker ps --quiet --filter label=com.docker.compose.service=db").stdout.strip()
+    return host.run(f"docker exec {db} psql -X -q -v ON_ERROR_STOP=1 -U shop -d shop -c {shlex.quote(sql)}").stdout
+
+
+def test_a_dump_that_does_not_restore_fails_the_backup_uploads_nothing_and_pings_the_failure_url(
+    host: TestHost, s3: S3Server, failures: PostReceiver
+) -> None:
+    """A check constraint whose function finds its table by the search path: pg_dump takes it, but a restore
+    (which runs with an empty search path) cannot load its rows. The drill notices; the upload never happens."""
+    hold_backups_still(host)
+    before = dumps(s3)
+    reports = len(failures.received)
+    psql(
+        host,
+        "CREATE FUNCTION order_count() RETURNS bigint LANGUAGE sql STABLE AS 'SELECT count(*) FROM orders';\n"
+        "CREATE TABLE order_marks (n bigint CHECK (n <= order_count()));\n"
+        "INSERT INTO order_marks VALUES (1);\n",
+    )
+    try:
+        started = host.run(f"systemctl start {BACKUP_UNIT}", check=False)
+        assert started.returncode != 0
+        run = backup_unit(host)
+        assert (run["ActiveState"], run["Result"]) == ("failed", "exit-code"), run
+        wait_for_journal(host, run["InvocationID"], r"dropship backup: the restore drill failed: pg_restore of database shop failed")
+        assert dumps(s3) == before
+        assert [r for r in failures.received[reports:] if "the restore drill failed" in r], failures.received
+        assert host.run("docker ps --all --quiet --filter label=dropship.drill=true").stdout == ""
+        FAILED_BACKUP["invocation"] = run["InvocationID"]
+    finally:
+        psql(host, "DROP TABLE order_marks; DROP FUNCTION order_count();\n")
+        host.run(f"systemctl start {BACKUP_TIMER}")
+
+
 def test_restore_brings_the_rows_back_on_a_new_host_without_the_volume(project: Project, host: TestHost, s3: S3Server) -> None:
     """Waits for the timer's next run after the failed one (the storage is back), then holds the timer still so
     that the dump restored is the latest."""
@@ -379,6 +429,11 @@ def test_restore_brings_the_rows_back_on_a_new_host_without_the_volume(project: 
     restored = host.ssh("deploy", remote_command(project.outputs()["commands"]["restore db"], host))
     assert f"dropship backup: restored {latest.name} into service db" in restored.stdout
     assert orders(host) == ["teapot", "kettle"]
+    # What the new host held before (the migrations' empty table) was kept first, apart from the backups.
+    (safety,) = (s3.root / BUCKET / "shop" / "db" / "before-restore").glob("*.tar")
+    assert safety.name.endswith(f"-before-{latest.stem}.tar")
+    assert "shop\ttable\tpublic.orders\t0" in backup_members(safety)["manifest.tsv"].decode().splitlines()
+    assert latest.name in host.ssh("deploy", remote_command(project.outputs()["commands"]["backups db"], host)).stdout.split()
     assert https(host, HOSTNAMES[0], "/api/health").json()["postgres"] == "ok"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dropship.remote import commands
@@ -134,7 +136,7 @@ def test_a_slack_url_in_plain_text_is_refused() -> None:
     assert CANARY not in message
 
 
-def test_a_droplets_backups_get_a_private_spaces_bucket_with_retention_and_a_key_scoped_to_it() -> None:
+def test_a_droplets_backups_get_a_private_versioned_spaces_bucket_nobody_deletes_from_and_a_key_scoped_to_it() -> None:
     config = {**stack_config("production"), "dropship:backups.databases": '["db"]', "dropship:backups.retentionDays": "14"}
     run = run_program("production", config, STAGING_SECRETS)
     bucket = run.named("backups-bucket")
@@ -142,9 +144,32 @@ def test_a_droplets_backups_get_a_private_spaces_bucket_with_retention_and_a_key
         "name": "dropship-production-backups",
         "region": "fra1",
         "acl": "private",
-        "lifecycleRules": [{"enabled": True, "expiration": {"days": 14}, "abortIncompleteMultipartUploadDays": 1}],
+        "versioning": {"enabled": True},
+        "lifecycleRules": [
+            {
+                "enabled": True,
+                "expiration": {"days": 14},
+                "noncurrentVersionExpiration": {"days": 14},
+                "abortIncompleteMultipartUploadDays": 1,
+            }
+        ],
     }
     assert bucket.protect is True
+    # Retention is the lifecycle rules' alone: no key, the host's included, deletes a backup or a version of it.
+    policy = run.named("backups-policy")
+    assert (policy.inputs["bucket"], policy.inputs["region"], policy.protect) == ("dropship-production-backups", "fra1", True)
+    assert json.loads(policy.inputs["policy"]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "BackupsAreRemovedByLifecycleOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                "Resource": ["arn:aws:s3:::dropship-production-backups", "arn:aws:s3:::dropship-production-backups/*"],
+            }
+        ],
+    }
     key = run.named("backups-key")
     assert key.inputs == {
         "name": "dropship-production-backups",
@@ -160,7 +185,7 @@ def test_the_backup_timers_run_the_uploaded_script_as_the_deploy_user_with_the_k
     config = {**stack_config("production"), "dropship:backups.databases": '["db"]', "dropship:backups.schedule": "*-*-* 03:30:00"}
     run = run_program("production", config, STAGING_SECRETS)
     script = run.named("backups-script")
-    assert script.inputs["remotePath"] == "/srv/shop/.dropship/backup.sh"
+    assert script.inputs["remotePath"] == "/srv/shop/.dropship/backup.py"
     assert script.inputs["connection"]["user"] == "deploy"
     env = run.named("backups-env")
     assert env.inputs["create"] == commands.write_backup_env("/srv/shop")
@@ -191,9 +216,9 @@ def test_the_backup_timers_run_the_uploaded_script_as_the_deploy_user_with_the_k
 def test_the_outputs_say_how_to_see_the_last_backup_and_restore_it() -> None:
     run = run_program("staging", {**stack_config("staging"), "dropship:backups.databases": '["db"]'}, STAGING_SECRETS)
     lines = run.outputs["commands"]
-    assert lines["backups db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh list /srv/shop shop db'"
+    assert lines["backups db"] == "ssh deploy@203.0.113.50 'python3 /srv/shop/.dropship/backup.py list /srv/shop shop db'"
     assert lines["last backup db"] == "ssh deploy@203.0.113.50 'journalctl --unit dropship-backup-shop-db.service --lines 20 --no-pager'"
-    assert lines["restore db"] == "ssh deploy@203.0.113.50 'bash /srv/shop/.dropship/backup.sh restore /srv/shop shop db latest'"
+    assert lines["restore db"] == "ssh deploy@203.0.113.50 'python3 /srv/shop/.dropship/backup.py restore /srv/shop shop db latest'"
 
 
 def test_with_the_host_gone_only_the_timers_step_is_kept_and_its_delete_is_skipped() -> None:
@@ -213,3 +238,17 @@ def test_with_the_host_gone_only_the_timers_step_is_kept_and_its_delete_is_skipp
     timers = gone.named("backups-timers")
     assert (timers.retain_on_delete, timers.ignore_changes) == (True, ["*"])
     assert timers.inputs["delete"] == normal.named("backups-timers").inputs["delete"]
+
+
+def test_the_failure_and_heartbeat_urls_reach_the_backup_service_in_its_600_file_only() -> None:
+    config = {
+        **stack_config("production"),
+        "dropship:backups.databases": '["db"]',
+        "dropship:backups.failureUrl": "https://hc-ping.example.net/abc/fail",
+        "dropship:backups.heartbeatUrl": "https://hc-ping.example.net/abc",
+    }
+    run = run_program("production", config, STAGING_SECRETS)
+    content = run.named("backups-env").inputs["stdin"]
+    assert "DROPSHIP_BACKUP_FAILURE_URL='https://hc-ping.example.net/abc/fail'\n" in content
+    assert "DROPSHIP_BACKUP_HEARTBEAT_URL='https://hc-ping.example.net/abc'\n" in content
+    assert "hc-ping" not in run.named("backups-timers").inputs["create"] + run.named("backups-timers").inputs["stdin"]
