@@ -367,6 +367,49 @@ CASES: list[tuple[str, dict[str, str | None], dict[str, str], str, str]] = [
         "'/root' is a system directory or inside one: dropship owns this directory and empties it on `pulumi destroy`",
     ),
     (
+        "app-directory-etc",
+        {"app.directory": "/etc"},
+        {},
+        "app.directory",
+        "'/etc' is a system directory or inside one: dropship owns this directory and empties it on `pulumi destroy`",
+    ),
+    (
+        "deploy-user-system-account",
+        {"deploy.user": "daemon"},
+        {},
+        "deploy.user",
+        "'daemon' is a system account: the deploy key would log in as it; use a user of its own, such as deploy",
+    ),
+    (
+        "volume-over-dockers-data",
+        {"existingHost.volumeMountPath": "/var/lib/docker"},
+        {},
+        "existingHost.volumeMountPath",
+        "'/var/lib/docker' is a system directory or inside one",
+    ),
+    (
+        "rolling-service-twice",
+        {"app.rollingServices": '["web", "web"]'},
+        {},
+        "app.rollingServices[1]",
+        "'web' is listed already as app.rollingServices[0]; list each once",
+    ),
+    (
+        "health-url-with-credentials",
+        {"app.healthUrl": f"http://ops:{CANARY}@127.0.0.1/health"},
+        {},
+        "app.healthUrl",
+        "expected a URL without 'user:password@': it would appear in commands and logs; use one that needs no login; "
+        "got 'http://***@127.0.0.1/health'",
+    ),
+    (
+        "upload-onto-dropships-releases",
+        {"app.files": '["examples/local/Caddyfile", "examples/local/site", "examples/local/releases/notes.md"]'},
+        {},
+        "app.files[2]",
+        "'releases/notes.md' would land on 'releases', which dropship keeps in the app's directory; rename it",
+    ),
+    (
         "registry-username-blank",
         {"registry.server": "127.0.0.1:5000", "registry.username": " "},
         {"registry.password": f"{CANARY}-registry"},
@@ -416,6 +459,9 @@ def host(registry: None) -> Iterator[TestHost]:
 def deployed(host: TestHost, bin_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any], int]]:
     """The deployed stack: project, its good Pulumi.local.yaml, its state, and the host's SSH logins."""
     project = Project(tmp_path_factory.mktemp("bad-input"), bin_dir)
+    # A file of the project that app.files could name (it does not here), whose place is dropship's own on the host.
+    (project.dir / "examples" / "local" / "releases").mkdir()
+    (project.dir / "examples" / "local" / "releases" / "notes.md").write_text("the app's release notes\n")
     project.init_local(host, {}, SECRETS)
     project.up()
     good = (project.dir / "Pulumi.local.yaml").read_text()

@@ -4,7 +4,8 @@ for DigitalOcean's load balancer (TCP 80 and 443 to every server, health-checked
 
 One server first, with rows in its database; then three (`existingHost.nodes`): the stack grows in place into a
 Swarm, the data services and the edge on the first server, the API and the worker on all three. A release
-under load through the load balancer; a worker server that dies; going back to one server, refused until
+under load through the load balancer; a backup of the database (a task of the stack) and a restore; a worker
+server that dies; going back to one server, refused until
 `existingHost.removeNodes` allows it, and nothing lost. The tests run in file order and share the deployment.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shlex
 import socket
 import ssl
 import time
@@ -25,12 +27,17 @@ import pytest
 from dev.harness import Project, TestHost, host_name, pebble, sh, wait_until
 from dev.harness.lan import PrivateNetwork
 from dev.harness.load_balancer import LoadBalancer
-from dev.harness.ports import free_address
+from dev.harness.ports import free_address, free_port
+from dev.harness.s3 import S3Server, backup_members
 from dev.harness.vegeta import Vegeta
 
 HOSTNAMES = ("swarm-e2e.test",)
 NAME = HOSTNAMES[0]
-HOSTS = [TestHost(host_name(__name__, str(n)), free_address()) for n in (1, 2, 3)]
+S3_PORT = free_port()
+"""The backups' storage on this machine's loopback, reached from the first server (where the timers run)."""
+HOSTS = [TestHost(host_name(__name__, str(n)), free_address(), (5000, S3_PORT) if n == 1 else (5000,)) for n in (1, 2, 3)]
+BUCKET = "swarm-backups"
+BACKUP_UNIT = "dropship-backup-shop-db.service"
 LAN = ("dropship-e2e-swarm-lan", "10.77.0.0/24")
 SWARM_PY = "/srv/shop/.dropship/swarm.py"
 
@@ -100,6 +107,14 @@ def hosts(shop_registry: None, lan: PrivateNetwork) -> Iterator[list[TestHost]]:
         for host in started:
             lan.attach(host.name)
         yield started
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    root = tmp_path_factory.mktemp("s3")
+    (root / BUCKET).mkdir()
+    with S3Server(S3_PORT, root) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +195,33 @@ def test_a_release_under_load_through_the_load_balancer_fails_no_request(
     images = hosts[0].run("docker service inspect shop_api --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'").stdout
     assert ":v2" in images
     assert orders(lb.address) == ["teapot", "kettle"]
+
+
+def test_a_backup_and_a_restore_on_the_swarm(project: Project, hosts: list[TestHost], lb: LoadBalancer, s3: S3Server) -> None:
+    """The database is a task of the stack on the data server: the backup finds it by the stack's labels, and the
+    stack's `restore db` command brings back rows deleted after it."""
+    first = hosts[0]
+    project.set("backups.databases", '["db"]')
+    project.set("backups.schedule", "2099-01-01 03:00:00")  # this test starts the backup itself
+    project.set("backups.bucket", BUCKET)
+    project.set("backups.endpoint", s3.endpoint)
+    project.set("backups.accessKeyId", s3.access_key_id)
+    project.set("backups.secretAccessKey", s3.secret_access_key, secret=True)
+    project.up()
+    backed = first.run(f"systemctl start {BACKUP_UNIT}", check=False)
+    assert backed.returncode == 0, first.run(f"journalctl -u {BACKUP_UNIT} -o cat").stdout
+    (backup,) = (s3.root / BUCKET / "shop" / "db").glob("*.tar")
+    manifest = backup_members(backup)["manifest.tsv"].decode().splitlines()
+    assert "shop\ttable\tpublic.orders\t2" in manifest and "shop\trevision\talembic\t0001" in manifest, manifest
+    db = first.run("docker ps --quiet --filter label=com.docker.swarm.service.name=shop_db").stdout.strip()
+    first.run(f"docker exec {db} psql -X -q -U shop -d shop -c 'DELETE FROM orders'")
+    assert orders(lb.address) == []
+    ssh, destination, command = shlex.split(project.outputs()["commands"]["restore db"])
+    assert (ssh, destination) == ("ssh", f"deploy@{first.address}")
+    restored = first.ssh("deploy", command)
+    assert f"dropship backup: restored {backup.name} into service db" in restored.stdout
+    assert orders(lb.address) == ["teapot", "kettle"]
+    assert project.preview_steps() == {}
 
 
 def test_a_worker_server_that_dies_leaves_the_app_serving(
