@@ -114,6 +114,42 @@ else:
 PY
 }
 
+METADATA_ADDRESS=169.254.169.254
+METADATA_GUARD=dropship-metadata-guard.service
+
+metadata_guard_unit() {
+  # DOCKER-USER is the chain Docker leaves to its users, before its own forwarding rules; a daemon run
+  # with "iptables": false has none, and then FORWARD is where containers' traffic passes.
+  local rule="-d ${METADATA_ADDRESS}/32 -j REJECT"
+  printf '%s\n' \
+    '# Managed by dropship.' \
+    '[Unit]' \
+    "Description=dropship: containers cannot reach the metadata address ${METADATA_ADDRESS} (a droplet's user data holds its host key)" \
+    'After=docker.service' \
+    'PartOf=docker.service' \
+    '' \
+    '[Service]' \
+    'Type=oneshot' \
+    'RemainAfterExit=yes' \
+    "ExecStart=/bin/sh -c 'chain=DOCKER-USER; iptables -n -L DOCKER-USER >/dev/null 2>&1 || chain=FORWARD; iptables -C \$\$chain ${rule} 2>/dev/null || iptables -I \$\$chain ${rule}'" \
+    '' \
+    '[Install]' \
+    'WantedBy=docker.service'
+}
+
+guard_metadata() {
+  # The host itself (cloud-init, the monitoring agent) still reaches the address: its traffic is not forwarded.
+  local path=/etc/systemd/system/${METADATA_GUARD} unit
+  unit=$(metadata_guard_unit)
+  if [ "$(cat "$path" 2>/dev/null)" != "$unit" ]; then
+    printf '%s\n' "$unit" >"$path"
+    systemctl daemon-reload
+  fi
+  systemctl enable "$METADATA_GUARD" >/dev/null 2>&1
+  systemctl restart "$METADATA_GUARD"
+  echo "containers cannot reach ${METADATA_ADDRESS} (${METADATA_GUARD})"
+}
+
 main() {
   local source=$1 max_size=$2 max_file=$3 live_restore=${4:-true} merged changed=false
   finish_interrupted_dpkg
@@ -152,6 +188,7 @@ main() {
     esac
   fi
   systemctl enable --now docker >/dev/null 2>&1
+  guard_metadata
   docker compose version
 }
 
