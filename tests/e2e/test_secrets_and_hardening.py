@@ -25,11 +25,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from dev.harness import DEV_KEY, REGISTRY, Project, TestHost, sh
+from dev.harness import DEV_KEY, REGISTRY, Project, TestHost, sh, wait_until
 
 Record = Callable[[str, object], None]
 
@@ -278,6 +279,76 @@ def test_unattended_security_upgrades_are_on(host: TestHost, record_property: Re
 def test_registry_password_is_not_kept_on_the_host(host: TestHost, record_property: Record) -> None:
     record_property("hardening", "no registry credential left on the host after a deploy (docker login in a throwaway config)")
     assert host.run("ls /home/deploy/.docker/config.json /root/.docker/config.json", check=False).returncode != 0
+
+
+METADATA = "169.254.169.254"
+USER_DATA_URL = f"http://{METADATA}/metadata/v1/user-data"
+GUARD_RULE = f"-d {METADATA}/32 -j REJECT"
+
+
+@contextmanager
+def metadata_service(host: TestHost) -> Iterator[str]:
+    """A droplet's metadata address inside the test host: a network namespace of its own behind a veth
+    (the host at 169.254.169.1, the service at .254), answering user data over HTTP as DigitalOcean's does."""
+    user_data = f"#cloud-config user data {secrets.token_hex(4)}"
+    host.run(
+        "set -e; ip netns add dsmeta; ip link add dsmeta0 type veth peer name dsmeta1; ip link set dsmeta1 netns dsmeta;"
+        " ip addr add 169.254.169.1/24 dev dsmeta0; ip link set dsmeta0 up;"
+        f" ip -n dsmeta addr add {METADATA}/24 dev dsmeta1; ip -n dsmeta link set dsmeta1 up; ip -n dsmeta link set lo up;"
+        f" mkdir -p /run/dsmeta/metadata/v1; echo '{user_data}' >/run/dsmeta/metadata/v1/user-data;"
+        " systemd-run --quiet --unit dsmeta-http -p NetworkNamespacePath=/run/netns/dsmeta"
+        " python3 -m http.server --bind 0.0.0.0 --directory /run/dsmeta 80"
+    )
+    try:
+        wait_until(
+            lambda: host.run(f"curl -fsS -m 2 {USER_DATA_URL}", check=False).returncode == 0,
+            "the metadata stand-in to answer the host",
+            30,
+            lambda: host.run("systemctl status dsmeta-http --no-pager", check=False).stdout,
+        )
+        yield user_data
+    finally:
+        host.run("systemctl stop dsmeta-http; ip link del dsmeta0; ip netns del dsmeta; rm -rf /run/dsmeta", check=False)
+
+
+def from_a_container(host: TestHost, url: str) -> subprocess.CompletedProcess[str]:
+    """`url` fetched by a new container of the app's web image on the app's own network (no app secret in it)."""
+    web = host.run("docker ps --filter label=com.docker.compose.service=web --format '{{.Names}}'").stdout.split()[0]
+    image = host.run(f"docker inspect --format '{{{{.Config.Image}}}}' {web}").stdout.strip()
+    network = host.run(
+        f"docker inspect --format '{{{{range $n, $_ := .NetworkSettings.Networks}}}}{{{{$n}}}} {{{{end}}}}' {web}"
+    ).stdout.split()[0]
+    name = f"dropship-metadata-probe-{secrets.token_hex(3)}"
+    try:
+        return host.run(
+            # Bounded from outside: the image's busybox 1.35 wget crashes on a refused connection when given -T.
+            f"timeout 60 docker run --rm --name {name} --network {network} --ulimit core=0 {image} wget -q -O- {url}",
+            check=False,
+        )
+    finally:
+        host.run(f"docker rm -f {name}", check=False)
+
+
+def test_containers_cannot_read_the_droplets_user_data(host: TestHost, record_property: Record) -> None:
+    record_property("hardening", f"containers cannot reach {METADATA} (the droplet's user data); the host can")
+    chain = "DOCKER-USER"
+    with metadata_service(host) as user_data:
+        assert host.run(f"curl -fsS -m 5 {USER_DATA_URL}").stdout.strip() == user_data  # the host's own agents still can
+        refused = from_a_container(host, USER_DATA_URL)
+        assert (refused.returncode, user_data in refused.stdout) == (1, False), refused
+        assert "refused" in refused.stderr, refused  # REJECT: at once, not a timeout
+
+        # The control: without dropship's rule the same container reads it, so the refusal above is the rule's.
+        host.run(f"iptables -D {chain} {GUARD_RULE}")
+        opened = from_a_container(host, USER_DATA_URL)
+        assert (opened.returncode, opened.stdout.strip()) == (0, user_data), opened
+
+        # The guard is part of docker.service: a restart of the engine (which rewrites its chains) brings the rule back.
+        host.run("systemctl restart docker")
+        wait_until(lambda: host.run("docker info", check=False).returncode == 0, "the engine after its restart", 60)
+        assert host.run(f"iptables -C {chain} {GUARD_RULE}", check=False).returncode == 0, host.run(f"iptables -S {chain}").stdout
+        again = from_a_container(host, USER_DATA_URL)
+        assert (again.returncode, user_data in again.stdout) == (1, False), again
 
 
 # --- where the canaries are ------------------------------------------------------------------
