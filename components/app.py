@@ -51,6 +51,8 @@ class AppArgs:
     """`missing` or `always`: when a release pulls its images."""
     keep_releases: int
     lock_timeout: int
+    hook_timeout: int
+    pull_timeout: int
     pre_deploy: tuple[str, ...]
     post_deploy: tuple[str, ...]
     registry: Registry | None
@@ -152,6 +154,8 @@ class App(pulumi.ComponentResource):
                 pull_policy=args.pull_policy,
                 keep_releases=args.keep_releases,
                 lock_timeout=args.lock_timeout,
+                hook_timeout=args.hook_timeout,
+                pull_timeout=args.pull_timeout,
                 pre_deploy=args.pre_deploy,
                 post_deploy=args.post_deploy,
                 registry=registry.server if registry is not None else None,

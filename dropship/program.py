@@ -150,6 +150,8 @@ def build(settings: Settings, *, project_dir: Path) -> None:
             pull_policy=app.pull_policy,
             keep_releases=app.keep_releases,
             lock_timeout=app.lock_timeout,
+            hook_timeout=app.hook_timeout,
+            pull_timeout=app.pull_timeout,
             pre_deploy=app.pre_deploy,
             post_deploy=app.post_deploy,
             registry=None

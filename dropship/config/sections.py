@@ -314,6 +314,12 @@ class AppSettings(Section):
     """Releases (and their images) kept on the host: rolling back to one needs no pull."""
     lock_timeout: Annotated[int, Field(ge=0, le=7200)] = 600
     """Seconds a deploy waits for another one on the same host before failing."""
+    hook_timeout: Annotated[int, Field(ge=1, le=86400)] = 600
+    """Seconds each pre- or post-deploy hook may run (a migration's): then it is stopped (its whole process group)
+    and the release fails as that hook's failure would."""
+    pull_timeout: Annotated[int, Field(ge=1, le=7200)] = 600
+    """Seconds the registry login, and then the pull of the release's images, may each take: a registry that
+    does not answer fails the release (the previous one still serves) and frees the deploy lock."""
     pre_deploy: tuple[str, ...] = ()
     """Commands run in the new release's directory before anything changes; a failure changes nothing."""
     post_deploy: tuple[str, ...] = ()

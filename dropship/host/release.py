@@ -26,6 +26,7 @@ import os
 import pwd
 import selectors
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ import limits
 from edge import CONTAINER as EDGE_CONTAINER
 from edge import STACKS, Edge, Route, Site
 from health import check_url
-from rollout import CommandError, Compose, NotReadyError, Waiter, rollout, run_docker
+from rollout import DOCKER_TIMEOUT, CommandError, Compose, NotReadyError, Run, TimedOutError, Waiter, bounded, rollout, run_docker
 from routed import OVERRIDE, Switch, override, probe
 from stack import EDGE_SERVICE, EdgeService, StackError, hook_compose_file, render
 
@@ -79,6 +80,10 @@ class Options:
     keep: int = 3
     pull: str = "missing"
     lock_timeout: float = 600
+    hook_timeout: float = 600
+    """Seconds each pre- or post-deploy hook may run (app.hookTimeout)."""
+    pull_timeout: float = 600
+    """Seconds the registry login and the pull of the release's images may take (app.pullTimeout)."""
     hostnames: str = ""
     data_dir: str = ""
     acme_ca: str = ""
@@ -186,6 +191,8 @@ def parse(argv: Sequence[str]) -> Options:
     add("--pull", default="missing", choices=["missing", "always"], help="compose pull's --policy (app.pullPolicy)")
     add("--keep", type=int, default=3)
     add("--lock-timeout", type=float, default=600)
+    add("--hook-timeout", type=float, default=600, help="seconds each hook may run (app.hookTimeout)")
+    add("--pull-timeout", type=float, default=600, help="seconds for the registry login and the pull (app.pullTimeout)")
     add("--files-digest", help="unused: changes the command when a file changes")
     add("--hostnames", default="")
     add("--data-dir", default="")
@@ -358,26 +365,54 @@ class Releases:
         self.record(release_id, outcome)
 
 
-def run_hooks(kind: str, directory: Path, hooks: Sequence[str], env: dict[str, str]) -> None:
+HOOK_STOP_GRACE = 10.0
+"""Seconds a hook that ran out of time has between SIGTERM and SIGKILL (its whole process group)."""
+
+
+def run_hooks(kind: str, directory: Path, hooks: Sequence[str], env: dict[str, str], timeout: float = 600) -> None:
     for hook in hooks:
         log(f"{kind} hook: {hook}")
-        with subprocess.Popen(["bash", "-c", hook], cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        # A session of its own: on timeout the hook's children (a `docker compose run`) go with it.
+        with subprocess.Popen(
+            ["bash", "-c", hook], cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        ) as process:
             assert process.stdout is not None and process.stderr is not None
-            _fold_both(process.stdout, process.stderr)
-            code = process.wait()
+            deadline = time.monotonic() + timeout
+            try:
+                if not _fold_both(process.stdout, process.stderr, deadline):
+                    raise subprocess.TimeoutExpired(hook, timeout)
+                code = process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _stop_group(process)
+                raise ReleaseError(f"{kind} hook did not finish in {timeout:g}s (app.hookTimeout) and was stopped: {hook}") from None
         if code != 0:
             raise ReleaseError(f"{kind} hook failed: {hook}")
 
 
-def _fold_both(stdout: IO[bytes], stderr: IO[bytes]) -> None:
-    """Copies a hook's stdout and stderr to ours as they come, each in lines of at most MAX_LINE_BYTES."""
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    for signal_number, grace in ((signal.SIGTERM, HOOK_STOP_GRACE), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal_number)
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _fold_both(stdout: IO[bytes], stderr: IO[bytes], deadline: float) -> bool:
+    """Copies a hook's stdout and stderr to ours as they come, each in lines of at most MAX_LINE_BYTES,
+    until both end (True) or the deadline passes (False)."""
     targets = {stdout.fileno(): sys.stdout.buffer, stderr.fileno(): sys.stderr.buffer}
     pending = dict.fromkeys(targets, b"")
     with selectors.DefaultSelector() as selector:
         for fd in targets:
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
-            for key, _ in selector.select():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in selector.select(left):
                 fd = int(key.fd)
                 chunk = os.read(fd, 65536)
                 if not chunk:
@@ -393,20 +428,18 @@ def _fold_both(stdout: IO[bytes], stderr: IO[bytes]) -> None:
                     targets[fd].write(pending[fd][:MAX_LINE_BYTES] + b"\n")
                     pending[fd] = pending[fd][MAX_LINE_BYTES:]
                 targets[fd].flush()
+    return True
 
 
 def run_docker_input(args: Sequence[str], data: bytes) -> str:
     """A docker command line with `data` on its stdin; its stdout."""
-    result = subprocess.run(["docker", *args], input=data, capture_output=True, check=False)
-    if result.returncode != 0:
-        raise CommandError(["docker", *args], result.returncode, result.stderr.decode(errors="replace"))
-    return result.stdout.decode(errors="replace")
+    return run_docker(args, DOCKER_TIMEOUT, data)
 
 
 @dataclass
 class Deployer:
     options: Options
-    run: Callable[[Sequence[str]], str] = run_docker
+    run: Run = run_docker
     run_input: Callable[[Sequence[str], bytes], str] = run_docker_input
     fetch: Callable[[str, Sequence[str]], tuple[int, str]] = check_url
     probe: Callable[[str, int, str | None], str | None] = probe
@@ -493,7 +526,13 @@ class Deployer:
                 self.write_overrides(release, release_id)
             log("pulling images that are not here yet" if options.pull == "missing" else "pulling every image (app.pullPolicy always)")
             try:
-                self.compose(release)("pull", "--policy", options.pull, "--quiet")
+                self.compose(release)("pull", "--policy", options.pull, "--quiet", timeout=options.pull_timeout)
+            except TimedOutError:
+                releases.discard(release_id, "pull-timed-out")
+                raise ReleaseError(
+                    f"release {options.tag}: pulling images did not finish in {options.pull_timeout:g}s (app.pullTimeout): "
+                    "is the registry answering? The previous release still serves"
+                ) from None
             except CommandError as error:
                 releases.discard(release_id, "pull-failed")
                 raise ReleaseError(
@@ -509,7 +548,7 @@ class Deployer:
                 if options.maintenance:
                     self.enter_maintenance()
             try:
-                run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ))
+                run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ), options.hook_timeout)
             except ReleaseError as failure:
                 releases.discard(release_id, "pre-deploy-failed")
                 raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
@@ -518,7 +557,7 @@ class Deployer:
             log(f"release {options.tag}: starting")
             try:
                 started = self.start((*options.routed, *options.rolling))
-                run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
+                run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ), options.hook_timeout)
             except (ReleaseError, NotReadyError, CommandError) as failure:
                 releases.discard(release_id, "rolled-back")
                 self.roll_back(str(failure), previous)
@@ -548,18 +587,23 @@ class Deployer:
     def _login(self, password: str, release_id: str) -> None:
         options = self.options
         log(f"registry login: {options.registry_user}@{options.registry}")
-        result = subprocess.run(
-            ["docker", "login", options.registry, "--username", options.registry_user, "--password-stdin"],
-            input=password,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
+        try:
+            _, stderr, code = bounded(
+                ["docker", "login", options.registry, "--username", options.registry_user, "--password-stdin"],
+                options.pull_timeout,
+                password.encode(),
+            )
+        except TimedOutError:
+            self.releases.discard(release_id, "login-timed-out")
+            raise ReleaseError(
+                f"release {options.tag}: the registry login to {options.registry} did not finish in {options.pull_timeout:g}s "
+                "(app.pullTimeout): is the registry answering? The previous release still serves"
+            ) from None
+        if code != 0:
             self.releases.discard(release_id, "login-failed")
             raise ReleaseError(
                 f"release {options.tag}: registry login to {options.registry} failed; the previous release still serves\n"
-                f"{result.stderr.strip()}"
+                f"{stderr.decode(errors='replace').strip()}"
             )
 
     def start(self, roll: Sequence[str]) -> dict[str, list[str]]:
@@ -739,7 +783,7 @@ class SwarmRelease:
             self.deployer.enter_maintenance()
         try:
             env = {**os.environ, "COMPOSE_FILE": str(self.release / self.HOOKS_FILE)}
-            run_hooks("pre-deploy", self.release, options.pre_deploy, env)
+            run_hooks("pre-deploy", self.release, options.pre_deploy, env, options.hook_timeout)
         except ReleaseError as failure:
             releases.discard(self.release_id, "pre-deploy-failed")
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
@@ -755,7 +799,7 @@ class SwarmRelease:
             if options.routes:
                 self.publish_site()
             self.deployer.check_health_unless_maintenance(self.deployer.clock() + options.health_timeout)
-            run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ))
+            run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ), options.hook_timeout)
         except (ReleaseError, CommandError) as failure:
             releases.discard(self.release_id, "rolled-back")
             self.roll_back(str(failure))

@@ -9,18 +9,31 @@ server with `python3`, beside release.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-Run = Callable[[Sequence[str]], str]
-"""Runs a docker command line (without `docker`) and returns its stdout; raises CommandError."""
+DOCKER_TIMEOUT = 600.0
+"""Seconds any docker command may take unless its caller gives another bound: a daemon or a registry
+that hangs fails the release, which then frees the deploy lock."""
+
+
+class Run(Protocol):
+    """Runs a docker command line (without `docker`) and returns its stdout; raises CommandError."""
+
+    def __call__(self, args: Sequence[str], timeout: float = DOCKER_TIMEOUT) -> str: ...
+
 
 LOG_LINES = 20
 SERVICE_LABEL = "com.docker.compose.service"
+PROJECT_LABEL = "com.docker.compose.project"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
 
 
 class CommandError(Exception):
@@ -30,18 +43,45 @@ class CommandError(Exception):
         self.stderr = stderr
 
 
+class TimedOutError(CommandError):
+    """A command that did not finish within its bound."""
+
+    def __init__(self, args: Sequence[str], timeout: float) -> None:
+        super().__init__(args, 124, f"gave up after {timeout:g}s without an answer")
+        self.timeout = timeout
+
+
 class NotReadyError(Exception):
     """Containers did not become healthy; the message says which, and why."""
 
 
-def run_docker(args: Sequence[str]) -> str:
+def run_docker(args: Sequence[str], timeout: float = DOCKER_TIMEOUT, data: bytes | None = None) -> str:
     merged = args[0] == "logs"  # a container's stderr is its log too: `docker logs` gives it on stderr
-    result = subprocess.run(
-        ["docker", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise CommandError(["docker", *args], result.returncode, result.stderr or result.stdout)
-    return result.stdout
+    stdout, stderr, code = bounded(["docker", *args], timeout, data, merge_stderr=merged)
+    if code != 0:
+        raise CommandError(["docker", *args], code, (stderr or stdout).decode(errors="replace"))
+    return stdout.decode(errors="replace")
+
+
+def bounded(argv: Sequence[str], timeout: float, data: bytes | None = None, *, merge_stderr: bool = False) -> tuple[bytes, bytes, int]:
+    """Runs `argv` for at most `timeout` seconds: stdout, stderr, exit code. It runs in a session of its own, and on
+    timeout the whole session is killed: `docker compose` is a plugin process of `docker`'s, which would outlive
+    `docker` alone and keep the pipes open."""
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise TimedOutError(argv, timeout) from None
+        return stdout, stderr or b"", process.returncode
 
 
 @dataclass(frozen=True)
@@ -99,14 +139,20 @@ class Compose:
     """Relative to `directory`."""
     run: Run = run_docker
 
-    def __call__(self, *args: str) -> str:
+    def __call__(self, *args: str, timeout: float = DOCKER_TIMEOUT) -> str:
         words = ["compose", "--project-name", self.project, "--project-directory", self.directory]
         for name in self.files:
             words += ["--file", f"{self.directory}/{name}"]
-        return self.run([*words, *args])
+        return self.run([*words, *args], timeout=timeout)
 
     def containers(self, service: str | None = None) -> list[str]:
-        return self("ps", "--all", "--quiet", *([service] if service else [])).split()
+        """The project's (or one service's) own containers, stopped ones too. Not `compose ps`, which also
+        lists the one-off containers of `docker compose run` (a hook's, an operator's shell): those are
+        never rolled, counted or stopped."""
+        filters = [f"label={PROJECT_LABEL}={self.project}", f"label={ONEOFF_LABEL}=False"]
+        if service:
+            filters.append(f"label={SERVICE_LABEL}={service}")
+        return self.run(["ps", "--all", "--quiet", "--no-trunc", *(w for f in filters for w in ("--filter", f))]).split()
 
     def inspect(self, containers: Sequence[str]) -> dict[str, State]:
         if not containers:

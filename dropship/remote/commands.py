@@ -137,6 +137,8 @@ def deploy(
     pull_policy: str = "missing",
     keep_releases: int = 3,
     lock_timeout: int = 600,
+    hook_timeout: int = 600,
+    pull_timeout: int = 600,
     pre_deploy: Iterable[str] = (),
     post_deploy: Iterable[str] = (),
     registry: str | None = None,
@@ -173,6 +175,11 @@ def deploy(
     if pull_policy != "missing":
         args += ["--pull", pull_policy]
     args += ["--keep", str(keep_releases), "--lock-timeout", str(lock_timeout)]
+    # Only when set: a stack that keeps the defaults keeps its command, and releases nothing new.
+    if hook_timeout != 600:
+        args += ["--hook-timeout", str(hook_timeout)]
+    if pull_timeout != 600:
+        args += ["--pull-timeout", str(pull_timeout)]
     for hook in pre_deploy:
         args += ["--pre-deploy", hook]
     for hook in post_deploy:

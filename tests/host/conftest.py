@@ -14,9 +14,11 @@ import pytest
 from dropship.remote.commands import HOST_CODE, SCRIPTS, host_code_directory
 
 FAKE_DOCKER = """#!/bin/sh
-# Records every call; fails the calls whose arguments contain $FAKE_DOCKER_FAIL.
+# Records every call; fails the calls whose arguments contain $FAKE_DOCKER_FAIL; the calls with
+# $FAKE_DOCKER_HANG never answer (a child of its own holds the pipes, as `docker compose`, a plugin, does).
 printf '%s\\n' "$*" >>"$FAKE_DOCKER_LOG"
 case " $* " in *" ${FAKE_DOCKER_FAIL:-<none>} "*) echo "docker: $FAKE_DOCKER_FAIL failed" >&2; exit 1 ;; esac
+case " $* " in *" ${FAKE_DOCKER_HANG:-<none>} "*) sleep 300; exit 0 ;; esac
 exit 0
 """
 
@@ -29,10 +31,12 @@ class Host:
     bin_dir: Path
     docker_log: Path
 
-    def run(self, command: str, *, stdin: str = "", fail: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, command: str, *, stdin: str = "", fail: str | None = None, hang: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "PATH": f"{self.bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(self.docker_log)}
         if fail is not None:
             env["FAKE_DOCKER_FAIL"] = fail
+        if hang is not None:
+            env["FAKE_DOCKER_HANG"] = hang
         return subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True, env=env, timeout=60)
 
     def docker_calls(self) -> list[str]:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rollout import CommandError
+from rollout import CommandError, TimedOutError
 
 Step = tuple[str, str | None, int, int]
 """(status, health, exit code, restart count) at one inspection; the last one repeats."""
@@ -30,6 +30,9 @@ class Container:
     seen: int = 0
     address: str = "172.30.0.9"
     """Its address on dropship's edge network."""
+    oneoff: bool = False
+    """A `docker compose run` container: compose labels it com.docker.compose.oneoff=True."""
+    project: str = "shop"
 
     def inspect(self) -> dict[str, object]:
         status, health, code, restarts = self.steps[min(self.seen, len(self.steps) - 1)]
@@ -40,10 +43,18 @@ class Container:
         return {
             "State": state,
             "RestartCount": restarts,
-            "Config": {"Labels": {"com.docker.compose.service": self.service, "dropship.test/release": self.tag}},
+            "Config": {"Labels": self.labels()},
             "HostConfig": {"RestartPolicy": {"Name": self.restart_policy}},
             "Name": f"/shop-{self.id}",
             "NetworkSettings": {"Networks": {"shop_default": {"IPAddress": "172.18.0.9"}, "dropship-edge": {"IPAddress": self.address}}},
+        }
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "com.docker.compose.project": self.project,
+            "com.docker.compose.service": self.service,
+            "com.docker.compose.oneoff": str(self.oneoff),
+            "dropship.test/release": self.tag,
         }
 
 
@@ -58,14 +69,24 @@ class FakeDocker:
     images: dict[str, list[str]] = field(default_factory=dict)
     """`config --images` per IMAGE_TAG."""
     calls: list[list[str]] = field(default_factory=list)
+    timeouts: dict[str, float] = field(default_factory=dict)
+    """The bound of each call, by its short form (`verbs`)."""
+    hang: set[str] = field(default_factory=set)
+    """Compose verbs that never answer: they raise TimedOutError at their bound."""
 
-    def __call__(self, args: Sequence[str]) -> str:
+    def __call__(self, args: Sequence[str], timeout: float = 600) -> str:
         args = list(args)
         self.calls.append(args)
+        self.timeouts[self.verbs()[-1]] = timeout
+        if args[0] == "compose" and _compose_verb(args)[0] in self.hang:
+            raise TimedOutError(["docker", *args], timeout)
         if args[0] == "compose":
             return self._compose(args)
         by_id = {c.id: c for c in self.running}
         match args[0]:
+            case "ps":
+                wanted = [f.removeprefix("label=").split("=", 1) for f in args[args.index("--no-trunc") + 1 :][1::2]]
+                return "".join(f"{c.id}\n" for c in self.running if all(c.labels().get(k) == v for k, v in wanted))
             case "inspect":
                 return json.dumps([by_id[c].inspect() for c in args[1:]])
             case "logs":
@@ -86,9 +107,6 @@ class FakeDocker:
         if verb in self.fail:
             raise CommandError(["docker", *args], 1, self.fail[verb])
         match verb:
-            case "ps":
-                service = rest[-1] if rest and not rest[-1].startswith("-") else None
-                return "".join(f"{c.id}\n" for c in self.running if service in (None, c.service))
             case "up" if "--scale" in rest:
                 service, count = rest[rest.index("--scale") + 1].split("=")
                 self._start(service, int(count))
@@ -106,7 +124,7 @@ class FakeDocker:
     def _start(self, service: str, count: int) -> None:
         """Takes the service's next containers from `starts` until it has `count`."""
         queue = self.starts.get(service, [])
-        while queue and sum(c.service == service for c in self.running) < count:
+        while queue and sum((c.project, c.service, c.oneoff) == ("shop", service, False) for c in self.running) < count:
             self.running.append(queue.pop(0))
 
     def verbs(self) -> list[str]:

@@ -8,12 +8,16 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import release
 from release import Deployer, Lock, Options, ReleaseError, prune_code, run_hooks
+from rollout import DOCKER_TIMEOUT
 
+from dev.harness.waiting import wait_until
 from tests.host.fake_docker import HEALTHY, STARTING, Clock, Container, FakeDocker
 
 COMPOSE = "services:\n  api:\n    image: api:${IMAGE_TAG}\n"
@@ -359,6 +363,53 @@ def test_a_rollback_rolls_a_service_changed_by_hand_since_the_last_release(app_d
     assert sorted(c.id for c in v1.running) == ["api-v1b", "worker-v1"]
 
 
+def test_a_hook_that_runs_past_app_hook_timeout_is_stopped_with_its_children_and_fails_the_release(
+    app_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hook and its child (a `docker compose run`, say) ignore SIGTERM: the whole group gets SIGKILL after the grace.
+    monkeypatch.setattr(release, "HOOK_STOP_GRACE", 1.0)
+    hook = "trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > child.new; mv child.new child; exec sleep 300' & until [ -e child ]; do sleep 0.05; done; wait"
+    started = time.monotonic()
+    with pytest.raises(ReleaseError) as failure:
+        run_hooks("pre-deploy", app_dir, [hook], dict(os.environ), timeout=5)
+    assert str(failure.value) == f"pre-deploy hook did not finish in 5s (app.hookTimeout) and was stopped: {hook}"
+    assert time.monotonic() - started < 5 + 1 + 5
+    child = Path("/proc", (app_dir / "child").read_text().strip())
+    # SIGKILL reaches another process asynchronously: gone (or a zombie) within moments, not at once.
+    wait_until(lambda: not child.exists() or child.joinpath("stat").read_text().split()[2] == "Z", "the hook's child to die", 10)
+
+
+def test_a_hook_past_its_bound_fails_the_release_and_frees_the_lock(app_dir: Path, v1: FakeDocker) -> None:
+    with pytest.raises(ReleaseError, match=r"pre-deploy hook did not finish in 1s \(app.hookTimeout\) and was stopped: sleep 30; nothing"):
+        deploy(app_dir, v1, pre_deploy=("sleep 30",), hook_timeout=1)
+    assert outcomes(app_dir)[-1] == ("v2", "pre-deploy-failed")
+    assert serving(app_dir) == "v1"
+    with Lock(app_dir, timeout=0):
+        pass
+
+
+def test_a_registry_that_does_not_answer_fails_the_pull_at_app_pull_timeout(app_dir: Path, v1: FakeDocker) -> None:
+    v1.hang = {"pull"}
+    with pytest.raises(ReleaseError) as failure:
+        deploy(app_dir, v1, pull_timeout=45)
+    assert str(failure.value) == (
+        "release v2: pulling images did not finish in 45s (app.pullTimeout): is the registry answering? The previous release still serves"
+    )
+    assert v1.timeouts["compose pull --policy missing --quiet"] == 45
+    assert outcomes(app_dir)[-1] == ("v2", "pull-timed-out")
+    assert serving(app_dir) == "v1"
+    assert not any(v.startswith("compose up") for v in v1.verbs())
+    with Lock(app_dir, timeout=0):
+        pass
+
+
+def test_every_other_docker_call_has_the_default_bound(app_dir: Path, v1: FakeDocker) -> None:
+    v1.starts = {"api": [Container("api-v2", "api", [HEALTHY], tag="v2")]}
+    deploy(app_dir, v1, rolling=("api",))
+    assert {verb: bound for verb, bound in v1.timeouts.items() if bound != DOCKER_TIMEOUT} == {}
+    assert DOCKER_TIMEOUT == 600
+
+
 def test_pull_policy_always_pulls_every_image(app_dir: Path) -> None:
     docker = FakeDocker()
     deploy(app_dir, docker, tag="main", pull="always")
@@ -373,7 +424,7 @@ class RoutedDocker(FakeDocker):
 
     sites: list[str]
 
-    def __call__(self, args: Sequence[str]) -> str:
+    def __call__(self, args: Sequence[str], timeout: float = 600) -> str:
         match list(args):
             case ["compose", *_, "config", "--format", "json"]:
                 return '{"services": {"api": {"ports": [{"target": 8000, "published": "8000"}]}}}'

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
+
+from release import parse
 
 from dropship.remote import commands
 from tests.host.conftest import FAKE_DOCKER, Host
@@ -12,7 +15,11 @@ OFFICIAL_PLUGIN_LINE_LIMIT = 64 * 1024  # bufio.Scanner's MaxScanTokenSize in pu
 
 
 def deploy(host: Host, **overrides: object) -> str:
-    args: dict[str, object] = {"app_dir": str(host.app_dir), "project": "app", "image_tag": "v7", "compose_files": ["compose.yaml"]}
+    return deploy_command(str(host.app_dir), **overrides)
+
+
+def deploy_command(app_dir: str = "/srv/app", **overrides: object) -> str:
+    args: dict[str, object] = {"app_dir": app_dir, "project": "app", "image_tag": "v7", "compose_files": ["compose.yaml"]}
     args.update(overrides)
     return commands.deploy(**args)  # type: ignore[arg-type]
 
@@ -53,6 +60,24 @@ def test_a_failed_pull_keeps_the_previous_release(host: Host) -> None:
     assert f"--project-name app --project-directory {host.app_dir}/releases/" in pulls[0]
     assert pulls[0].endswith("compose.yaml pull --policy missing --quiet")
     assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "pull-failed"]]
+
+
+def test_a_pull_that_never_answers_fails_at_app_pull_timeout_and_frees_the_lock(host: Host) -> None:
+    # Were the hung `docker` killed alone, its child would hold the pipes for 300 s, past host.run's 60 s.
+    result = host.run(deploy(host, pull_timeout=2), hang="pull")
+    assert result.returncode == 1
+    assert "dropship: release v7: pulling images did not finish in 2s (app.pullTimeout)" in result.stderr
+    assert [entry[1:] for entry in releases_log(host.app_dir)] == [["v7", "pull-timed-out"]]
+    again = host.run(deploy(host, lock_timeout=0))
+    assert again.returncode == 0, again.stderr
+    assert "waiting" not in again.stdout
+
+
+def test_the_release_reads_the_hook_and_pull_bounds_from_its_command() -> None:
+    words = shlex.split(deploy_command(hook_timeout=1800, pull_timeout=120))
+    assert (parse(words[2:]).hook_timeout, parse(words[2:]).pull_timeout) == (1800, 120)
+    defaults = parse(shlex.split(deploy_command())[2:])
+    assert (defaults.hook_timeout, defaults.pull_timeout) == (600, 600)
 
 
 def test_a_held_lock_names_its_holder_and_gives_up(host: Host) -> None:

@@ -37,6 +37,18 @@ def test_new_containers_start_beside_the_old_ones_and_the_old_ones_go_once_they_
     assert clock.now == 3  # two polls of 0.5 s while it started, then the 2 s to settle
 
 
+def test_one_off_containers_of_the_service_are_neither_counted_nor_stopped() -> None:
+    # A hook's `docker compose run api ...` without --rm, exited, and an operator's shell, still running.
+    hook = Container("run1", "api", [("exited", None, 0, 0)], oneoff=True)
+    shell = Container("run2", "api", [RUNNING], oneoff=True)
+    other_project = Container("pr7api", "api", [HEALTHY], project="shop-pr-7")
+    docker = changed([api("old1", HEALTHY), hook, shell, other_project], [api("new1", HEALTHY), api("new2", HEALTHY)])
+    assert roll(docker)[0]
+    assert "compose up --detach --no-recreate --scale api=2 api" in docker.verbs()
+    assert docker.verbs()[-2:] == ["stop old1", "rm --force old1"]
+    assert [c.id for c in docker.running] == ["run1", "run2", "pr7api", "new1"]
+
+
 def test_every_old_container_is_doubled_then_replaced() -> None:
     docker = changed([api("old1", HEALTHY), api("old2", HEALTHY)], [api("new1", HEALTHY), api("new2", HEALTHY)])
     assert roll(docker)[0]
@@ -53,7 +65,10 @@ def test_a_service_without_healthcheck_counts_as_ready_when_running() -> None:
 def test_a_service_not_running_yet_is_left_to_compose_up() -> None:
     docker = FakeDocker(starts={"api": [api("new1", HEALTHY)]})
     assert not roll(docker)[0]
-    assert docker.verbs() == ["compose ps --all --quiet api"]
+    assert docker.verbs() == [
+        "ps --all --quiet --no-trunc --filter label=com.docker.compose.project=shop"
+        " --filter label=com.docker.compose.oneoff=False --filter label=com.docker.compose.service=api"
+    ]
 
 
 def test_a_container_that_exits_fails_at_once_with_its_exit_code_and_logs_and_the_old_one_stays() -> None:

@@ -32,7 +32,7 @@ class FakeDocker:
     drain_takes: int = 0
     """node ps polls before a drained node's tasks have moved."""
 
-    def __call__(self, args: Sequence[str]) -> str:
+    def __call__(self, args: Sequence[str], timeout: float = 600) -> str:
         args = list(args)
         self.calls.append(args)
         match args:

@@ -41,7 +41,7 @@ class FakeSwarm:
     calls: list[list[str]] = field(default_factory=list)
     updates: int = 0
 
-    def __call__(self, args: Sequence[str]) -> str:
+    def __call__(self, args: Sequence[str], timeout: float = 600) -> str:
         args = list(args)
         self.calls.append(args)
         if args[0] == "compose":
@@ -51,8 +51,6 @@ class FakeSwarm:
             match verb:
                 case ["config", "--format", "json"]:
                     return json.dumps(CONFIG).replace("{tag}", os.environ["IMAGE_TAG"])
-                case ["ps", *_]:
-                    return "".join(f"{c}\n" for c in self.compose_containers)
                 case ["down"]:
                     self.compose_containers = []
                     return ""
@@ -62,6 +60,8 @@ class FakeSwarm:
         match args:
             case ["info", *_]:
                 return "true\n"
+            case ["ps", "--all", "--quiet", "--no-trunc", "--filter", "label=com.docker.compose.project=shop", *_]:
+                return "".join(f"{c}\n" for c in self.compose_containers)
             case ["network", "ls", *_]:
                 return "net1\n" if self.services else ""
             case ["stack", "deploy", "--compose-file", path, *_]:
@@ -202,7 +202,7 @@ class FakeSwarmWithEdge(FakeSwarm):
     hooks_log: Path | None = None
     sites: list[tuple[list[str], str]] = field(default_factory=list)
 
-    def __call__(self, args: Sequence[str]) -> str:
+    def __call__(self, args: Sequence[str], timeout: float = 600) -> str:
         match list(args):
             case ["ps", "--all", "--filter", "name=^dropship-edge$", *_]:
                 return ""  # no one-server edge container

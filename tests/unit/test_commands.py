@@ -87,6 +87,13 @@ def test_deploy_without_optional_parts() -> None:
     ]  # fmt: skip
 
 
+def test_hook_and_pull_timeouts_are_passed_only_when_set() -> None:
+    words = shlex.split(
+        commands.deploy(app_dir="/srv/a", project="a", image_tag="v1", compose_files=["c.yaml"], hook_timeout=1800, pull_timeout=120)
+    )
+    assert words[-4:] == ["--hook-timeout", "1800", "--pull-timeout", "120"]
+
+
 def test_pull_policy_always_is_passed_and_missing_is_the_default() -> None:
     always = shlex.split(commands.deploy(app_dir="/srv/a", project="a", image_tag="main", compose_files=["c.yaml"], pull_policy="always"))
     assert always[always.index("--pull") + 1] == "always"

@@ -260,6 +260,8 @@ BAD = [
     ("staging", {"app.healthRetries": "0"}, "app.healthRetries", "greater than or equal to 1; got '0'"),
     ("staging", {"app.keepReleases": "100"}, "app.keepReleases", "less than or equal to 50; got '100'"),
     ("staging", {"app.lockTimeout": "soon"}, "app.lockTimeout", "Input should be a valid integer"),
+    ("staging", {"app.hookTimeout": "0"}, "app.hookTimeout", "greater than or equal to 1; got '0'"),
+    ("staging", {"app.pullTimeout": "forever"}, "app.pullTimeout", "Input should be a valid integer"),
     ("staging", {"app.rollingServices": '["web 1"]'}, "app.rollingServices[0]", "expected a compose service name; got 'web 1'"),
     (
         "staging",
