@@ -296,7 +296,8 @@ class AppSettings(Section):
     unless `app.pullPolicy` is `always`."""
     pull_policy: Literal["missing", "always"] = "missing"
     """When a release pulls: `missing` (only images the host lacks; kept releases roll back without the
-    registry) or `always` (every release, for a moving tag such as main or latest; rollbacks pull too)."""
+    registry) or `always` (every release, for a moving tag such as main or latest; a failed release rolls back
+    to the images the previous one ran, by ID)."""
     health_url: HealthUrl | None = None
     """Checked from the host itself after `up`: a path such as /api/health, at the stack's first URL,
     or a URL such as http://127.0.0.1:8080/health. The stack's hostnames are asked of the edge on the

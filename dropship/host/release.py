@@ -40,7 +40,19 @@ import limits
 from edge import CONTAINER as EDGE_CONTAINER
 from edge import STACKS, Edge, Route, Site
 from health import check_url
-from rollout import DOCKER_TIMEOUT, CommandError, Compose, NotReadyError, Run, TimedOutError, Waiter, bounded, rollout, run_docker
+from rollout import (
+    DOCKER_TIMEOUT,
+    PROJECT_LABEL,
+    CommandError,
+    Compose,
+    NotReadyError,
+    Run,
+    TimedOutError,
+    Waiter,
+    bounded,
+    rollout,
+    run_docker,
+)
 from routed import OVERRIDE, Switch, override, probe
 from stack import EDGE_SERVICE, EdgeService, StackError, hook_compose_file, render
 
@@ -48,7 +60,12 @@ MAX_LINE_BYTES = 16384
 """pulumi-command reads output line by line and hangs on a line of 64 KiB or more: hooks' lines are folded."""
 
 
-RELEASE_ONLY = frozenset({"TAG", "SERVING.json", ".env", "stack.json", "stack-first.json", "hooks-compose.json"})
+IMAGES_FILE = "IMAGES.json"
+"""In a release: each image reference it ran, with the ID of the image it ran (a rollback runs those IDs)."""
+KEPT_REPOSITORY = "dropship-kept"
+"""Tags of dropship's own on the images of kept releases (`dropship-kept/<project>:<release id>-<n>`), so that
+`docker image prune` leaves them when a moving tag has gone on to another image."""
+RELEASE_ONLY = frozenset({"TAG", "SERVING.json", ".env", "stack.json", "stack-first.json", "hooks-compose.json", IMAGES_FILE})
 """Files of a release's snapshot that are not the app's: the live copy has none of them (the rendered
 stack files hold the .env's values, and stay in the snapshot, mode 600)."""
 
@@ -312,10 +329,12 @@ class Releases:
             return replace(self.options, tag=self.tag_of(release))
         return replace(self.options.serving_as(saved), tag=self.tag_of(release))
 
-    def make_live(self, release: Path) -> None:
+    def make_live(self, release: Path, in_place: frozenset[str] | None = None) -> None:
         """Copies a release's files into the live directory and removes those the previous one had and
-        this one has not (listed in .live-files). Files are rewritten in place (same inode) so that
-        running bind mounts see them; .env is replaced atomically and stays mode 600."""
+        this one has not (listed in .live-files). A changed file is written beside and renamed over the old
+        one, so that a crash never leaves it half-written; but a file a running container bind-mounts on its
+        own (`in_place`; None: every file) is rewritten in place, as such a mount keeps the inode it started
+        with. Unchanged files are not touched. .env is replaced atomically and stays mode 600."""
         live = self.options.dir
         names = sorted(name for p in release.rglob("*") if p.is_file() and (name := str(p.relative_to(release))) not in RELEASE_ONLY)
         listing = live / ".live-files"
@@ -323,17 +342,26 @@ class Releases:
         for name in sorted(before - set(names)):
             (live / name).unlink(missing_ok=True)
         for name in names:
-            (live / name).parent.mkdir(parents=True, exist_ok=True)
-            with open(live / name, "wb") as target:
-                target.write((release / name).read_bytes())
-        listing.write_text("".join(f"{name}\n" for name in names))
+            source, target = release / name, live / name
+            content = source.read_bytes()
+            if target.is_file() and not target.is_symlink() and target.read_bytes() == content:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if in_place is None or name in in_place:
+                with open(target, "wb") as rewritten:
+                    rewritten.write(content)
+            else:
+                _replace(source, target)
+        fresh = live / ".live-files.new"
+        fresh.write_text("".join(f"{name}\n" for name in names))
+        os.replace(fresh, listing)
         env = release / ".env"
         if env.exists():
             fresh = live / ".env.new"
             fresh.unlink(missing_ok=True)
             fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as target:
-                target.write(env.read_bytes())
+            with os.fdopen(fd, "wb") as written:
+                written.write(env.read_bytes())
             os.replace(fresh, live / ".env")
 
     def write_environment(self, environment: dict[str, str]) -> None:
@@ -472,7 +500,7 @@ class Deployer:
             if options.capped:
                 (release / limits.OVERRIDE).write_text(limits.override(config, cpus=options.cpus, memory=options.memory))
         except (CommandError, NotReadyError) as failure:
-            self.releases.discard(release_id, "invalid")
+            self.discard(release_id, "invalid")
             raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
 
     def start_edge(self) -> None:
@@ -512,7 +540,9 @@ class Deployer:
             os.chmod(options.tls_dir, 0o700)
         releases = self.releases
         previous = releases.current()
-        release_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{options.tag}"
+        # To the microsecond: names sort as the releases came, and the same tag twice within a second is two releases.
+        now = time.time()
+        release_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1e6):06d}Z-{options.tag}"
         release = releases.snapshot(release_id)
         replacing = f", replacing {releases.tag_of(previous)}" if previous else ""
         log(f"release {options.tag} ({release_id}){replacing}")
@@ -528,13 +558,13 @@ class Deployer:
             try:
                 self.compose(release)("pull", "--policy", options.pull, "--quiet", timeout=options.pull_timeout)
             except TimedOutError:
-                releases.discard(release_id, "pull-timed-out")
+                self.discard(release_id, "pull-timed-out")
                 raise ReleaseError(
                     f"release {options.tag}: pulling images did not finish in {options.pull_timeout:g}s (app.pullTimeout): "
                     "is the registry answering? The previous release still serves"
                 ) from None
             except CommandError as error:
-                releases.discard(release_id, "pull-failed")
+                self.discard(release_id, "pull-failed")
                 raise ReleaseError(
                     f"release {options.tag}: pulling images failed; the previous release still serves\n{error.stderr.strip()}"
                 ) from None
@@ -550,17 +580,21 @@ class Deployer:
             try:
                 run_hooks("pre-deploy", release, options.pre_deploy, dict(os.environ), options.hook_timeout)
             except ReleaseError as failure:
-                releases.discard(release_id, "pre-deploy-failed")
+                self.discard(release_id, "pre-deploy-failed")
                 raise ReleaseError(f"release {options.tag}: {failure}; nothing was changed, the previous release still serves") from None
-            releases.make_live(release)
+            releases.make_live(release, self.file_mounts())
             releases.write_environment(options.environment(options.tag))
             log(f"release {options.tag}: starting")
             try:
                 started = self.start((*options.routed, *options.rolling))
                 run_hooks("post-deploy", options.dir, options.post_deploy, dict(os.environ), options.hook_timeout)
             except (ReleaseError, NotReadyError, CommandError) as failure:
+                unused = self.unused_images(releases.root / release_id)
                 releases.discard(release_id, "rolled-back")
-                self.roll_back(str(failure), previous)
+                try:
+                    self.roll_back(str(failure), previous)
+                finally:
+                    self.remove_images(unused)  # once the previous release's containers run again
             releases.write_containers(started)
         self.go_live(release_id)
 
@@ -572,6 +606,8 @@ class Deployer:
         link.replace(releases.root / "current")
         releases.record(release_id, "live")
         (options.dir / "RELEASE").write_text(f"{options.tag}\n")
+        if not options.swarm_replicas:  # a Swarm's servers each pull their own
+            self.record_images(releases.root / release_id)
         self.prune()
         log(f"release {options.tag} is live")
 
@@ -594,13 +630,13 @@ class Deployer:
                 password.encode(),
             )
         except TimedOutError:
-            self.releases.discard(release_id, "login-timed-out")
+            self.discard(release_id, "login-timed-out")
             raise ReleaseError(
                 f"release {options.tag}: the registry login to {options.registry} did not finish in {options.pull_timeout:g}s "
                 "(app.pullTimeout): is the registry answering? The previous release still serves"
             ) from None
         if code != 0:
-            self.releases.discard(release_id, "login-failed")
+            self.discard(release_id, "login-failed")
             raise ReleaseError(
                 f"release {options.tag}: registry login to {options.registry} failed; the previous release still serves\n"
                 f"{stderr.decode(errors='replace').strip()}"
@@ -672,8 +708,9 @@ class Deployer:
         restore = replace(self, options=self.releases.options_of(previous))
         restore.edge_container = self.edge_container
         os.environ.update(restore.options.environment(previous_tag))
-        self.releases.make_live(previous)
+        self.releases.make_live(previous, self.file_mounts())
         self.releases.write_environment(restore.options.environment(previous_tag))
+        self.restore_images(previous)
         # Back the way it went: a rolling service runs the previous release's containers still (its
         # own rollout failed, or was not reached) or it rolls back, without downtime either way.
         compose = restore.compose(self.options.dir)
@@ -686,6 +723,65 @@ class Deployer:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")
 
+    def file_mounts(self) -> frozenset[str]:
+        """The live files (relative to the app's directory) that the project's containers bind-mount one by one."""
+        label = f"label={PROJECT_LABEL}={self.options.project}"
+        containers = self.run(["ps", "--all", "--quiet", "--no-trunc", "--filter", label]).split()
+        if not containers:
+            return frozenset()
+        live = self.options.dir.resolve()
+        names = set()
+        for info in json.loads(self.run(["inspect", *containers])):
+            for mount in info.get("Mounts") or []:
+                source = Path(str(mount.get("Source", "")))
+                if mount.get("Type") == "bind" and source.is_relative_to(live):
+                    names.add(str(source.relative_to(live)))
+        return frozenset(names)
+
+    def discard(self, release_id: str, outcome: str) -> None:
+        """A release that failed before it started anything: its record, and the images only it pulled."""
+        unused = self.unused_images(self.releases.root / release_id)
+        self.releases.discard(release_id, outcome)
+        self.remove_images(unused)
+
+    def unused_images(self, failed: Path) -> list[str]:
+        """The image references of a failed release that no kept release has."""
+        if not failed.is_dir():
+            return []
+        kept = sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink() and p != failed)
+        keep = {image for release in kept[-self.options.keep :] for image in self._images(release)}
+        return sorted(set(self._images(failed)) - keep)
+
+    def remove_images(self, references: Sequence[str]) -> None:
+        for reference in references:
+            with contextlib.suppress(CommandError):  # never pulled, or still used by a container
+                self.run(["image", "rm", reference])
+
+    def image_id(self, reference: str) -> str:
+        """The ID of the image `reference` names here; empty when there is none."""
+        try:
+            return self.run(["image", "inspect", "--format", "{{.Id}}", reference]).strip()
+        except CommandError:
+            return ""
+
+    def record_images(self, release: Path) -> None:
+        images = {reference: found for reference in self._images(release) if (found := self.image_id(reference))}
+        (release / IMAGES_FILE).write_text(json.dumps(images, indent=1, sort_keys=True) + "\n")
+        for n, image in enumerate(sorted(set(images.values()))):
+            self.run(["tag", image, f"{KEPT_REPOSITORY}/{self.options.project}:{release.name}-{n}"])
+
+    def restore_images(self, release: Path) -> None:
+        """Points each image reference of `release` at the image it ran: a moving tag (app.pullPolicy always) may
+        name the failed release's image by now."""
+        try:
+            images: dict[str, str] = json.loads((release / IMAGES_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            return  # recorded since dropship keeps them; an older release runs its tags
+        for reference, image in sorted(images.items()):
+            if self.image_id(reference) != image:
+                log(f"{reference} names another image since release {self.releases.tag_of(release)}: back to {image[:19]}")
+                self.run(["tag", image, reference])
+
     def prune(self) -> None:
         """Keeps the newest `keep` releases and their images."""
         releases = sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink())
@@ -693,6 +789,11 @@ class Deployer:
         if pruned:
             keep_images = {image for release in kept for image in self._images(release)}
             for release in pruned:
+                kept_tags = self.run(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{KEPT_REPOSITORY}/{self.options.project}"])
+                mine = [t for t in kept_tags.split() if t.partition(":")[2].startswith(f"{release.name}-")]
+                if mine:
+                    with contextlib.suppress(CommandError):
+                        self.run(["image", "rm", *mine])
                 unused = sorted(set(self._images(release)) - keep_images)
                 if unused:
                     with contextlib.suppress(CommandError):  # still used by a container, or already gone
@@ -909,6 +1010,16 @@ class SwarmRelease:
         except (ReleaseError, CommandError) as failure:
             raise ReleaseError(f"release {tag} failed: {reason}\nRestoring {previous_tag} failed too: {failure}") from None
         raise ReleaseError(f"release {tag} failed and was rolled back: {reason}\nRelease {previous_tag} serves again.")
+
+
+def _replace(source: Path, target: Path) -> None:
+    """`source`'s content and mode at `target`, by a rename: readers see the old file or the new one, whole."""
+    fresh = target.with_name(f".{target.name}.dropship-new")
+    fresh.unlink(missing_ok=True)
+    shutil.copy2(source, fresh)
+    with open(fresh, "rb") as written:
+        os.fsync(written.fileno())
+    os.replace(fresh, target)
 
 
 def _write_private(path: Path, content: dict[str, Any]) -> None:

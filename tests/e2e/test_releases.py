@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.harness import Load, Project, TestHost, build_images, wait_until
+from dev.harness import REGISTRY, Load, Project, TestHost, build_images, sh, wait_until
 
 SECRETS = {"env.APP_SECRET": "release-tests"}
 APP_DIR = "/srv/example"
@@ -125,87 +126,6 @@ def test_failing_pre_deploy_hook_changes_nothing(project: Project) -> None:
     project.pulumi("config", "rm", "app.preDeploy")
 
 
-def test_one_off_containers_of_a_service_are_left_alone_and_releases_go_on(project: Project, host: TestHost) -> None:
-    """A hook's `docker compose run` without --rm (exited) and a shell left running (`--detach`) are compose's one-off
-    containers of web: releases neither count them as web's nor stop them."""
-    oneoffs = "docker ps --all --filter label=com.docker.compose.project=example --filter label=com.docker.compose.oneoff=True"
-    project.set("app.imageTag", "v1")
-    project.set("app.preDeploy", json.dumps(["docker compose run web true", "docker compose run --detach web sleep 600"]))
-    try:
-        project.up()
-        assert serving() == "v1"
-        project.pulumi("config", "rm", "app.preDeploy")
-        project.set("app.imageTag", "v2")
-        with Load(HOST.url("/health"), rate=50) as load:
-            project.up()
-        assert serving() == "v2"
-        assert load.failed == 0, str(load)
-        left = host.run(f"{oneoffs} --format '{{{{.Command}}}} {{{{.State}}}}'").stdout.splitlines()
-        assert sorted(left) == ['"sleep 600" running', '"true" exited'], left
-        assert (
-            len(
-                host.run(
-                    "docker ps --quiet --filter label=com.docker.compose.service=web --filter label=com.docker.compose.oneoff=False"
-                ).stdout.split()
-            )
-            == 1
-        )
-    finally:
-        project.pulumi("config", "rm", "app.preDeploy", check=False)
-        host.run(f"{oneoffs} --quiet | xargs -r docker rm --force", check=False)
-
-
-def test_a_hook_and_a_registry_that_never_finish_fail_the_release_at_their_bounds_and_free_the_lock(
-    project: Project, host: TestHost
-) -> None:
-    """app.hookTimeout and app.pullTimeout: a migration that hangs, then a registry that accepts connections and never
-    answers (a listener inside the host), each fail their release; the next `up` takes the lock at once."""
-    before = serving()
-    project.set("app.imageTag", "v1")
-    project.set("app.hookTimeout", "3")
-    project.set("app.preDeploy", json.dumps(["echo migrating; sleep 601"]))
-    try:
-        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
-        assert result.returncode != 0
-        output = result.stdout + result.stderr
-        assert "pre-deploy hook did not finish in 3s (app.hookTimeout) and was stopped: echo migrating; sleep 601" in output
-        assert "nothing was changed, the previous release still serves" in output
-        assert serving() == before
-        assert host.run("pgrep -f '^sleep 601$'", check=False).stdout == ""  # the hook went with its children
-    finally:
-        project.pulumi("config", "rm", "app.preDeploy", check=False)
-        project.pulumi("config", "rm", "app.hookTimeout", check=False)
-
-    host.run(
-        "systemd-run --quiet --unit dropship-test-hung-registry python3 -c"
-        " 'import socket\nserver = socket.create_server((\"127.0.0.1\", 5999))\nheld = []\nwhile True: held.append(server.accept())'"
-    )
-    try:
-        wait_until(lambda: host.run("bash -c 'exec 3<>/dev/tcp/127.0.0.1/5999'", check=False).returncode == 0, "the hung registry", 30)
-        # Below the engine's own TLS handshake timeout (10 s): the bound that ends the pull is dropship's.
-        project.set("app.pullTimeout", "5")
-        project.set("env.REGISTRY", "127.0.0.1:5999", secret=True)  # compose reads the image names' registry from .env
-        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
-        assert result.returncode != 0
-        output = result.stdout + result.stderr
-        assert (
-            "pulling images did not finish in 5s (app.pullTimeout): is the registry answering? The previous release still serves" in output
-        )
-        assert serving() == before
-        assert host.run(f"flock -n {APP_DIR}/.deploy.lock true", check=False).returncode == 0
-    finally:
-        host.run("systemctl stop dropship-test-hung-registry", check=False)
-        project.pulumi("config", "rm", "env.REGISTRY", check=False)
-        project.pulumi("config", "rm", "app.pullTimeout", check=False)
-    project.set("app.imageTag", before)
-    project.set("app.lockTimeout", "0")
-    try:
-        project.up()
-    finally:
-        project.pulumi("config", "rm", "app.lockTimeout", check=False)
-    assert serving() == before
-
-
 def test_rolling_back_by_config_needs_no_pull(project: Project, host: TestHost) -> None:
     """The host's Docker records no image pull between the test's two clock readings around `up`."""
     project.set("app.imageTag", "v1")
@@ -300,3 +220,118 @@ def test_lock_held_too_long_fails_naming_the_holder(project: Project, host: Test
         assert serving() == before
     finally:
         host.run(f"kill -- -{holder}", check=False)
+
+
+def test_one_off_containers_of_a_service_are_left_alone_and_releases_go_on(project: Project, host: TestHost) -> None:
+    """A hook's `docker compose run` without --rm (exited) and a shell left running (`--detach`) are compose's one-off
+    containers of web: releases neither count them as web's nor stop them."""
+    oneoffs = "docker ps --all --filter label=com.docker.compose.project=example --filter label=com.docker.compose.oneoff=True"
+    project.pulumi("config", "rm", "app.lockTimeout", check=False)  # the lock test's
+    wait_until(lambda: host.run(f"flock -n {APP_DIR}/.deploy.lock true", check=False).returncode == 0, "the lock test's holder to go", 30)
+    project.set("app.imageTag", "v1")
+    project.set("app.preDeploy", json.dumps(["docker compose run web true", "docker compose run --detach web sleep 600"]))
+    try:
+        project.up()
+        assert serving() == "v1"
+        project.pulumi("config", "rm", "app.preDeploy")
+        project.set("app.imageTag", "v2")
+        with Load(HOST.url("/health"), rate=50) as load:
+            project.up()
+        assert serving() == "v2"
+        assert load.failed == 0, str(load)
+        left = host.run(f"{oneoffs} --format '{{{{.Command}}}} {{{{.State}}}}'").stdout.splitlines()
+        assert sorted(left) == ['"sleep 600" running', '"true" exited'], left
+        assert (
+            len(
+                host.run(
+                    "docker ps --quiet --filter label=com.docker.compose.service=web --filter label=com.docker.compose.oneoff=False"
+                ).stdout.split()
+            )
+            == 1
+        )
+    finally:
+        project.pulumi("config", "rm", "app.preDeploy", check=False)
+        host.run(f"{oneoffs} --quiet | xargs -r docker rm --force", check=False)
+
+
+def test_a_hook_and_a_registry_that_never_finish_fail_the_release_at_their_bounds_and_free_the_lock(
+    project: Project, host: TestHost
+) -> None:
+    """app.hookTimeout and app.pullTimeout: a migration that hangs, then a registry that accepts connections and never
+    answers (a listener inside the host), each fail their release; the next `up` takes the lock at once."""
+    before = serving()
+    project.set("app.imageTag", "v1")
+    project.set("app.hookTimeout", "3")
+    project.set("app.preDeploy", json.dumps(["echo migrating; sleep 601"]))
+    try:
+        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "pre-deploy hook did not finish in 3s (app.hookTimeout) and was stopped: echo migrating; sleep 601" in output
+        assert "nothing was changed, the previous release still serves" in output
+        assert serving() == before
+        assert host.run("pgrep -f '^sleep 601$'", check=False).stdout == ""  # the hook went with its children
+    finally:
+        project.pulumi("config", "rm", "app.preDeploy", check=False)
+        project.pulumi("config", "rm", "app.hookTimeout", check=False)
+
+    host.run(
+        "systemd-run --quiet --unit dropship-test-hung-registry python3 -c"
+        " 'import socket\nserver = socket.create_server((\"127.0.0.1\", 5999))\nheld = []\nwhile True: held.append(server.accept())'"
+    )
+    try:
+        wait_until(lambda: host.run("bash -c 'exec 3<>/dev/tcp/127.0.0.1/5999'", check=False).returncode == 0, "the hung registry", 30)
+        # Below the engine's own TLS handshake timeout (10 s): the bound that ends the pull is dropship's.
+        project.set("app.pullTimeout", "5")
+        project.set("env.REGISTRY", "127.0.0.1:5999", secret=True)  # compose reads the image names' registry from .env
+        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert (
+            "pulling images did not finish in 5s (app.pullTimeout): is the registry answering? The previous release still serves" in output
+        )
+        assert serving() == before
+        assert host.run(f"flock -n {APP_DIR}/.deploy.lock true", check=False).returncode == 0
+    finally:
+        host.run("systemctl stop dropship-test-hung-registry", check=False)
+        project.pulumi("config", "rm", "env.REGISTRY", check=False)
+        project.pulumi("config", "rm", "app.pullTimeout", check=False)
+    project.set("app.imageTag", before)
+    project.set("app.lockTimeout", "0")
+    try:
+        project.up()
+    finally:
+        project.pulumi("config", "rm", "app.lockTimeout", check=False)
+    assert serving() == before
+
+
+def test_a_rollback_runs_the_image_the_release_ran_though_its_moving_tag_has_gone_on(project: Project) -> None:
+    """app.pullPolicy always and a tag that moves (`main`): the registry's tag now names a build that crashes at start;
+    the rollback runs the image the previous release ran, not the tag's new one."""
+    moving = f"{REGISTRY}/dropship-example/web:moving-{secrets.token_hex(3)}"
+
+    def point(tag: str) -> None:
+        sh("docker", "tag", f"{REGISTRY}/dropship-example/web:{tag}", moving)
+        sh("docker", "push", "--quiet", moving)
+
+    point("v1")
+    project.set("app.pullPolicy", "always")
+    project.set("app.imageTag", moving.rsplit(":", 1)[1])
+    try:
+        project.up()
+        assert serving() == "v1"
+        point("v4-crash")
+        project.set("app.healthRetries", "29")  # a moving tag changes nothing Pulumi sees: a setting makes the release
+        result = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert result.returncode != 0
+        output = result.stdout + result.stderr
+        assert "failed and was rolled back: service web" in output, output[-3000:]
+        assert "names another image since release" in output
+        assert serving() == "v1"
+    finally:
+        project.pulumi("config", "rm", "app.pullPolicy", check=False)
+        project.pulumi("config", "rm", "app.healthRetries", check=False)
+        project.set("app.imageTag", "v2")
+        sh("docker", "image", "rm", moving, check=False)
+    project.up()
+    assert serving() == "v2"

@@ -30,6 +30,8 @@ class Container:
     seen: int = 0
     address: str = "172.30.0.9"
     """Its address on dropship's edge network."""
+    mounts: tuple[str, ...] = ()
+    """Host paths it bind-mounts."""
     oneoff: bool = False
     """A `docker compose run` container: compose labels it com.docker.compose.oneoff=True."""
     project: str = "shop"
@@ -46,6 +48,7 @@ class Container:
             "Config": {"Labels": self.labels()},
             "HostConfig": {"RestartPolicy": {"Name": self.restart_policy}},
             "Name": f"/shop-{self.id}",
+            "Mounts": [{"Type": "bind", "Source": source, "Destination": "/mnt"} for source in self.mounts],
             "NetworkSettings": {"Networks": {"shop_default": {"IPAddress": "172.18.0.9"}, "dropship-edge": {"IPAddress": self.address}}},
         }
 
@@ -69,6 +72,10 @@ class FakeDocker:
     images: dict[str, list[str]] = field(default_factory=dict)
     """`config --images` per IMAGE_TAG."""
     calls: list[list[str]] = field(default_factory=list)
+    image_ids: dict[str, str] = field(default_factory=dict)
+    """Image reference -> the ID of the image it names here (what `docker tag` and a pull change)."""
+    pulled: dict[str, str] = field(default_factory=dict)
+    """What the registry's tags name: `compose pull` points those references at these IDs."""
     timeouts: dict[str, float] = field(default_factory=dict)
     """The bound of each call, by its short form (`verbs`)."""
     hang: set[str] = field(default_factory=set)
@@ -96,7 +103,21 @@ class FakeDocker:
             case "rm":
                 self.running = [c for c in self.running if c.id not in args[2:]]
                 return ""
+            case "image" if args[1] == "inspect":
+                if args[-1] not in self.image_ids:
+                    raise CommandError(["docker", *args], 1, f"Error: No such image: {args[-1]}")
+                return f"{self.image_ids[args[-1]]}\n"
+            case "image" if args[1] == "ls":
+                repository = args[-1]
+                return "".join(f"{ref}\n" for ref in sorted(self.image_ids) if ref.partition(":")[0] == repository)
+            case "image" if args[1] == "rm":
+                for ref in args[2:]:
+                    self.image_ids.pop(ref, None)
+                return ""
             case "image":
+                return ""
+            case "tag":
+                self.image_ids[args[2]] = args[1]
                 return ""
             case "info":  # not a Swarm manager
                 return "false\n"
@@ -118,6 +139,7 @@ class FakeDocker:
             case "config" if rest == ["--images"]:
                 return "".join(f"{image}\n" for image in self.images.get(os.environ["IMAGE_TAG"], []))
             case "pull":
+                self.image_ids.update(self.pulled)
                 return ""
         raise AssertionError(f"unexpected docker {args}")
 

@@ -6,6 +6,7 @@ The release's files are real (a temporary app directory); hooks run in a real ba
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import threading
 import time
@@ -266,21 +267,36 @@ def test_old_releases_and_their_images_are_pruned(app_dir: Path) -> None:
     assert docker.verbs()[-1] == "image prune --force"
 
 
-def test_live_files_are_rewritten_in_place_and_files_gone_from_the_upload_go(app_dir: Path) -> None:
+def test_changed_live_files_are_replaced_whole_and_files_gone_from_the_upload_go(app_dir: Path) -> None:
     incoming = app_dir / "incoming"
     (incoming / "site").mkdir()
     (incoming / "site" / "index.html").write_text("v1\n")
+    (incoming / "site" / "same.html").write_text("same\n")
     (incoming / "site" / "old.html").write_text("old\n")
     (incoming / "stale.conf").write_text("x\n")
     deploy(app_dir, FakeDocker(), tag="v1", uploads=("site", "stale.conf"))
-    inode = (app_dir / "site" / "index.html").stat().st_ino
+    inodes = {name: (app_dir / "site" / name).stat().st_ino for name in ("index.html", "same.html")}
     (incoming / "site" / "old.html").unlink()
     (incoming / "site" / "index.html").write_text("v2\n")
     deploy(app_dir, FakeDocker(), uploads=("site",))
     assert (app_dir / "site" / "index.html").read_text() == "v2\n"
-    assert (app_dir / "site" / "index.html").stat().st_ino == inode  # a running bind mount sees it
-    assert not (app_dir / "site" / "old.html").exists()
+    # A new file renamed over the old one (a directory's bind mount sees it); an unchanged one is not touched.
+    assert (app_dir / "site" / "index.html").stat().st_ino != inodes["index.html"]
+    assert (app_dir / "site" / "same.html").stat().st_ino == inodes["same.html"]
+    assert sorted(p.name for p in (app_dir / "site").iterdir()) == ["index.html", "same.html"]  # nothing left beside
     assert not (app_dir / "stale.conf").exists()
+
+
+def test_a_file_a_container_bind_mounts_on_its_own_is_rewritten_in_place(app_dir: Path) -> None:
+    incoming = app_dir / "incoming"
+    (incoming / "Caddyfile").write_text(":80 {\n}\n")
+    deploy(app_dir, FakeDocker(), tag="v1", uploads=("Caddyfile",))
+    inode = (app_dir / "Caddyfile").stat().st_ino
+    (incoming / "Caddyfile").write_text(":80 {\n  respond ok\n}\n")
+    proxy = Container("proxy1", "proxy", [HEALTHY], mounts=(str(app_dir / "Caddyfile"),))
+    deploy(app_dir, FakeDocker(running=[proxy]), uploads=("Caddyfile",))
+    assert (app_dir / "Caddyfile").read_text() == ":80 {\n  respond ok\n}\n"
+    assert (app_dir / "Caddyfile").stat().st_ino == inode  # such a mount keeps the inode it started with
 
 
 def test_a_held_lock_names_its_holder_and_gives_up(app_dir: Path) -> None:
@@ -408,6 +424,76 @@ def test_every_other_docker_call_has_the_default_bound(app_dir: Path, v1: FakeDo
     deploy(app_dir, v1, rolling=("api",))
     assert {verb: bound for verb, bound in v1.timeouts.items() if bound != DOCKER_TIMEOUT} == {}
     assert DOCKER_TIMEOUT == 600
+
+
+def moving(app_dir: Path) -> FakeDocker:
+    """`main`, a moving tag (app.pullPolicy always), deployed and serving, its image sha256:good."""
+    docker = FakeDocker(
+        starts={"api": [Container("api-good", "api", [HEALTHY], tag="main")]},
+        images={"main": ["api:main"]},
+        pulled={"api:main": "sha256:good"},
+    )
+    deploy(app_dir, docker, tag="main", pull="always", rolling=("api",))
+    return docker
+
+
+def test_each_release_records_the_images_it_ran_and_keeps_them_under_a_tag_of_its_own(app_dir: Path) -> None:
+    docker = moving(app_dir)
+    current = (app_dir / "releases" / "current").resolve()
+    assert json.loads((current / "IMAGES.json").read_text()) == {"api:main": "sha256:good"}
+    assert docker.image_ids[f"dropship-kept/shop:{current.name}-0"] == "sha256:good"
+    assert not (app_dir / "IMAGES.json").exists()  # the release's record, not a live file
+
+
+def test_a_rollback_runs_the_images_the_previous_release_ran_though_its_tag_has_moved(app_dir: Path) -> None:
+    docker = moving(app_dir)
+    docker.pulled = {"api:main": "sha256:bad"}  # the registry's main is a broken build now
+    docker.starts = {"api": [Container("api-bad", "api", [("exited", None, 3, 0)], tag="main"), Container("api-back", "api", [HEALTHY])]}
+    docker.calls.clear()
+    with pytest.raises(ReleaseError, match="rolled back: service api: container api-bad exited with exit code 3"):
+        deploy(app_dir, docker, tag="main", pull="always", rolling=("api",))
+    assert docker.image_ids["api:main"] == "sha256:good"
+    verbs = docker.verbs()
+    # Before the rollback's `up`, which would otherwise recreate api from main's broken image.
+    assert verbs.index("tag sha256:good api:main") < max(i for i, v in enumerate(verbs) if v.startswith("compose up"))
+    assert [c.id for c in docker.running] == ["api-good"]
+
+
+def test_a_rollback_leaves_a_tag_that_still_names_its_image(app_dir: Path) -> None:
+    docker = moving(app_dir)
+    docker.starts = {"api": [Container("api-bad", "api", [("exited", None, 3, 0)], tag="main"), Container("api-back", "api", [HEALTHY])]}
+    docker.calls.clear()
+    with pytest.raises(ReleaseError, match="rolled back"):
+        deploy(app_dir, docker, tag="main", pull="always", rolling=("api",))
+    assert not any(v.startswith("tag ") and v.endswith(" api:main") for v in docker.verbs())
+
+
+def test_pruned_releases_lose_their_kept_tags(app_dir: Path) -> None:
+    docker = moving(app_dir)
+    for build in ("b2", "b3", "b4"):
+        docker.pulled = {"api:main": f"sha256:{build}"}
+        docker.starts = {"api": [Container(f"api-{build}", "api", [HEALTHY], tag="main")]}
+        deploy(app_dir, docker, tag="main", pull="always", rolling=("api",), keep=2)
+    kept = sorted(v for r, v in docker.image_ids.items() if r.startswith("dropship-kept/"))
+    assert kept == ["sha256:b3", "sha256:b4"]
+
+
+def test_a_failed_release_leaves_no_image_only_it_pulled(app_dir: Path) -> None:
+    docker = FakeDocker(starts={"api": [Container("api-v1", "api", [HEALTHY], tag="v1")]}, images={"v1": ["api:v1", "redis:7"]})
+    deploy(app_dir, docker, tag="v1", rolling=("api",))
+    docker.images["v2"] = ["api:v2", "redis:7", "search:2"]
+    docker.starts = {"api": [Container("api-v2", "api", [("exited", None, 3, 0)], tag="v2")]}
+    docker.calls.clear()
+    with pytest.raises(ReleaseError, match="rolled back"):
+        deploy(app_dir, docker, tag="v2", rolling=("api",))
+    verbs = docker.verbs()
+    assert [v for v in verbs if v.startswith("image rm")] == ["image rm api:v2", "image rm search:2"]
+    assert verbs.index("image rm api:v2") > max(i for i, v in enumerate(verbs) if v.startswith("compose up"))
+    docker.calls.clear()
+    with pytest.raises(ReleaseError, match="pulling images failed"):
+        docker.fail = {"pull": "manifest unknown"}
+        deploy(app_dir, docker, tag="v2", rolling=("api",))
+    assert [v for v in docker.verbs() if v.startswith("image rm")] == ["image rm api:v2", "image rm search:2"]
 
 
 def test_pull_policy_always_pulls_every_image(app_dir: Path) -> None:
