@@ -15,11 +15,13 @@ from dev.harness.engine import go_tool
 
 
 class S3Server:
-    """`with S3Server(port, root) as s3:` serves `root` (each directory a bucket) with a fresh key pair."""
+    """`with S3Server(port, root, buckets) as s3:` serves `root` (each directory a bucket, `buckets` made first)
+    with a fresh key pair."""
 
-    def __init__(self, port: int, root: Path) -> None:
+    def __init__(self, port: int, root: Path, buckets: tuple[str, ...] = ()) -> None:
         self.port = port
         self.root = root
+        self.buckets = buckets
         self.access_key_id = "dropship-e2e"
         self.secret_access_key = secrets.token_hex(16)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -32,7 +34,8 @@ class S3Server:
 
     def __enter__(self) -> S3Server:
         self._rclone = go_tool("rclone")
-        self.root.mkdir(parents=True, exist_ok=True)
+        for bucket in ("", *self.buckets):
+            (self.root / bucket).mkdir(parents=True, exist_ok=True)
         self.start()
         return self
 

@@ -748,8 +748,8 @@ class Deployer:
         """The image references of a failed release that no kept release has."""
         if not failed.is_dir():
             return []
-        kept = sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink() and p != failed)
-        keep = {image for release in kept[-self.options.keep :] for image in self._images(release)}
+        kept = [release for release in self.release_directories() if release != failed][-self.options.keep :]
+        keep = {image for release in kept for image in self._images(release)}
         return sorted(set(self._images(failed)) - keep)
 
     def remove_images(self, references: Sequence[str]) -> None:
@@ -782,15 +782,20 @@ class Deployer:
                 log(f"{reference} names another image since release {self.releases.tag_of(release)}: back to {image[:19]}")
                 self.run(["tag", image, reference])
 
+    def release_directories(self) -> list[Path]:
+        """The kept releases' snapshots, oldest first (their names begin with the time they were made)."""
+        return sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink())
+
     def prune(self) -> None:
         """Keeps the newest `keep` releases and their images."""
-        releases = sorted(p for p in self.releases.root.iterdir() if p.is_dir() and not p.is_symlink())
+        releases = self.release_directories()
         kept, pruned = releases[-self.options.keep :], releases[: -self.options.keep]
         if pruned:
             keep_images = {image for release in kept for image in self._images(release)}
+            repository = f"{KEPT_REPOSITORY}/{self.options.project}"
+            kept_tags = self.run(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository]).split()
             for release in pruned:
-                kept_tags = self.run(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}", f"{KEPT_REPOSITORY}/{self.options.project}"])
-                mine = [t for t in kept_tags.split() if t.partition(":")[2].startswith(f"{release.name}-")]
+                mine = [t for t in kept_tags if t.partition(":")[2].startswith(f"{release.name}-")]
                 if mine:
                     with contextlib.suppress(CommandError):
                         self.run(["image", "rm", *mine])

@@ -227,9 +227,7 @@ def test_a_second_up_changes_nothing(project: Project) -> None:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    root = tmp_path_factory.mktemp("s3")
-    (root / BUCKET).mkdir()
-    with S3Server(S3_PORT, root) as server:
+    with S3Server(S3_PORT, tmp_path_factory.mktemp("s3"), buckets=(BUCKET,)) as server:
         yield server
 
 

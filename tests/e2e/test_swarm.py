@@ -111,9 +111,7 @@ def hosts(shop_registry: None, lan: PrivateNetwork) -> Iterator[list[TestHost]]:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    root = tmp_path_factory.mktemp("s3")
-    (root / BUCKET).mkdir()
-    with S3Server(S3_PORT, root) as server:
+    with S3Server(S3_PORT, tmp_path_factory.mktemp("s3"), buckets=(BUCKET,)) as server:
         yield server
 
 
